@@ -1,0 +1,135 @@
+"""Typed lakebert configuration: every key, its type, its default and its allowed range.
+
+Read by `conf.loader.load_config`; nothing here touches files or Spark. Each section is a
+pydantic model that forbids unknown keys, so a typo stops the run instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LakehouseConfig(Section):
+    root: str = "./lakehouse"
+    """Directory (or URI: s3a://, abfss://, dbfs:/) under which path-based tables and run records live."""
+
+
+class TablesConfig(Section):
+    """Where each table lives. A plain name (`bronze`) or relative path is a Delta table under
+    `lakehouse.root`; an absolute path or URI is used as is; a dotted name
+    (`catalog.schema.table` or `schema.table`) is a metastore table."""
+
+    bronze: str = "bronze"
+    silver: str = "silver"
+    quarantine: str = "quarantine"
+    label_map: str = "label_map"
+
+
+class SparkConfig(Section):
+    master: str | None = "local[*]"
+    """Used only when lakebert creates the session; spark-submit and Databricks keep their own."""
+    app_name: str = "lakebert"
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Any Spark setting, e.g. `spark.conf.spark.sql.shuffle.partitions=8`."""
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value):
+        return _stringify_mapping(value)
+
+
+class IngestConfig(Section):
+    source: str | None = None
+    """File, directory, glob, Delta path or metastore table to read."""
+    format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "jsonl"
+    text_column: str = "text"
+    label_column: str | None = "label"
+    """None for unlabelled data."""
+    id_column: str | None = None
+    """Stable document id column; when None, doc_id is a hash of source and text."""
+    require_label: bool = True
+    """Quarantine rows without a label (ignored when label_column is None)."""
+    max_text_chars: int = Field(1_000_000, ge=1)
+    """Longer texts are quarantined as `text_too_long`, before any cleaning."""
+    text_mode: Literal["line", "file"] = "line"
+    """For format=text: one document per line, or one per file."""
+    label_from_dir: bool = False
+    """For format=text: take the label from each file's parent directory name."""
+    batch_id: str | None = None
+    """Id recorded on every row of this run (Airflow passes the logical date); default: a new id."""
+    options: dict[str, str] = Field(default_factory=dict)
+    """Passed to the Spark reader unchanged, e.g. header, sep, quote, escape, multiLine, encoding."""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _stringify(cls, value):
+        return _stringify_mapping(value)
+
+
+class NearDedupConfig(Section):
+    enabled: bool = False
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    """Jaccard similarity of word shingles at or above which two texts are near-duplicates."""
+    shingle_size: int = Field(3, ge=1, le=10)
+    num_hash_tables: int = Field(8, ge=1, le=64)
+    """More tables find more true pairs (fewer misses) at more cost."""
+    num_features: int = Field(1 << 18, ge=1024)
+
+
+class SplitConfig(Section):
+    train: float = Field(0.8, ge=0.0, le=1.0)
+    validation: float = Field(0.1, ge=0.0, le=1.0)
+    test: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self):
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1 (train+validation+test={total:g})")
+        return self
+
+
+class CleanConfig(Section):
+    fix_mojibake: bool = True
+    """Repair UTF-8 text that was decoded as Latin-1/cp1252 (`Â£` -> `£`) with ftfy."""
+    strip_html: bool = True
+    """Remove tags (and script/style bodies) and unescape entities."""
+    lowercase: bool = False
+    min_chars: int = Field(10, ge=0)
+    max_chars: int = Field(100_000, ge=1)
+    max_symbol_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    """Drop texts where more than this fraction of characters are neither letters, digits nor spaces."""
+    max_char_run: int = Field(20, ge=2)
+    """Drop texts containing one character repeated this many times in a row."""
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    seed: int = 0
+    """Salt of the split hash. Changing it re-splits only rows that were never written to silver."""
+
+
+class Config(Section):
+    lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+
+
+def _stringify_mapping(value):
+    """Spark options and settings are strings; YAML gives `header: true` as a bool."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        out[str(key)] = item
+    return out

@@ -1,0 +1,289 @@
+"""Clean bronze into silver: normalize, filter, deduplicate, map labels to ids, split.
+
+    lakebert clean
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/clean.py [--set ...]
+
+Incremental: clean reads only the bronze rows inserted since the bronze version it last
+processed (Delta's Change Data Feed; the version is kept in the silver table property
+`lakebert.clean.bronze_version`). A rerun without new bronze data changes nothing.
+
+Every input row ends in exactly one place, so `input == output + duplicates + quarantined`:
+- quarantine, with a `DropReason` (empty/short/long/symbols/repeats after cleaning, or
+  `label_conflict`: the same normalized text under two labels; rows already in silver stay);
+- `duplicates`: an exact duplicate (same normalized text as an earlier row: existing silver
+  rows first, then by `ingested_at`, `doc_id`), or, with `clean.near_dedup.enabled`, a
+  near-duplicate (MinHash LSH Jaccard similarity of word shingles >= threshold) of an earlier row;
+- silver, with `label_id` from the label map (new labels are appended with the next ids,
+  never renumbered) and a `split` from a hash of `doc_id`, so a row keeps its split forever.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/clean.py: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.window import Window
+
+from conf import Config
+from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
+from spark_jobs.ingest import QUARANTINE_SCHEMA, merge_new, to_quarantine
+from spark_jobs.normalize import normalize_text
+from spark_jobs.stage import StageError, join_path, run_stage, write_text
+from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
+
+STAGE = "clean"
+STATE_PROPERTY = "lakebert.clean.bronze_version"
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+EXACT, NEAR = "exact", "near"
+DUPLICATE = "duplicate"  # column: null, EXACT or NEAR
+
+SILVER_SCHEMA = StructType([
+    StructField("doc_id", StringType(), False),
+    StructField("text", StringType(), False),
+    StructField("label", StringType(), True),
+    StructField("label_id", IntegerType(), True),
+    StructField("split", StringType(), False),
+    StructField("text_hash", StringType(), False),
+    StructField("n_chars", IntegerType(), False),
+    StructField("source", StringType(), True),
+    StructField("ingested_at", TimestampType(), True),
+    StructField("batch_id", StringType(), True),
+    StructField("cleaned_at", TimestampType(), True),
+])
+
+LABEL_MAP_SCHEMA = StructType([
+    StructField("label", StringType(), False),
+    StructField("label_id", IntegerType(), False),
+])
+
+LENGTH_PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+# --------------------------------------------------------------------------- transforms
+
+def normalize_documents(bronze: DataFrame, clean_cfg) -> DataFrame:
+    """Bronze rows with `text` normalized (the original kept as `raw_text`) and `drop_reason`."""
+    df = bronze.withColumnRenamed("text", "raw_text").withColumn("text", normalize_text(F.col("raw_text"), clean_cfg))
+    df = df.withColumn("label", F.nullif(F.trim("label"), F.lit("")))
+    df = apply_filters(df, quality_filters(F.col("text"), clean_cfg))
+    return df.withColumn("text_hash", F.sha2(F.coalesce("text", F.lit("")), 256))
+
+
+def _earliest_first(existing_first: Column) -> list[Column]:
+    return [existing_first.desc(), F.col("ingested_at").asc_nulls_last(), F.col("doc_id").asc()]
+
+
+def mark_exact_duplicates(docs: DataFrame, existing: DataFrame) -> DataFrame:
+    """Set `drop_reason=label_conflict` or `duplicate=exact` on rows of `docs` that still pass.
+
+    `existing` holds silver rows (`doc_id`, `text_hash`, `label`, `ingested_at`) that are
+    not in `docs`; they are always earlier, and never removed.
+    """
+    keys = ["doc_id", "text_hash", "label", "ingested_at"]
+    passing = docs.where(F.col(DROP_REASON).isNull())
+    pool = passing.select(*keys, F.lit(False).alias("_existing")).unionByName(
+        existing.select(*keys, F.lit(True).alias("_existing")))
+    by_hash = Window.partitionBy("text_hash")
+    ranked = pool.select(
+        "doc_id", "_existing",
+        (F.size(F.collect_set("label").over(by_hash)) > 1).alias("_conflict"),
+        F.row_number().over(by_hash.orderBy(*_earliest_first(F.col("_existing")))).alias("_rank"),
+    ).where(~F.col("_existing")).drop("_existing")
+    marked = docs.join(ranked, "doc_id", "left")
+    return marked.select(
+        *[c for c in docs.columns if c != DROP_REASON],
+        F.when(F.col("_conflict"), F.lit(DropReason.LABEL_CONFLICT)).otherwise(F.col(DROP_REASON)).alias(DROP_REASON),
+        F.when(~F.col("_conflict") & (F.col("_rank") > 1), F.lit(EXACT)).alias(DUPLICATE),
+    )
+
+
+def find_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
+    """doc_ids of `docs` rows with a near-duplicate that is earlier (in `existing` or `docs`).
+
+    Jaccard similarity of word `shingle_size`-grams, estimated by Spark ML's MinHash LSH.
+    Texts shorter than one shingle take no part.
+    """
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import HashingTF, MinHashLSH, NGram, RegexTokenizer
+
+    cols = ["doc_id", "text", "ingested_at"]
+    pool = docs.select(*cols, F.lit(False).alias("_existing")).unionByName(
+        existing.select(*cols, F.lit(True).alias("_existing")))
+    features = Pipeline(stages=[
+        RegexTokenizer(inputCol="text", outputCol="_tokens", pattern=r"\W+", toLowercase=True),
+        NGram(n=nd_cfg.shingle_size, inputCol="_tokens", outputCol="_shingles"),
+        HashingTF(inputCol="_shingles", outputCol="_features", numFeatures=nd_cfg.num_features, binary=True),
+    ]).fit(pool).transform(pool).where(F.size("_shingles") > 0)
+    lsh = MinHashLSH(inputCol="_features", outputCol="_hashes", numHashTables=nd_cfg.num_hash_tables, seed=17)
+    model = lsh.fit(features)
+    candidates = features.where(~F.col("_existing"))
+    pairs = model.approxSimilarityJoin(candidates, features, 1.0 - nd_cfg.threshold + 1e-9, distCol="_distance")
+    a, b = F.col("datasetA"), F.col("datasetB")
+    earlier = b["_existing"] | (F.coalesce(b["ingested_at"], F.lit(None)) < a["ingested_at"]) | (
+        F.coalesce(b["ingested_at"] == a["ingested_at"], F.lit(True)) & (b["doc_id"] < a["doc_id"]))
+    return pairs.where((a["doc_id"] != b["doc_id"]) & earlier).select(a["doc_id"].alias("doc_id")).distinct()
+
+
+def mark_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
+    keep = docs.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
+    near = find_near_duplicates(keep, existing, nd_cfg).withColumn("_near", F.lit(True))
+    marked = docs.join(near, "doc_id", "left")
+    return marked.withColumn(DUPLICATE, F.when(F.col("_near"), F.lit(NEAR)).otherwise(F.col(DUPLICATE))).drop("_near")
+
+
+def assign_split(doc_id: Column, split_cfg, seed: int = 0) -> Column:
+    """train/validation/test from a hash of doc_id: the same id always gets the same split."""
+    u = F.pmod(F.xxhash64(F.lit(seed), doc_id), F.lit(1_000_000)) / 1_000_000.0
+    return (F.when(u < split_cfg.train, F.lit(TRAIN))
+            .when(u < split_cfg.train + split_cfg.validation, F.lit(VALIDATION))
+            .otherwise(F.lit(TEST)))
+
+
+def extend_label_map(existing: dict[str, int], labels) -> dict[str, int]:
+    """New labels get the next ids in sorted order; existing ids never change."""
+    out = dict(existing)
+    next_id = max(out.values(), default=-1) + 1
+    for label in sorted(set(labels) - set(out)):
+        out[label] = next_id
+        next_id += 1
+    return out
+
+
+def to_silver(kept: DataFrame, label_map: DataFrame, clean_cfg) -> DataFrame:
+    return kept.join(F.broadcast(label_map), "label", "left").select(
+        "doc_id", "text", "label", F.col("label_id").cast("int").alias("label_id"),
+        assign_split(F.col("doc_id"), clean_cfg.split, clean_cfg.seed).alias("split"),
+        "text_hash", F.length("text").cast("int").alias("n_chars"), "source", "ingested_at", "batch_id",
+        F.current_timestamp().alias("cleaned_at"),
+    )
+
+
+def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg) -> DataFrame:
+    """New bronze rows -> the same rows with `text` normalized, `drop_reason` and `duplicate`.
+
+    Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids.
+    """
+    docs = normalize_documents(batch, clean_cfg)
+    docs = mark_exact_duplicates(docs, existing)
+    if clean_cfg.near_dedup.enabled:
+        docs = mark_near_duplicates(docs, existing, clean_cfg.near_dedup)
+    return docs
+
+
+# --------------------------------------------------------------------------- job
+
+def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
+    rows = classified.groupBy(DROP_REASON, DUPLICATE).count().collect()
+    output, quarantined, duplicates = 0, {}, {}
+    for row in rows:
+        if row[DROP_REASON] is not None:
+            quarantined[row[DROP_REASON]] = quarantined.get(row[DROP_REASON], 0) + row["count"]
+        elif row[DUPLICATE] is not None:
+            duplicates[row[DUPLICATE]] = duplicates.get(row[DUPLICATE], 0) + row["count"]
+        else:
+            output += row["count"]
+    return output, dict(sorted(quarantined.items())), dict(sorted(duplicates.items()))
+
+
+def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: dict[str, int]) -> dict:
+    """Counts per reason, label distribution per split and text-length percentiles of silver."""
+    per_split: dict[str, dict[str, int]] = {}
+    for row in silver.groupBy("split", "label").count().collect():
+        per_split.setdefault(row["split"], {})[row["label"] if row["label"] is not None else "<none>"] = row["count"]
+    stats = silver.agg(
+        F.count("*").alias("rows"),
+        F.percentile_approx("n_chars", list(LENGTH_PERCENTILES), 10_000).alias("p"),
+        F.min("n_chars").alias("min"), F.max("n_chars").alias("max"), F.avg("n_chars").alias("mean"),
+    ).first()
+    percentiles = {f"p{int(q * 100)}": v for q, v in zip(LENGTH_PERCENTILES, stats["p"] or [])}
+    return {
+        "quarantined_by_reason": quarantined,
+        "duplicates_by_kind": duplicates,
+        "silver_rows": stats["rows"],
+        "labels_per_split": {s: dict(sorted(per_split.get(s, {}).items())) for s in SPLITS},
+        "text_length_chars": {"min": stats["min"], "mean": round(stats["mean"] or 0, 1), **percentiles,
+                              "max": stats["max"]},
+    }
+
+
+def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+    bronze = resolve_table(cfg, BRONZE)
+    if not bronze.exists(spark):
+        raise StageError(f"bronze table {bronze} does not exist; run `lakebert ingest` first")
+    if bronze.properties(spark).get("delta.enableChangeDataFeed") != "true":
+        raise StageError(f"bronze table {bronze} has no Change Data Feed; enable it with "
+                         f"ALTER TABLE {bronze.sql_ref} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    silver, quarantine, labels = (resolve_table(cfg, r) for r in (SILVER, QUARANTINE, LABEL_MAP))
+    tables = {"bronze": str(bronze), "silver": str(silver), "quarantine": str(quarantine), "label_map": str(labels)}
+    silver.create_if_missing(spark, SILVER_SCHEMA)
+    quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
+    labels.create_if_missing(spark, LABEL_MAP_SCHEMA)
+
+    bronze_version = bronze.version(spark)
+    done = silver.properties(spark).get(STATE_PROPERTY)
+    if done is not None and int(done) >= bronze_version:
+        return {"status": "up_to_date", "input": 0, "output": 0, "duplicates": 0, "duplicates_by_kind": {},
+                "quarantined": {}, "bronze_version": bronze_version, "silver_version": silver.version(spark),
+                "tables": tables}
+
+    start = int(done) + 1 if done is not None else 0
+    batch = bronze.read_inserts(spark, start, bronze_version)
+    existing = silver.read(spark).join(batch.select("doc_id"), "doc_id", "left_anti")
+    classified = clean_documents(batch, existing, cfg.clean).persist()
+    try:
+        output, quarantined, duplicates = _counts(classified)
+        kept = classified.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
+
+        current = {r["label"]: r["label_id"] for r in labels.read(spark).collect()}
+        new_labels = [r["label"] for r in kept.where("label IS NOT NULL").select("label").distinct().collect()]
+        label_ids = extend_label_map(current, new_labels)
+        if len(label_ids) > len(current):
+            added = [(k, v) for k, v in label_ids.items() if k not in current]
+            merge_new(spark, labels, spark.createDataFrame(added, LABEL_MAP_SCHEMA), "label")
+        label_map = spark.createDataFrame(sorted(label_ids.items(), key=lambda kv: kv[1]), LABEL_MAP_SCHEMA)
+
+        if output:
+            merge_new(spark, silver, to_silver(kept, label_map, cfg.clean), "doc_id")
+        if quarantined:
+            rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
+                F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
+            merge_new(spark, quarantine, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
+    finally:
+        classified.unpersist()
+    # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
+    silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version)})
+
+    report = quality_report(silver.read(spark), quarantined, duplicates)
+    report["label_map"] = label_ids
+    report_path = join_path(runs_dir(cfg, STAGE, run_id), "report.json")
+    write_text(spark, report_path, json.dumps(report, indent=2))
+    print("# data-quality report\n" + json.dumps(report, indent=2))
+    return {
+        "status": "done",
+        "input": output + sum(duplicates.values()) + sum(quarantined.values()),
+        "output": output,
+        "duplicates": sum(duplicates.values()),
+        "duplicates_by_kind": duplicates,
+        "quarantined": quarantined,
+        "labels": len(label_ids),
+        "bronze_version": bronze_version,
+        "silver_version": silver.version(spark),
+        "report": report_path,
+        "tables": tables,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(STAGE, argv, clean, "Clean bronze into the silver Delta table.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Ingest raw text (files or a table) into the bronze Delta table; bad records go to quarantine.
+
+    lakebert ingest --set ingest.source=data/sample --set ingest.format=jsonl
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/ingest.py --set ingest.source=...
+
+Formats: jsonl, csv, parquet, text (one document per line or per file) and delta (a path or a
+metastore table). `ingest.options.*` go to Spark's reader unchanged. Globs and directories work.
+
+Every record read ends in exactly one place, so `read == inserted + duplicates + quarantined`:
+- bronze, keyed by `doc_id` (the id column, else sha256 of source and text); a MERGE inserts
+  only ids that bronze lacks, so ingesting the same input again inserts nothing;
+- `duplicates`: valid records whose doc_id is already in bronze or earlier in this batch;
+- quarantine, with the raw record and one reason from `IngestReason`.
+
+Encoding problems are quarantined, not repaired: invalid UTF-8 (or the U+FFFD that a decoder
+left in its place) usually means `ingest.options.encoding` is wrong for the file, and a NUL
+byte means binary data; "repairing" either would put silently garbled text into training.
+The stored raw record has invalid byte sequences replaced by U+FFFD.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/ingest.py: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from pyspark.sql.window import Window
+
+from conf import Config
+from spark_jobs.stage import StageError, run_stage
+from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
+
+
+class IngestReason:
+    """Why a record went to quarantine at ingest, in the order they are checked."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    UNPARSEABLE = "unparseable"
+    NUL_BYTE = "nul_byte"
+    EMPTY_TEXT = "empty_text"
+    TEXT_TOO_LONG = "text_too_long"
+    INVALID_LABEL = "invalid_label"
+    MISSING_LABEL = "missing_label"
+    MISSING_ID = "missing_id"
+
+
+BRONZE_SCHEMA = StructType([
+    StructField("doc_id", StringType(), False),
+    StructField("text", StringType(), True),
+    StructField("label", StringType(), True),
+    StructField("source", StringType(), True),
+    StructField("ingested_at", TimestampType(), True),
+    StructField("batch_id", StringType(), True),
+])
+
+QUARANTINE_SCHEMA = StructType([
+    StructField("quarantine_id", StringType(), False),
+    StructField("stage", StringType(), False),
+    StructField("reason", StringType(), False),
+    StructField("doc_id", StringType(), True),
+    StructField("raw_record", StringType(), True),
+    StructField("source", StringType(), True),
+    StructField("batch_id", StringType(), True),
+    StructField("quarantined_at", TimestampType(), True),
+])
+
+# Bronze feeds clean incrementally through the Change Data Feed.
+BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+
+# Columns of the normalized raw frame every reader produces.
+RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id"]
+CORRUPT = "_corrupt_record"
+SCALAR_JSON = "^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|DECIMAL|BOOLEAN)"
+REPLACEMENT_CHAR = "\ufffd"
+STAGE = "ingest"
+
+
+# --------------------------------------------------------------------------- readers
+
+def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
+    """Read `ingest.source` into the raw frame (`RAW_COLUMNS`), one row per record."""
+    ic = cfg.ingest
+    if not ic.source:
+        raise StageError("ingest.source is not set; give it with --set ingest.source=PATH_OR_TABLE")
+    try:
+        if ic.format == "jsonl":
+            return _read_jsonl(spark, cfg)
+        if ic.format == "csv":
+            return _read_csv(spark, cfg)
+        if ic.format == "text":
+            return _read_text(spark, cfg)
+        return _read_columnar(spark, cfg)
+    except Exception as exc:  # noqa: BLE001 - turn Spark's analysis errors into one line
+        if isinstance(exc, StageError):
+            raise
+        condition = getattr(exc, "getCondition", lambda: None)() or ""
+        if condition == "PATH_NOT_FOUND" or "Path does not exist" in str(exc):
+            raise StageError(f"ingest.source={ic.source!r}: path does not exist") from None
+        if condition in ("TABLE_OR_VIEW_NOT_FOUND",):
+            raise StageError(f"ingest.source={ic.source!r}: table does not exist") from None
+        raise
+
+
+def _json_path(name: str) -> str:
+    return "$['" + name.replace("'", "\\'") + "']"
+
+
+def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
+    ic = cfg.ingest
+    lines = (
+        spark.read.options(**ic.options).text(ic.source)
+        .select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"))
+        .where(F.trim("_raw") != "")  # blank lines separate records; they are not records
+    )
+    doc = F.try_parse_json(F.make_valid_utf8("_raw"))
+    parsed = doc.isNotNull() & F.schema_of_variant(doc).startswith("OBJECT")
+
+    def field(name: str | None):
+        if name is None:
+            return F.lit(None).cast("variant")
+        return F.try_variant_get(doc, _json_path(name), "variant")
+
+    def scalar_ok(value: Column) -> Column:
+        return value.isNull() | F.schema_of_variant(value).rlike(SCALAR_JSON)
+
+    def as_string(value: Column) -> Column:
+        return F.when(scalar_ok(value), F.try_variant_get(value, "$", "string"))
+
+    text, label, doc_id = field(ic.text_column), field(ic.label_column), field(ic.id_column)
+    return lines.select(
+        "_raw", "_source", parsed.alias("_parsed"),
+        as_string(text).alias("_text"), scalar_ok(text).alias("_text_ok"),
+        as_string(label).alias("_label"), scalar_ok(label).alias("_label_ok"),
+        as_string(doc_id).alias("_id"),
+    )
+
+
+def _require_columns(columns: list[str], cfg: Config) -> None:
+    ic = cfg.ingest
+    wanted = {"ingest.text_column": ic.text_column, "ingest.label_column": ic.label_column,
+              "ingest.id_column": ic.id_column}
+    for key, name in wanted.items():
+        if name is not None and name not in columns:
+            raise StageError(f"{key}={name!r} is not a column of {ic.source} (columns: {', '.join(columns)})")
+
+
+def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, raw: Column) -> DataFrame:
+    ic = cfg.ingest
+    scalar = ("string", "int", "bigint", "smallint", "tinyint", "boolean", "double", "float")
+    types = dict(df.dtypes)
+    for key, name in (("text_column", ic.text_column), ("label_column", ic.label_column)):
+        if name is not None and not (types[name] in scalar or types[name].startswith("decimal")):
+            raise StageError(f"ingest.{key}={name!r} has type {types[name]}; a string or number column is needed")
+
+    def col_or_null(name: str | None) -> Column:
+        return F.col(name).cast("string") if name is not None else F.lit(None).cast("string")
+
+    return df.select(
+        raw.alias("_raw"), source.alias("_source"), parsed.alias("_parsed"),
+        col_or_null(ic.text_column).alias("_text"), F.lit(True).alias("_text_ok"),
+        col_or_null(ic.label_column).alias("_label"), F.lit(True).alias("_label_ok"),
+        col_or_null(ic.id_column).alias("_id"),
+    )
+
+
+def _read_csv(spark: SparkSession, cfg: Config) -> DataFrame:
+    ic = cfg.ingest
+    options = {"header": "true", **ic.options}  # text_column names a header column
+    header = spark.read.options(**options).csv(ic.source).columns
+    _require_columns(header, cfg)
+    schema = StructType([StructField(c, StringType(), True) for c in header] + [StructField(CORRUPT, StringType())])
+    df = (
+        spark.read.options(**options).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+        .schema(schema).csv(ic.source)
+    )
+    raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in header])))
+    return _from_columns(df, cfg, F.col("_metadata.file_path"), F.col(CORRUPT).isNull(), raw)
+
+
+def _read_columnar(spark: SparkSession, cfg: Config) -> DataFrame:
+    ic = cfg.ingest
+    if ic.format == "parquet":
+        df, source = spark.read.options(**ic.options).parquet(ic.source), F.col("_metadata.file_path")
+    elif "/" in ic.source or ":" in ic.source:
+        df, source = spark.read.format("delta").options(**ic.options).load(ic.source), F.lit(ic.source)
+    else:
+        df, source = spark.read.options(**ic.options).table(ic.source), F.lit(ic.source)
+    _require_columns(df.columns, cfg)
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+    return _from_columns(df, cfg, source, F.lit(True), raw)
+
+
+def _read_text(spark: SparkSession, cfg: Config) -> DataFrame:
+    ic = cfg.ingest
+    per_file = ic.text_mode == "file"
+    df = spark.read.options(**ic.options).text(ic.source, wholetext=per_file)
+    df = df.select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"))
+    if not per_file:
+        df = df.where(F.trim("_raw") != "")  # blank lines separate documents
+    label = F.element_at(F.split("_source", "/"), -2) if ic.label_from_dir else F.lit(None).cast("string")
+    return df.select(
+        "_raw", "_source", F.lit(True).alias("_parsed"), F.col("_raw").alias("_text"), F.lit(True).alias("_text_ok"),
+        label.alias("_label"), F.lit(True).alias("_label_ok"), F.lit(None).cast("string").alias("_id"),
+    )
+
+
+def has_labels(cfg: Config) -> bool:
+    ic = cfg.ingest
+    return ic.label_from_dir if ic.format == "text" else ic.label_column is not None
+
+
+# --------------------------------------------------------------------------- transform
+
+def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, use_id: bool) -> DataFrame:
+    """Add `_reason`: the first `IngestReason` a record fails, or null when it is valid."""
+    R = IngestReason
+    text = F.col("_text")
+    checks = [
+        (~F.is_valid_utf8("_raw") | F.contains(F.coalesce(text, F.lit("")), F.lit(REPLACEMENT_CHAR)), R.INVALID_UTF8),
+        (~F.col("_parsed"), R.UNPARSEABLE),
+        (F.contains(F.coalesce(text, F.lit("")), F.lit("\u0000")), R.NUL_BYTE),
+        (~F.col("_text_ok") | text.isNull() | (F.trim(text) == ""), R.EMPTY_TEXT),
+        (F.length(text) > max_text_chars, R.TEXT_TOO_LONG),
+        (~F.col("_label_ok"), R.INVALID_LABEL),
+    ]
+    if require_label:
+        checks.append((F.col("_label").isNull() | (F.trim("_label") == ""), R.MISSING_LABEL))
+    if use_id:
+        checks.append((F.col("_id").isNull() | (F.trim("_id") == ""), R.MISSING_ID))
+    reason = F.lit(None).cast("string")
+    for failed, name in reversed(checks):
+        reason = F.when(failed, F.lit(name)).otherwise(reason)
+    return raw.withColumn("_reason", reason)
+
+
+def to_bronze(classified: DataFrame, batch_id: str, use_id: bool) -> DataFrame:
+    """Valid records as bronze rows, one per doc_id (the first by source and text)."""
+    valid = classified.where(F.col("_reason").isNull())
+    doc_id = F.trim("_id") if use_id else F.sha2(F.concat_ws("\u0000", "_source", "_text"), 256)
+    rows = valid.select(
+        doc_id.alias("doc_id"), F.col("_text").alias("text"),
+        F.trim("_label").alias("label"), F.col("_source").alias("source"),
+        F.current_timestamp().alias("ingested_at"), F.lit(batch_id).alias("batch_id"),
+    )
+    first = Window.partitionBy("doc_id").orderBy("source", "text")
+    return rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+
+
+def to_quarantine(rows: DataFrame, stage: str, batch_id: str) -> DataFrame:
+    """Quarantine rows from a frame with `reason`, `doc_id`, `raw_record` and `source`.
+
+    `quarantine_id` hashes the content plus its occurrence number, so rerunning a stage on the
+    same input quarantines nothing twice while identical bad lines are still all kept.
+    """
+    base = F.sha2(F.concat_ws("\u0000", F.lit(stage), "reason", F.coalesce("doc_id", F.lit("")),
+                              F.coalesce("source", F.lit("")), F.coalesce("raw_record", F.lit(""))), 256)
+    occurrence = F.row_number().over(Window.partitionBy("_base").orderBy("_base"))
+    return (
+        rows.withColumn("_base", base)
+        .withColumn("quarantine_id", F.sha2(F.concat_ws(":", "_base", occurrence.cast("string")), 256))
+        .select(
+            "quarantine_id", F.lit(stage).alias("stage"), "reason", "doc_id", "raw_record", "source",
+            F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at"),
+        )
+    )
+
+
+def quarantined_records(classified: DataFrame, batch_id: str) -> DataFrame:
+    bad = classified.where(F.col("_reason").isNotNull()).select(
+        F.col("_reason").alias("reason"), F.lit(None).cast("string").alias("doc_id"),
+        F.make_valid_utf8("_raw").alias("raw_record"), F.col("_source").alias("source"),
+    )
+    return to_quarantine(bad, STAGE, batch_id)
+
+
+# --------------------------------------------------------------------------- load
+
+def merge_new(spark: SparkSession, table, rows: DataFrame, key: str) -> int:
+    """Insert the rows whose `key` the table lacks; return how many were inserted."""
+    result = (
+        table.delta(spark).alias("t")
+        .merge(rows.alias("s"), f"t.{key} = s.{key}")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    return int(result.first()["num_inserted_rows"])
+
+
+def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int]]:
+    counts = {r["_reason"]: r["count"] for r in classified.groupBy("_reason").count().collect()}
+    valid = counts.pop(None, 0)
+    return valid, dict(sorted(counts.items()))
+
+
+def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+    ic = cfg.ingest
+    batch_id = ic.batch_id or run_id
+    use_id = ic.id_column is not None and ic.format != "text"
+    raw = read_source(spark, cfg)
+    classified = classify_records(raw, ic.max_text_chars, ic.require_label and has_labels(cfg), use_id)
+    classified = classified.persist()
+    try:
+        try:
+            valid, quarantined = count_by_reason(classified)
+        except Exception as exc:  # noqa: BLE001 - an unreadable or corrupt file, before any write
+            first = str(exc).strip().splitlines()[0][:300]
+            raise StageError(f"could not read ingest.source={ic.source!r}: {first}") from None
+        bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
+        bronze.create_if_missing(spark, BRONZE_SCHEMA, BRONZE_PROPERTIES)
+        quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
+        inserted = merge_new(spark, bronze, to_bronze(classified, batch_id, use_id), "doc_id") if valid else 0
+        if quarantined:
+            merge_new(spark, quarantine, quarantined_records(classified, batch_id), "quarantine_id")
+    finally:
+        classified.unpersist()
+    return {
+        "read": valid + sum(quarantined.values()),
+        "inserted": inserted,
+        "duplicates": valid - inserted,
+        "quarantined": quarantined,
+        "batch_id": batch_id,
+        "bronze_version": bronze.version(spark),
+        "tables": {"bronze": str(bronze), "quarantine": str(quarantine)},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(STAGE, argv, ingest, "Ingest raw text into the bronze Delta table.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The Spark session every stage uses: local[*] with Delta by default, the existing one under
+spark-submit or Databricks.
+
+    python -m spark_jobs.session      # starts a session once, so Delta's jars are resolved and cached
+
+Delta's JVM jars come from Maven Central through Spark's own package resolution
+(`configure_spark_with_delta_pip` sets `spark.jars.packages`); Ivy caches them under
+~/.ivy2.5.2, so only the first start needs the network. Under spark-submit the JVM is already
+running, so the jars must be given there: `spark-submit --packages` with `DELTA_PACKAGE`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from conf import Config
+
+DELTA_SQL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def delta_package() -> str:
+    """Maven coordinates of the Delta jar that matches the installed pyspark and delta-spark."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def under_spark_submit() -> bool:
+    """spark-submit (and Databricks) start the JVM first and hand Python its gateway port."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(cfg: Config):
+    """Return the active session if there is one, else build one from `cfg.spark`."""
+    # Python workers must run this interpreter, or they miss the packages installed with it.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    settings = {**DELTA_SQL_CONF, **cfg.spark.conf}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    if under_spark_submit():
+        # spark-submit chose the master and loaded --packages already.
+        return builder.getOrCreate()
+    if cfg.spark.master:
+        builder = builder.master(cfg.spark.master)
+    from delta import configure_spark_with_delta_pip
+
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main() -> int:
+    from conf import load_config
+
+    spark = get_spark(load_config())
+    spark.range(1).count()
+    print(f"spark {spark.version} with {delta_package()} ready")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Delta tables by role (bronze, silver, quarantine, label_map): path-based or metastore names.
+
+A `tables.<role>` value that is a plain name (`bronze`) or a relative path is a Delta table
+under `lakehouse.root`; an absolute path or URI is used as is; a dotted name
+(`catalog.schema.table`, `schema.table`) is a metastore table. Both kinds support the same
+operations here, so stages never branch on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from conf import Config
+
+BRONZE = "bronze"
+SILVER = "silver"
+QUARANTINE = "quarantine"
+LABEL_MAP = "label_map"
+ROLES = (BRONZE, SILVER, QUARANTINE, LABEL_MAP)
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path or path.startswith("dbfs:")
+
+
+def resolve_root(cfg: Config) -> str:
+    root = cfg.lakehouse.root
+    return root.rstrip("/") if is_uri(root) else os.path.abspath(root)
+
+
+def join_path(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+@dataclass(frozen=True)
+class Table:
+    role: str
+    location: str
+    """A filesystem path/URI, or a metastore name."""
+    is_path: bool
+
+    def __str__(self) -> str:
+        return self.location
+
+    @property
+    def sql_ref(self) -> str:
+        return f"delta.`{self.location}`" if self.is_path else self.location
+
+    def exists(self, spark) -> bool:
+        from delta.tables import DeltaTable
+
+        if self.is_path:
+            return DeltaTable.isDeltaTable(spark, self.location)
+        return spark.catalog.tableExists(self.location)
+
+    def delta(self, spark):
+        from delta.tables import DeltaTable
+
+        if self.is_path:
+            return DeltaTable.forPath(spark, self.location)
+        return DeltaTable.forName(spark, self.location)
+
+    def reader(self, spark):
+        return spark.read.format("delta")
+
+    def read(self, spark, version: int | None = None):
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.location) if self.is_path else reader.table(self.location)
+
+    def read_inserts(self, spark, start_version: int, end_version: int):
+        """Rows inserted between two versions (inclusive), from the Change Data Feed."""
+        reader = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", start_version)
+            .option("endingVersion", end_version)
+        )
+        changes = reader.load(self.location) if self.is_path else reader.table(self.location)
+        return changes.where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp")
+
+    def version(self, spark) -> int:
+        return int(self.delta(spark).history(1).select("version").first()[0])
+
+    def properties(self, spark) -> dict[str, str]:
+        detail = self.delta(spark).detail().select("properties").first()[0]
+        return dict(detail or {})
+
+    def set_properties(self, spark, props: dict[str, str]) -> None:
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in props.items())
+        spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})")
+
+    def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
+        from delta.tables import DeltaTable
+
+        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+        builder = builder.location(self.location) if self.is_path else builder.tableName(self.location)
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
+        builder.execute()
+
+
+def resolve_table(cfg: Config, role: str) -> Table:
+    value = getattr(cfg.tables, role)
+    if is_uri(value) or value.startswith("/"):
+        return Table(role, value, True)
+    if "/" in value or "." not in value:
+        return Table(role, join_path(resolve_root(cfg), value), True)
+    return Table(role, value, False)
+
+
+def runs_dir(cfg: Config, stage: str, run_id: str) -> str:
+    """Where a stage run's resolved config, summary and report are saved."""
+    return join_path(resolve_root(cfg), "_runs", stage, run_id)
