@@ -20,6 +20,9 @@ DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+# Defaults under the user's `spark.conf`. Spark 4 accepts only seven charsets for the CSV/JSON
+# `encoding` option unless this is set; real files come as latin1 and windows-1252 too.
+SPARK_DEFAULTS = {"spark.sql.legacy.javaCharsets": "true"}
 
 
 def delta_package() -> str:
@@ -49,7 +52,7 @@ def get_spark(cfg: Config):
         return active
 
     builder = SparkSession.builder.appName(cfg.spark.app_name)
-    settings = {**DELTA_SQL_CONF, **cfg.spark.conf}
+    settings = {**SPARK_DEFAULTS, **cfg.spark.conf, **DELTA_SQL_CONF}
     for key, value in settings.items():
         builder = builder.config(key, value)
     if under_spark_submit():

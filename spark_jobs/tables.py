@@ -93,13 +93,12 @@ class Table:
         spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})")
 
     def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
-        from delta.tables import DeltaTable
-
-        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
-        builder = builder.location(self.location) if self.is_path else builder.tableName(self.location)
-        for key, value in (properties or {}).items():
-            builder = builder.property(key, value)
-        builder.execute()
+        # SQL rather than DeltaTableBuilder: the builder's tableName() rejects 3-part names.
+        columns = ", ".join(
+            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
+        props = ", ".join(f"'{k}' = '{v}'" for k, v in (properties or {}).items())
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {self.sql_ref} ({columns}) USING DELTA"
+                  + (f" TBLPROPERTIES ({props})" if props else ""))
 
 
 def resolve_table(cfg: Config, role: str) -> Table:

@@ -1,0 +1,41 @@
+# lakebert: `make demo` runs the pipeline on the bundled sample, `make test` runs every test.
+# Both install first (into .venv) when pyproject.toml changed or nothing is installed yet.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATA ?= data/sample
+
+# Spark's Python workers must run the venv's interpreter, not the system python.
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: install demo test bench clean-demo check-prereqs
+
+install: $(STAMP)
+
+check-prereqs:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "lakebert needs Python >= 3.10, found " + sys.version.split()[0]'
+	@command -v java >/dev/null || { echo "lakebert needs Java 17+ on PATH (Spark runs on the JVM)"; exit 1; }
+
+$(STAMP): pyproject.toml | check-prereqs
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@# Start Spark once so Ivy fetches Delta's jars from Maven Central into ~/.ivy2.5.2 now.
+	$(PY) -m spark_jobs.session > $(VENV)/spark-init.log 2>&1 || { cat $(VENV)/spark-init.log; exit 1; }
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
+	$(VENV)/bin/lakebert ingest --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
+	$(VENV)/bin/lakebert clean
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) bench/etl.py
+
+clean-demo:
+	rm -rf lakehouse data spark-warehouse

@@ -1,0 +1,101 @@
+import pytest
+
+from conf import ConfigError, config_dict, load_config
+from conf.loader import parse_override
+
+
+@pytest.fixture
+def conf_dir(tmp_path):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "base.yaml").write_text("ingest:\n  format: csv\n  text_column: body\nclean:\n  min_chars: 5\n")
+    (tmp_path / "env" / "dev.yaml").write_text("clean:\n  min_chars: 7\n  max_chars: 99\n")
+    return tmp_path
+
+
+def test_layers_apply_in_order_defaults_base_env_file_set(conf_dir, tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("clean:\n  max_chars: 500\n  lowercase: true\n")
+    cfg = load_config(env="dev", conf_dir=conf_dir, config_file=user, overrides=["clean.lowercase=false"])
+    assert cfg.ingest.label_column == "label"  # default
+    assert cfg.ingest.format == "csv" and cfg.ingest.text_column == "body"  # base.yaml
+    assert cfg.clean.min_chars == 7  # env overlay beats base
+    assert cfg.clean.max_chars == 500  # user file beats env
+    assert cfg.clean.lowercase is False  # --set beats everything
+
+
+def test_shipped_envs_all_validate():
+    for env in ("local", "cluster", "databricks"):
+        assert load_config(env=env).lakehouse.root
+    assert load_config(env="databricks").tables.silver == "main.lakebert.silver"
+
+
+def test_set_coerces_strings_to_field_types():
+    cfg = load_config(overrides=["clean.min_chars=3", "clean.near_dedup.enabled=true", "clean.near_dedup.threshold=0.9"])
+    assert cfg.clean.min_chars == 3 and cfg.clean.near_dedup.enabled is True
+    assert cfg.clean.near_dedup.threshold == pytest.approx(0.9)
+
+
+def test_set_null_clears_optional_key():
+    assert load_config(overrides=["ingest.label_column=null"]).ingest.label_column is None
+
+
+def test_reader_options_take_any_key_and_dotted_spark_settings():
+    cfg = load_config(overrides=["ingest.options.header=true", "ingest.options.encoding=latin1",
+                                 "spark.conf.spark.sql.shuffle.partitions=3"])
+    assert cfg.ingest.options == {"header": "true", "encoding": "latin1"}
+    assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "3"
+
+
+def test_yaml_booleans_in_options_become_spark_strings(tmp_path):
+    user = tmp_path / "u.yaml"
+    user.write_text("ingest:\n  options:\n    header: true\n    samplingRatio: 0.5\n")
+    assert load_config(config_file=user).ingest.options == {"header": "true", "samplingRatio": "0.5"}
+
+
+def test_unknown_key_is_one_line_naming_key_and_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["ingest.sorce=x"])
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "unknown key ingest.sorce" in msg and "did you mean ingest.source" in msg and "--set" in msg
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["clean.min_chars=lots"])
+    msg = str(err.value)
+    assert "clean.min_chars='lots'" in msg and "valid integer" in msg and "\n" not in msg
+
+
+def test_out_of_range_value_names_the_bound():
+    with pytest.raises(ConfigError, match=r"ingest.max_text_chars='0'.*greater than or equal to 1"):
+        load_config(overrides=["ingest.max_text_chars=0"])
+
+
+def test_enum_value_lists_allowed_formats():
+    with pytest.raises(ConfigError, match=r"ingest.format='xml'.*'jsonl', 'csv', 'parquet', 'text' or 'delta'"):
+        load_config(overrides=["ingest.format=xml"])
+
+
+def test_split_fractions_must_sum_to_one():
+    with pytest.raises(ConfigError, match="sum to 1"):
+        load_config(overrides=["clean.split.train=0.5"])
+
+
+def test_unknown_env_lists_known_envs():
+    with pytest.raises(ConfigError, match="allowed: cluster, databricks, local"):
+        load_config(env="prod")
+
+
+def test_malformed_set_is_rejected():
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("ingest.source")
+
+
+def test_secrets_are_redacted_in_printed_config():
+    cfg = load_config(overrides=["spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2",
+                                 "lakehouse.root=s3a://user:pw@bucket/lake"])
+    shown = config_dict(cfg)
+    assert shown["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
+    assert shown["lakehouse"]["root"] == "s3a://user:***@bucket/lake"
+    assert config_dict(cfg, redact=False)["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "hunter2"
