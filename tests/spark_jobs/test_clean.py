@@ -1,0 +1,200 @@
+import json
+from datetime import datetime
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs.clean import (
+    DUPLICATE, EXACT, NEAR, SILVER_SCHEMA, STATE_PROPERTY, assign_split, clean, extend_label_map,
+    mark_exact_duplicates, mark_near_duplicates,
+)
+from spark_jobs.filters import DROP_REASON, DropReason
+from spark_jobs.ingest import ingest
+from spark_jobs.sample_data import make_document, write_sample
+from spark_jobs.stage import StageError
+from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table
+from tests.conftest import make_config
+
+DOC = "Analysts noted that the central bank questioned bond yields after months of debate."
+
+
+def _adds_up(s):
+    return s["input"] == s["output"] + s["duplicates"] + sum(s["quarantined"].values())
+
+
+def _jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _pipeline(spark, root, source, *overrides):
+    cfg = make_config(root, f"ingest.source={source}", "ingest.id_column=id", *overrides)
+    ingested = ingest(spark, cfg, "ingest-run")
+    return ingested, clean(spark, cfg, "clean-run"), cfg
+
+
+def _silver(spark, cfg):
+    return resolve_table(cfg, SILVER).read(spark)
+
+
+@pytest.fixture(scope="module")
+def sample_run(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    src = write_sample(root / "data", n_docs=1500, seed=3)
+    ingested, cleaned, cfg = _pipeline(spark, root / "lh", src)
+    return ingested, cleaned, cfg
+
+
+def test_clean_sample_counts_add_up_and_cover_all_bronze_rows(spark, sample_run):
+    ingested, cleaned, cfg = sample_run
+    assert cleaned["status"] == "done"
+    assert cleaned["input"] == ingested["inserted"] == resolve_table(cfg, BRONZE).read(spark).count()
+    assert _adds_up(cleaned)
+    assert cleaned["output"] == _silver(spark, cfg).count()
+    assert cleaned["duplicates_by_kind"][EXACT] >= 1
+    assert {DropReason.LABEL_CONFLICT, DropReason.TOO_SHORT}.issubset(cleaned["quarantined"])
+    clean_quarantine = resolve_table(cfg, QUARANTINE).read(spark).where("stage = 'clean'")
+    assert clean_quarantine.count() == sum(cleaned["quarantined"].values())
+
+
+def test_silver_has_schema_label_ids_and_all_three_splits(spark, sample_run):
+    _, cleaned, cfg = sample_run
+    silver = _silver(spark, cfg)
+    assert [f.name for f in silver.schema.fields] == [f.name for f in SILVER_SCHEMA.fields]
+    label_map = {r.label: r.label_id for r in resolve_table(cfg, LABEL_MAP).read(spark).collect()}
+    assert label_map == {"business": 0, "health": 1, "sports": 2, "technology": 3}
+    assert silver.where(F.col("label_id") != F.udf(label_map.get, "int")("label")).count() == 0
+    splits = {r.split: r["count"] for r in silver.groupBy("split").count().collect()}
+    assert set(splits) == {"train", "validation", "test"}
+    assert 0.7 < splits["train"] / cleaned["output"] < 0.9
+
+
+def test_quality_report_is_saved_and_matches_silver(spark, sample_run):
+    _, cleaned, cfg = sample_run
+    report = json.loads(open(cleaned["report"]).read())
+    assert report["silver_rows"] == cleaned["output"]
+    assert report["quarantined_by_reason"] == cleaned["quarantined"]
+    assert sum(sum(v.values()) for v in report["labels_per_split"].values()) == cleaned["output"]
+    lengths = report["text_length_chars"]
+    assert lengths["min"] <= lengths["p5"] <= lengths["p50"] <= lengths["p95"] <= lengths["max"]
+
+
+def test_clean_twice_changes_nothing_and_says_up_to_date(spark, sample_run):
+    _, _, cfg = sample_run
+    silver = resolve_table(cfg, SILVER)
+    before, version = silver.read(spark).collect(), silver.version(spark)
+    again = clean(spark, cfg, "clean-again")
+    assert again["status"] == "up_to_date" and again["input"] == 0
+    assert silver.version(spark) == version
+    assertDataFrameEqual(silver.read(spark), before)
+
+
+def test_clean_is_incremental_keeps_splits_and_appends_new_labels(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _jsonl(src / "a.jsonl", [{"id": f"a{i}", "text": f"{DOC} number {i}", "label": ["x", "y"][i % 2]} for i in range(40)])
+    _, first, cfg = _pipeline(spark, tmp_path / "lh", src)
+    before = {r.doc_id: (r.split, r.label_id) for r in _silver(spark, cfg).collect()}
+    _jsonl(src / "b.jsonl", [{"id": f"b{i}", "text": f"{DOC} other {i}", "label": ["a", "z", "x"][i % 3]} for i in range(9)])
+    ingested, second, _ = _pipeline(spark, tmp_path / "lh", src)
+    assert ingested["inserted"] == 9
+    assert second["input"] == 9 and second["output"] == 9  # only the new bronze rows
+    after = {r.doc_id: (r.split, r.label_id) for r in _silver(spark, cfg).collect()}
+    assert {k: after[k] for k in before} == before  # old rows keep split and label id
+    labels = {r.label: r.label_id for r in resolve_table(cfg, LABEL_MAP).read(spark).collect()}
+    assert labels == {"x": 0, "y": 1, "a": 2, "z": 3}  # appended, never renumbered
+    assert resolve_table(cfg, SILVER).properties(spark)[STATE_PROPERTY] == str(resolve_table(cfg, BRONZE).version(spark))
+
+
+def test_duplicate_of_existing_silver_row_in_a_later_batch_is_dropped(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _jsonl(src / "a.jsonl", [{"id": "first", "text": DOC, "label": "x"}])
+    _pipeline(spark, tmp_path / "lh", src)
+    _jsonl(src / "b.jsonl", [{"id": "later", "text": f"<p>{DOC}  </p>", "label": "x"}])
+    _, second, cfg = _pipeline(spark, tmp_path / "lh", src)
+    assert second["duplicates_by_kind"] == {EXACT: 1} and second["output"] == 0
+    _jsonl(src / "c.jsonl", [{"id": "conflict", "text": f" {DOC}", "label": "y"}])
+    _, third, _ = _pipeline(spark, tmp_path / "lh", src)
+    assert third["quarantined"] == {DropReason.LABEL_CONFLICT: 1}
+    assert [(r.doc_id, r.label) for r in _silver(spark, cfg).collect()] == [("first", "x")]  # silver rows stay
+
+
+def test_clean_without_bronze_is_an_error(spark, tmp_path):
+    with pytest.raises(StageError, match="run `lakebert ingest` first"):
+        clean(spark, make_config(tmp_path / "lh"), "r")
+
+
+# --------------------------------------------------------------------------- pure transforms
+
+DOCS_SCHEMA = "doc_id string, text string, label string, ingested_at timestamp, text_hash string, drop_reason string"
+T0, T1 = datetime(2026, 1, 1), datetime(2026, 1, 2)
+
+
+def test_exact_duplicates_keep_the_earliest_row_and_quarantine_label_conflicts(spark):
+    docs = spark.createDataFrame([
+        ("d2", "same", "x", T1, "h1", None),
+        ("d1", "same", "x", T1, "h1", None),   # same time: the smaller doc_id is earlier
+        ("d0", "same", "x", T0, "h1", None),   # earliest
+        ("c1", "clash", "x", T0, "h2", None),
+        ("c2", "clash", "y", T1, "h2", None),
+        ("s1", "old", "x", T1, "h3", None),    # duplicate of an existing silver row
+        ("q1", "", "x", T0, "h4", DropReason.EMPTY_AFTER_CLEANING),
+    ], DOCS_SCHEMA)
+    existing = spark.createDataFrame([("old1", "old", "x", T1, "h3", None)], DOCS_SCHEMA)
+    got = mark_exact_duplicates(docs, existing).select("doc_id", DROP_REASON, DUPLICATE)
+    want = spark.createDataFrame([
+        ("d0", None, None), ("d1", None, EXACT), ("d2", None, EXACT),
+        ("c1", DropReason.LABEL_CONFLICT, None), ("c2", DropReason.LABEL_CONFLICT, None),
+        ("s1", None, EXACT), ("q1", DropReason.EMPTY_AFTER_CLEANING, None),
+    ], "doc_id string, drop_reason string, duplicate string")
+    assertDataFrameEqual(got, want)
+
+
+def test_near_duplicates_found_by_minhash_lsh_above_threshold(spark):
+    import random
+
+    from conf import load_config
+
+    rng = random.Random(5)
+    base = make_document(rng, "sports") + " " + make_document(rng, "sports")
+    words = base.split()
+    one_word_changed = " ".join(words[:-1] + ["differently"])
+    unrelated = make_document(rng, "technology") + " " + make_document(rng, "health")
+    docs = spark.createDataFrame([
+        ("n1", base, "x", T0, "a", None, None),
+        ("n2", one_word_changed, "x", T1, "b", None, None),
+        ("n3", unrelated, "x", T1, "c", None, None),
+    ], DOCS_SCHEMA + ", duplicate string")
+    existing = spark.createDataFrame([], DOCS_SCHEMA)
+    nd = load_config(overrides=["clean.near_dedup.enabled=true", "clean.near_dedup.threshold=0.8"]).clean.near_dedup
+    got = mark_near_duplicates(docs, existing, nd).select("doc_id", DUPLICATE)
+    want = spark.createDataFrame([("n1", None), ("n2", NEAR), ("n3", None)], "doc_id string, duplicate string")
+    assertDataFrameEqual(got, want)
+
+
+def test_near_dedup_switch_runs_in_the_stage(spark, tmp_path):
+    rng = __import__("random").Random(9)
+    text = make_document(rng, "health") + " " + make_document(rng, "health")
+    src = _jsonl(tmp_path / "a.jsonl", [{"id": "p", "text": text, "label": "h"},
+                                        {"id": "q", "text": text.replace(" the ", " a ", 1), "label": "h"}])
+    _, cleaned, _ = _pipeline(spark, tmp_path / "lh", src, "clean.near_dedup.enabled=true")
+    assert cleaned["duplicates_by_kind"] == {NEAR: 1} and cleaned["output"] == 1
+
+
+def test_split_depends_only_on_doc_id_and_follows_fractions(spark):
+    from conf import load_config
+
+    split_cfg = load_config().clean.split
+    ids = spark.range(20_000).select(F.concat(F.lit("doc-"), F.col("id").cast("string")).alias("doc_id"))
+    a = ids.select("doc_id", assign_split(F.col("doc_id"), split_cfg).alias("split"))
+    b = ids.orderBy(F.desc("doc_id")).repartition(3).select("doc_id", assign_split(F.col("doc_id"), split_cfg).alias("split"))
+    assertDataFrameEqual(a, b)
+    counts = {r.split: r["count"] for r in a.groupBy("split").count().collect()}
+    assert abs(counts["train"] / 20_000 - 0.8) < 0.02 and abs(counts["test"] / 20_000 - 0.1) < 0.02
+
+
+def test_extend_label_map_appends_sorted_new_labels_without_renumbering():
+    assert extend_label_map({}, ["b", "a"]) == {"a": 0, "b": 1}
+    assert extend_label_map({"z": 0, "b": 1}, ["a", "b", "c"]) == {"z": 0, "b": 1, "a": 2, "c": 3}
