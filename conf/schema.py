@@ -75,11 +75,16 @@ class IngestConfig(Section):
 class NearDedupConfig(Section):
     enabled: bool = False
     threshold: float = Field(0.8, gt=0.0, le=1.0)
-    """Jaccard similarity of word shingles at or above which two texts are near-duplicates."""
+    """Jaccard similarity of word-shingle sets at or above which two texts are near-duplicates."""
     shingle_size: int = Field(3, ge=1, le=10)
-    num_hash_tables: int = Field(8, ge=1, le=64)
-    """More tables find more true pairs (fewer misses) at more cost."""
-    num_features: int = Field(1 << 18, ge=1024)
+    """Words per shingle."""
+    bands: int = Field(20, ge=1, le=64)
+    rows_per_band: int = Field(6, ge=1, le=32)
+    """MinHash LSH banding: two texts are compared when all `rows_per_band` MinHashes of any one
+    of `bands` bands agree, which happens with probability 1-(1-J^rows)^bands: 20x6 catches
+    99.8% of pairs at J=0.8 and 1.4% at J=0.3. Candidates are then checked with exact Jaccard."""
+    num_features: int = Field(1 << 20, ge=1024)
+    """Shingles are hashed into this many buckets before MinHash."""
 
 
 class SplitConfig(Section):

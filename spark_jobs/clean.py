@@ -108,28 +108,54 @@ def mark_exact_duplicates(docs: DataFrame, existing: DataFrame) -> DataFrame:
 def find_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
     """doc_ids of `docs` rows with a near-duplicate that is earlier (in `existing` or `docs`).
 
-    Jaccard similarity of word `shingle_size`-grams, estimated by Spark ML's MinHash LSH.
-    Texts shorter than one shingle take no part.
+    Near-duplicate: the Jaccard similarity of the two texts' sets of word `shingle_size`-grams
+    is at least `threshold`. Spark ML hashes the shingles and computes `bands * rows_per_band`
+    MinHashes; texts that agree on every MinHash of some band become candidates (banding keeps
+    the join small: Spark's `approxSimilarityJoin` buckets on single MinHashes, which on
+    templated text puts most rows in a few huge buckets). Candidates are then checked with the
+    exact Jaccard similarity of their shingle sets. Texts shorter than one shingle take no part.
     """
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import HashingTF, MinHashLSH, NGram, RegexTokenizer
+    from pyspark.ml.functions import vector_to_array
 
     cols = ["doc_id", "text", "ingested_at"]
     pool = docs.select(*cols, F.lit(False).alias("_existing")).unionByName(
         existing.select(*cols, F.lit(True).alias("_existing")))
-    features = Pipeline(stages=[
+    n_hashes = nd_cfg.bands * nd_cfg.rows_per_band
+    shingled = Pipeline(stages=[
         RegexTokenizer(inputCol="text", outputCol="_tokens", pattern=r"\W+", toLowercase=True),
         NGram(n=nd_cfg.shingle_size, inputCol="_tokens", outputCol="_shingles"),
         HashingTF(inputCol="_shingles", outputCol="_features", numFeatures=nd_cfg.num_features, binary=True),
     ]).fit(pool).transform(pool).where(F.size("_shingles") > 0)
-    lsh = MinHashLSH(inputCol="_features", outputCol="_hashes", numHashTables=nd_cfg.num_hash_tables, seed=17)
-    model = lsh.fit(features)
-    candidates = features.where(~F.col("_existing"))
-    pairs = model.approxSimilarityJoin(candidates, features, 1.0 - nd_cfg.threshold + 1e-9, distCol="_distance")
-    a, b = F.col("datasetA"), F.col("datasetB")
-    earlier = b["_existing"] | (F.coalesce(b["ingested_at"], F.lit(None)) < a["ingested_at"]) | (
-        F.coalesce(b["ingested_at"] == a["ingested_at"], F.lit(True)) & (b["doc_id"] < a["doc_id"]))
-    return pairs.where((a["doc_id"] != b["doc_id"]) & earlier).select(a["doc_id"].alias("doc_id")).distinct()
+    signed = MinHashLSH(inputCol="_features", outputCol="_hashes", numHashTables=n_hashes, seed=17) \
+        .fit(shingled).transform(shingled)
+    # Two projections, so the MinHashes are computed once per row, not once per band.
+    signed = signed.select("doc_id", "ingested_at", "_existing",
+                           F.transform("_hashes", lambda v: vector_to_array(v)[0]).alias("_sig"))
+    rows = nd_cfg.rows_per_band
+    bands = F.transform(F.sequence(F.lit(0), F.lit(nd_cfg.bands - 1)), lambda i: F.struct(
+        i.alias("band"), F.xxhash64(F.slice("_sig", i * rows + 1, rows)).alias("key")))
+    keyed = signed.select("doc_id", "ingested_at", "_existing", F.inline(bands))
+
+    # Candidate pairs (a new row, an earlier row) that share a band; only ids travel.
+    a, b = keyed.alias("a"), keyed.alias("b")
+    pairs = (
+        a.where(~F.col("_existing"))
+        .join(b, (F.col("a.band") == F.col("b.band")) & (F.col("a.key") == F.col("b.key"))
+              & (F.col("a.doc_id") != F.col("b.doc_id")))
+        .where(F.col("b._existing") | (F.col("b.ingested_at") < F.col("a.ingested_at")) | (
+            F.coalesce(F.col("b.ingested_at") == F.col("a.ingested_at"), F.lit(True))
+            & (F.col("b.doc_id") < F.col("a.doc_id"))))
+        .select(F.col("a.doc_id").alias("doc_id"), F.col("b.doc_id").alias("other"))
+        .distinct()
+    )
+    # Check each candidate with the exact Jaccard similarity of the shingle sets.
+    sets = shingled.select("doc_id", F.array_distinct("_shingles").alias("_set"))
+    checked = pairs.join(sets, "doc_id").join(
+        sets.select(F.col("doc_id").alias("other"), F.col("_set").alias("_other_set")), "other")
+    jaccard = F.size(F.array_intersect("_set", "_other_set")) / F.size(F.array_union("_set", "_other_set"))
+    return checked.where(jaccard >= nd_cfg.threshold).select("doc_id").distinct()
 
 
 def mark_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
@@ -166,16 +192,20 @@ def to_silver(kept: DataFrame, label_map: DataFrame, clean_cfg) -> DataFrame:
     )
 
 
+def deduplicate_documents(docs: DataFrame, existing: DataFrame, clean_cfg) -> DataFrame:
+    """Normalized docs -> the same rows with label conflicts in `drop_reason` and `duplicate` set."""
+    docs = mark_exact_duplicates(docs, existing)
+    if clean_cfg.near_dedup.enabled:
+        docs = mark_near_duplicates(docs, existing, clean_cfg.near_dedup)
+    return docs
+
+
 def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg) -> DataFrame:
     """New bronze rows -> the same rows with `text` normalized, `drop_reason` and `duplicate`.
 
     Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids.
     """
-    docs = normalize_documents(batch, clean_cfg)
-    docs = mark_exact_duplicates(docs, existing)
-    if clean_cfg.near_dedup.enabled:
-        docs = mark_near_duplicates(docs, existing, clean_cfg.near_dedup)
-    return docs
+    return deduplicate_documents(normalize_documents(batch, clean_cfg), existing, clean_cfg)
 
 
 # --------------------------------------------------------------------------- job
@@ -236,8 +266,11 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
 
     start = int(done) + 1 if done is not None else 0
     batch = bronze.read_inserts(spark, start, bronze_version)
-    existing = silver.read(spark).join(batch.select("doc_id"), "doc_id", "left_anti")
-    classified = clean_documents(batch, existing, cfg.clean).persist()
+    # Cached: dedup reads the normalized rows in several branches, each of which would
+    # otherwise re-run the Python normalization.
+    normalized = normalize_documents(batch, cfg.clean).persist()
+    existing = silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
+    classified = deduplicate_documents(normalized, existing, cfg.clean).persist()
     try:
         output, quarantined, duplicates = _counts(classified)
         kept = classified.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
@@ -258,6 +291,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
             merge_new(spark, quarantine, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
     finally:
         classified.unpersist()
+        normalized.unpersist()
     # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
     silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version)})
 

@@ -73,7 +73,7 @@ QUARANTINE_SCHEMA = StructType([
 BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 # Columns of the normalized raw frame every reader produces.
-RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id"]
+RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id", "_has_text", "_has_label"]
 CORRUPT = "_corrupt_record"
 SCALAR_JSON = "^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|DECIMAL|BOOLEAN)"
 REPLACEMENT_CHAR = "\ufffd"
@@ -120,10 +120,15 @@ def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
     doc = F.try_parse_json(F.make_valid_utf8("_raw"))
     parsed = doc.isNotNull() & F.schema_of_variant(doc).startswith("OBJECT")
 
-    def field(name: str | None):
+    def present(name: str | None) -> Column:
+        return F.lit(True) if name is None else F.try_variant_get(doc, _json_path(name), "variant").isNotNull()
+
+    def field(name: str | None) -> Column:
+        """The field as a variant; a missing field and JSON null are both SQL NULL."""
         if name is None:
             return F.lit(None).cast("variant")
-        return F.try_variant_get(doc, _json_path(name), "variant")
+        value = F.try_variant_get(doc, _json_path(name), "variant")
+        return F.when(~F.is_variant_null(value), value)
 
     def scalar_ok(value: Column) -> Column:
         return value.isNull() | F.schema_of_variant(value).rlike(SCALAR_JSON)
@@ -137,6 +142,7 @@ def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
         as_string(text).alias("_text"), scalar_ok(text).alias("_text_ok"),
         as_string(label).alias("_label"), scalar_ok(label).alias("_label_ok"),
         as_string(doc_id).alias("_id"),
+        present(ic.text_column).alias("_has_text"), present(ic.label_column).alias("_has_label"),
     )
 
 
@@ -164,7 +170,7 @@ def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, ra
         raw.alias("_raw"), source.alias("_source"), parsed.alias("_parsed"),
         col_or_null(ic.text_column).alias("_text"), F.lit(True).alias("_text_ok"),
         col_or_null(ic.label_column).alias("_label"), F.lit(True).alias("_label_ok"),
-        col_or_null(ic.id_column).alias("_id"),
+        col_or_null(ic.id_column).alias("_id"), F.lit(True).alias("_has_text"), F.lit(True).alias("_has_label"),
     )
 
 
@@ -206,6 +212,7 @@ def _read_text(spark: SparkSession, cfg: Config) -> DataFrame:
     return df.select(
         "_raw", "_source", F.lit(True).alias("_parsed"), F.col("_raw").alias("_text"), F.lit(True).alias("_text_ok"),
         label.alias("_label"), F.lit(True).alias("_label_ok"), F.lit(None).cast("string").alias("_id"),
+        F.lit(True).alias("_has_text"), F.lit(True).alias("_has_label"),
     )
 
 
@@ -291,10 +298,31 @@ def merge_new(spark: SparkSession, table, rows: DataFrame, key: str) -> int:
     return int(result.first()["num_inserted_rows"])
 
 
-def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int]]:
-    counts = {r["_reason"]: r["count"] for r in classified.groupBy("_reason").count().collect()}
+def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int], bool, bool]:
+    """(valid rows, quarantined rows per reason, any record has the text field, ... the label field)."""
+    rows = classified.groupBy("_reason").agg(
+        F.count("*").alias("n"),
+        F.max(F.col("_parsed") & F.col("_has_text")).alias("text"),
+        F.max(F.col("_parsed") & F.col("_has_label")).alias("label"),
+    ).collect()
+    counts = {r["_reason"]: r["n"] for r in rows}
     valid = counts.pop(None, 0)
-    return valid, dict(sorted(counts.items()))
+    any_text = any(r["text"] for r in rows)
+    any_label = any(r["label"] for r in rows)
+    return valid, dict(sorted(counts.items())), any_text, any_label
+
+
+def _require_fields(cfg: Config, valid: int, quarantined: dict, any_text: bool, any_label: bool) -> None:
+    """JSON has no schema: a text or label field that no record has is a misnamed column."""
+    ic = cfg.ingest
+    parsed = valid + sum(n for r, n in quarantined.items() if r not in (IngestReason.UNPARSEABLE, IngestReason.INVALID_UTF8))
+    if not parsed:
+        return
+    if not any_text:
+        raise StageError(f"ingest.text_column={ic.text_column!r} is not a field of any record in {ic.source}")
+    if ic.label_column is not None and ic.require_label and not any_label:
+        raise StageError(f"ingest.label_column={ic.label_column!r} is not a field of any record in {ic.source}; "
+                         "set ingest.label_column=null for unlabelled data")
 
 
 def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
@@ -306,10 +334,11 @@ def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     classified = classified.persist()
     try:
         try:
-            valid, quarantined = count_by_reason(classified)
+            valid, quarantined, any_text, any_label = count_by_reason(classified)
         except Exception as exc:  # noqa: BLE001 - an unreadable or corrupt file, before any write
             first = str(exc).strip().splitlines()[0][:300]
             raise StageError(f"could not read ingest.source={ic.source!r}: {first}") from None
+        _require_fields(cfg, valid, quarantined, any_text, any_label)
         bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
         bronze.create_if_missing(spark, BRONZE_SCHEMA, BRONZE_PROPERTIES)
         quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)

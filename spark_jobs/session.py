@@ -57,7 +57,9 @@ def get_spark(cfg: Config):
         builder = builder.config(key, value)
     if under_spark_submit():
         # spark-submit chose the master and loaded --packages already.
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
+        _require_delta_jars(spark)
+        return spark
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
     from delta import configure_spark_with_delta_pip
@@ -65,6 +67,16 @@ def get_spark(cfg: Config):
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _require_delta_jars(spark) -> None:
+    from py4j.java_gateway import JavaClass
+
+    if not isinstance(spark.sparkContext._jvm.io.delta.tables.DeltaTable, JavaClass):
+        from spark_jobs.stage import StageError
+
+        raise StageError(f"Delta Lake's jars are not on the classpath: add --packages {delta_package()} "
+                         "to spark-submit")
 
 
 def main() -> int:

@@ -80,10 +80,10 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
 
     print(f"# lakebert {stage}: resolved config (secrets redacted)")
     print(config_yaml(cfg), end="", flush=True)
-    spark = get_spark(cfg)
-    run_id = new_run_id()
-    started = time.perf_counter()  # the stage's own time, after Spark start-up
     try:
+        spark = get_spark(cfg)
+        run_id = new_run_id()
+        started = time.perf_counter()  # the stage's own time, after Spark start-up
         summary = body(spark, cfg, run_id)
     except StageError as exc:
         print(f"{stage} error: {exc}", file=sys.stderr)

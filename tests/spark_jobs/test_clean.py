@@ -121,6 +121,16 @@ def test_duplicate_of_existing_silver_row_in_a_later_batch_is_dropped(spark, tmp
     assert [(r.doc_id, r.label) for r in _silver(spark, cfg).collect()] == [("first", "x")]  # silver rows stay
 
 
+def test_clean_works_on_metastore_tables(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"id": f"m{i}", "text": f"{DOC} metastore {i}", "label": "x"} for i in range(5)])
+    names = [f"tables.{role}=default.cm_{role}" for role in ("bronze", "silver", "quarantine", "label_map")]
+    _, cleaned, _ = _pipeline(spark, tmp_path / "lh", src, *names)
+    assert cleaned["output"] == 5 and cleaned["tables"]["silver"] == "default.cm_silver"
+    assert spark.table("default.cm_silver").count() == 5
+    _, again, _ = _pipeline(spark, tmp_path / "lh", src, *names)
+    assert again["status"] == "up_to_date"
+
+
 def test_clean_without_bronze_is_an_error(spark, tmp_path):
     with pytest.raises(StageError, match="run `lakebert ingest` first"):
         clean(spark, make_config(tmp_path / "lh"), "r")

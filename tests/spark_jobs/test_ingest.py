@@ -142,6 +142,7 @@ def bad_jsonl(tmp_path):
         b'{"id": "latin", "text": "caf\xe9", "label": "x"}',  # invalid UTF-8 byte
         json.dumps({"id": "big", "text": "y" * (5 * 1024 * 1024), "label": "x"}).encode(),  # a 5 MB line
         json.dumps({"id": "nolabel", "text": DOC + " unlabelled"}).encode(),
+        json.dumps({"id": "nulllabel", "text": DOC + " null label", "label": None}).encode(),
         json.dumps({"id": "objlabel", "text": DOC + " object", "label": {"a": 1}}).encode(),
         json.dumps({"text": DOC + " no id", "label": "x"}).encode(),
     ]
@@ -153,16 +154,16 @@ def bad_jsonl(tmp_path):
 def test_bad_jsonl_quarantines_each_record_with_its_reason_and_counts_add_up(spark, tmp_path, bad_jsonl):
     summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={bad_jsonl}", "ingest.id_column=id",
                         "ingest.max_text_chars=1000000")
-    assert summary["read"] == 14
+    assert summary["read"] == 15
     assert _adds_up(summary)
     assert summary["inserted"] == 2 and summary["duplicates"] == 1
     assert summary["quarantined"] == {
         R.UNPARSEABLE: 2, R.EMPTY_TEXT: 3, R.NUL_BYTE: 1, R.INVALID_UTF8: 1, R.TEXT_TOO_LONG: 1,
-        R.MISSING_LABEL: 1, R.INVALID_LABEL: 1, R.MISSING_ID: 1,
+        R.MISSING_LABEL: 2, R.INVALID_LABEL: 1, R.MISSING_ID: 1,
     }
     assert {(r.doc_id, r.label) for r in _bronze(spark, cfg).collect()} == {("ok1", "x"), ("ok2", "3")}
     quarantine = _quarantine(spark, cfg)
-    assert quarantine.count() == 11
+    assert quarantine.count() == 12
     broken = quarantine.where(f"reason = '{R.UNPARSEABLE}'").orderBy("raw_record").collect()
     assert broken[0].raw_record == '[1, 2, 3]' and broken[1].raw_record.startswith('{"id": "broken"')
     assert all(r.stage == "ingest" and r.source.endswith("bad.jsonl") for r in quarantine.collect())
@@ -224,6 +225,15 @@ def test_missing_text_column_is_an_error_naming_the_columns(spark, tmp_path):
     src.write_text("body,label\nhello,x\n")
     with pytest.raises(StageError, match=r"ingest.text_column='text' is not a column .*columns: body, label"):
         _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.format=csv")
+    assert not (tmp_path / "lh").exists()
+
+
+def test_jsonl_field_that_no_record_has_is_an_error(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"body": DOC, "label": "x"}, {"body": DOC, "label": "y"}])
+    with pytest.raises(StageError, match="ingest.text_column='text' is not a field of any record"):
+        _run(spark, tmp_path / "lh", f"ingest.source={src}")
+    with pytest.raises(StageError, match="ingest.label_column='cls' is not a field of any record"):
+        _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.text_column=body", "ingest.label_column=cls")
     assert not (tmp_path / "lh").exists()
 
 

@@ -1,0 +1,84 @@
+"""The commands as a user runs them: `lakebert <stage>` and the real `spark-submit` binary."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_jobs.sample_data import write_sample
+from spark_jobs.session import delta_package
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LAKEBERT = [sys.executable, "-m", "spark_jobs.cli"]
+FAST_SPARK = ["--set", "spark.master=local[2]", "--set", "spark.conf.spark.sql.shuffle.partitions=2"]
+
+
+def _run(cmd, **kw):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600, **kw)
+
+
+def _summary(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ingest.sorce=data", "config error: unknown key ingest.sorce"),
+    ("clean.min_chars=ten", "config error: clean.min_chars='ten' (from --set): Input should be a valid integer"),
+    ("ingest.format=xml", "config error: ingest.format='xml'"),
+])
+def test_config_error_exits_2_with_one_line_and_writes_nothing(tmp_path, override, message):
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", "--set", f"lakehouse.root={root}", "--set", override])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
+    assert proc.stderr.startswith(message)
+    assert proc.stdout == "" and not root.exists()
+
+
+def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path):
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}",
+                 "--set", f"ingest.source={tmp_path}/missing.jsonl"])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == f"ingest error: ingest.source='{tmp_path}/missing.jsonl': path does not exist"
+    assert not root.exists()
+
+
+def test_lakebert_ingest_prints_redacted_config_first_and_json_summary_last(tmp_path):
+    src = write_sample(tmp_path / "data", n_docs=200, seed=1)
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}", "--set", f"ingest.source={src}",
+                 "--set", "spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2"])
+    summary = _summary(proc)
+    assert proc.stdout.startswith("# lakebert ingest: resolved config")
+    assert "hunter2" not in proc.stdout
+    assert summary["stage"] == "ingest" and summary["read"] == summary["inserted"] + summary["duplicates"] + sum(
+        summary["quarantined"].values())
+    assert set(summary["tables"]) == {"bronze", "quarantine"} and summary["seconds"] > 0
+    saved = root / "_runs" / "ingest" / summary["run_id"]
+    assert json.loads((saved / "summary.json").read_text()) == summary
+    assert json.loads((saved / "config.json").read_text())["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
+
+
+def test_stage_runs_through_the_real_spark_submit_binary(tmp_path):
+    src = write_sample(tmp_path / "data", n_docs=200, seed=2)
+    root = tmp_path / "lh"
+    args = ["--set", f"lakehouse.root={root}", "--set", f"ingest.source={src}", "--set", "ingest.id_column=id"]
+    submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--packages", delta_package(),
+              "--conf", "spark.sql.shuffle.partitions=2"]
+    ingested = _summary(_run([*submit, "spark_jobs/ingest.py", *args]))
+    assert ingested["inserted"] > 0
+    cleaned = _summary(_run([*submit, "spark_jobs/clean.py", *args]))
+    assert cleaned["input"] == ingested["inserted"]
+    assert cleaned["output"] + cleaned["duplicates"] + sum(cleaned["quarantined"].values()) == cleaned["input"]
+
+
+def test_unknown_command_lists_the_commands():
+    proc = _run([*LAKEBERT, "frobnicate"])
+    assert proc.returncode == 2 and "ingest" in proc.stderr and "clean" in proc.stderr
