@@ -110,10 +110,11 @@ def find_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFr
 
     Near-duplicate: the Jaccard similarity of the two texts' sets of word `shingle_size`-grams
     is at least `threshold`. Spark ML hashes the shingles and computes `bands * rows_per_band`
-    MinHashes; texts that agree on every MinHash of some band become candidates (banding keeps
-    the join small: Spark's `approxSimilarityJoin` buckets on single MinHashes, which on
-    templated text puts most rows in a few huge buckets). Candidates are then checked with the
-    exact Jaccard similarity of their shingle sets. Texts shorter than one shingle take no part.
+    MinHashes; texts that agree on every MinHash of some band become candidates. (Spark's own
+    `approxSimilarityJoin` buckets on single MinHashes, which on templated text puts most rows
+    in a few huge buckets; bands of several rows keep buckets small.) Candidates are then
+    checked with the exact Jaccard similarity of their shingle sets. Texts shorter than one
+    shingle take no part, and existing silver rows are re-hashed on each run.
     """
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import HashingTF, MinHashLSH, NGram, RegexTokenizer
@@ -138,16 +139,18 @@ def find_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFr
         i.alias("band"), F.xxhash64(F.slice("_sig", i * rows + 1, rows)).alias("key")))
     keyed = signed.select("doc_id", "ingested_at", "_existing", F.inline(bands))
 
-    # Candidate pairs (a new row, an earlier row) that share a band; only ids travel.
-    a, b = keyed.alias("a"), keyed.alias("b")
+    # Candidate pairs (a new row, an earlier row) that share a band. Grouping by band key reads
+    # the signatures once (a self-join would compute them for each side); only ids travel.
+    members = F.collect_list(F.struct("doc_id", "ingested_at", "_existing")).alias("_members")
+    buckets = keyed.groupBy("band", "key").agg(members).where(F.size("_members") > 1)
+    a, b = F.col("a"), F.col("b")
     pairs = (
-        a.where(~F.col("_existing"))
-        .join(b, (F.col("a.band") == F.col("b.band")) & (F.col("a.key") == F.col("b.key"))
-              & (F.col("a.doc_id") != F.col("b.doc_id")))
-        .where(F.col("b._existing") | (F.col("b.ingested_at") < F.col("a.ingested_at")) | (
-            F.coalesce(F.col("b.ingested_at") == F.col("a.ingested_at"), F.lit(True))
-            & (F.col("b.doc_id") < F.col("a.doc_id"))))
-        .select(F.col("a.doc_id").alias("doc_id"), F.col("b.doc_id").alias("other"))
+        buckets.select(F.explode("_members").alias("a"), "_members")
+        .select("a", F.explode("_members").alias("b"))
+        .where(~a["_existing"] & (a["doc_id"] != b["doc_id"]) & (
+            b["_existing"] | (b["ingested_at"] < a["ingested_at"])
+            | (F.coalesce(b["ingested_at"] == a["ingested_at"], F.lit(True)) & (b["doc_id"] < a["doc_id"]))))
+        .select(a["doc_id"].alias("doc_id"), b["doc_id"].alias("other"))
         .distinct()
     )
     # Check each candidate with the exact Jaccard similarity of the shingle sets.
