@@ -6,9 +6,26 @@ pydantic model that forbids unknown keys, so a typo stops the run instead of bei
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+def _stringify_mapping(value):
+    """Spark options and settings are strings; YAML gives `header: true` as a bool."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        out[str(key)] = item
+    return out
+
+
+SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
 
 
 class Section(BaseModel):
@@ -35,13 +52,8 @@ class SparkConfig(Section):
     master: str | None = "local[*]"
     """Used only when lakebert creates the session; spark-submit and Databricks keep their own."""
     app_name: str = "lakebert"
-    conf: dict[str, str] = Field(default_factory=dict)
+    conf: SparkSettings = Field(default_factory=dict)
     """Any Spark setting, e.g. `spark.conf.spark.sql.shuffle.partitions=8`."""
-
-    @field_validator("conf", mode="before")
-    @classmethod
-    def _stringify(cls, value):
-        return _stringify_mapping(value)
 
 
 class IngestConfig(Section):
@@ -63,13 +75,8 @@ class IngestConfig(Section):
     """For format=text: take the label from each file's parent directory name."""
     batch_id: str | None = None
     """Id recorded on every row of this run (Airflow passes the logical date); default: a new id."""
-    options: dict[str, str] = Field(default_factory=dict)
+    options: SparkSettings = Field(default_factory=dict)
     """Passed to the Spark reader unchanged, e.g. header, sep, quote, escape, multiLine, encoding."""
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _stringify(cls, value):
-        return _stringify_mapping(value)
 
 
 class NearDedupConfig(Section):
@@ -125,16 +132,3 @@ class Config(Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
 
-
-def _stringify_mapping(value):
-    """Spark options and settings are strings; YAML gives `header: true` as a bool."""
-    if not isinstance(value, dict):
-        return value
-    out = {}
-    for key, item in value.items():
-        if isinstance(item, bool):
-            item = "true" if item else "false"
-        elif isinstance(item, (int, float)):
-            item = str(item)
-        out[str(key)] = item
-    return out

@@ -32,28 +32,27 @@ CONTROL_CHARS = r"[\p{Cc}&&[^\t\n\r]]|[\u200B-\u200D\u2060\uFEFF\u00AD]"
 WHITESPACE = r"[\s\p{Z}]+"
 
 
+def _apply_where(texts: pd.Series, needs_fix: pd.Series, fix) -> pd.Series:
+    """Run the (slow, per-row) `fix` only on the rows that can need it."""
+    if not needs_fix.any():
+        return texts
+    out = texts.copy()
+    out[needs_fix] = texts[needs_fix].map(fix)
+    return out
+
+
 @F.pandas_udf(StringType())
 def _fix_mojibake(texts: pd.Series) -> pd.Series:
     import ftfy
 
-    suspect = texts.str.contains(MOJIBAKE_HINT, regex=True, na=False)
-    if not suspect.any():
-        return texts
-    out = texts.copy()
-    out[suspect] = texts[suspect].map(ftfy.fix_encoding)
-    return out
+    return _apply_where(texts, texts.str.contains(MOJIBAKE_HINT, regex=True, na=False), ftfy.fix_encoding)
 
 
 @F.pandas_udf(StringType())
 def _unescape_html(texts: pd.Series) -> pd.Series:
     import html
 
-    has_entity = texts.str.contains("&", regex=False, na=False)
-    if not has_entity.any():
-        return texts
-    out = texts.copy()
-    out[has_entity] = texts[has_entity].map(html.unescape)
-    return out
+    return _apply_where(texts, texts.str.contains("&", regex=False, na=False), html.unescape)
 
 
 @F.pandas_udf(StringType())
