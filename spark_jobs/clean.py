@@ -33,7 +33,7 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
-from spark_jobs.ingest import QUARANTINE_SCHEMA, merge_new, to_quarantine
+from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.normalize import normalize_text
 from spark_jobs.stage import StageError, join_path, run_stage, write_text
 from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
@@ -283,15 +283,15 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         label_ids = extend_label_map(current, new_labels)
         if len(label_ids) > len(current):
             added = [(k, v) for k, v in label_ids.items() if k not in current]
-            merge_new(spark, labels, spark.createDataFrame(added, LABEL_MAP_SCHEMA), "label")
+            labels.insert_new(spark, spark.createDataFrame(added, LABEL_MAP_SCHEMA), "label")
         label_map = spark.createDataFrame(sorted(label_ids.items(), key=lambda kv: kv[1]), LABEL_MAP_SCHEMA)
 
         if output:
-            merge_new(spark, silver, to_silver(kept, label_map, cfg.clean), "doc_id")
+            silver.insert_new(spark, to_silver(kept, label_map, cfg.clean), "doc_id")
         if quarantined:
             rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
                 F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
-            merge_new(spark, quarantine, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
+            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
     finally:
         classified.unpersist()
         normalized.unpersist()

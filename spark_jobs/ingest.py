@@ -32,6 +32,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from pyspark.sql.window import Window
 
 from conf import Config
+from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
 
@@ -58,17 +59,6 @@ BRONZE_SCHEMA = StructType([
     StructField("batch_id", StringType(), True),
 ])
 
-QUARANTINE_SCHEMA = StructType([
-    StructField("quarantine_id", StringType(), False),
-    StructField("stage", StringType(), False),
-    StructField("reason", StringType(), False),
-    StructField("doc_id", StringType(), True),
-    StructField("raw_record", StringType(), True),
-    StructField("source", StringType(), True),
-    StructField("batch_id", StringType(), True),
-    StructField("quarantined_at", TimestampType(), True),
-])
-
 # Bronze feeds clean incrementally through the Change Data Feed.
 BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
@@ -87,14 +77,9 @@ def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
     ic = cfg.ingest
     if not ic.source:
         raise StageError("ingest.source is not set; give it with --set ingest.source=PATH_OR_TABLE")
+    readers = {"jsonl": _read_jsonl, "csv": _read_csv, "text": _read_text}
     try:
-        if ic.format == "jsonl":
-            return _read_jsonl(spark, cfg)
-        if ic.format == "csv":
-            return _read_csv(spark, cfg)
-        if ic.format == "text":
-            return _read_text(spark, cfg)
-        return _read_columnar(spark, cfg)
+        return readers.get(ic.format, _read_columnar)(spark, cfg).select(*RAW_COLUMNS)
     except Exception as exc:  # noqa: BLE001 - turn Spark's analysis errors into one line
         if isinstance(exc, StageError):
             raise
@@ -258,25 +243,6 @@ def to_bronze(classified: DataFrame, batch_id: str, use_id: bool) -> DataFrame:
     return rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
 
-def to_quarantine(rows: DataFrame, stage: str, batch_id: str) -> DataFrame:
-    """Quarantine rows from a frame with `reason`, `doc_id`, `raw_record` and `source`.
-
-    `quarantine_id` hashes the content plus its occurrence number, so rerunning a stage on the
-    same input quarantines nothing twice while identical bad lines are still all kept.
-    """
-    base = F.sha2(F.concat_ws("\u0000", F.lit(stage), "reason", F.coalesce("doc_id", F.lit("")),
-                              F.coalesce("source", F.lit("")), F.coalesce("raw_record", F.lit(""))), 256)
-    occurrence = F.row_number().over(Window.partitionBy("_base").orderBy("_base"))
-    return (
-        rows.withColumn("_base", base)
-        .withColumn("quarantine_id", F.sha2(F.concat_ws(":", "_base", occurrence.cast("string")), 256))
-        .select(
-            "quarantine_id", F.lit(stage).alias("stage"), "reason", "doc_id", "raw_record", "source",
-            F.lit(batch_id).alias("batch_id"), F.current_timestamp().alias("quarantined_at"),
-        )
-    )
-
-
 def quarantined_records(classified: DataFrame, batch_id: str) -> DataFrame:
     bad = classified.where(F.col("_reason").isNotNull()).select(
         F.col("_reason").alias("reason"), F.lit(None).cast("string").alias("doc_id"),
@@ -287,40 +253,28 @@ def quarantined_records(classified: DataFrame, batch_id: str) -> DataFrame:
 
 # --------------------------------------------------------------------------- load
 
-def merge_new(spark: SparkSession, table, rows: DataFrame, key: str) -> int:
-    """Insert the rows whose `key` the table lacks; return how many were inserted."""
-    result = (
-        table.delta(spark).alias("t")
-        .merge(rows.alias("s"), f"t.{key} = s.{key}")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    return int(result.first()["num_inserted_rows"])
-
-
-def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int], bool, bool]:
-    """(valid rows, quarantined rows per reason, any record has the text field, ... the label field)."""
+def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, bool]]:
+    """(valid rows, quarantined rows per reason, {"parsed"/"text"/"label": whether any record has it})."""
     rows = classified.groupBy("_reason").agg(
         F.count("*").alias("n"),
+        F.max("_parsed").alias("parsed"),
         F.max(F.col("_parsed") & F.col("_has_text")).alias("text"),
         F.max(F.col("_parsed") & F.col("_has_label")).alias("label"),
     ).collect()
     counts = {r["_reason"]: r["n"] for r in rows}
     valid = counts.pop(None, 0)
-    any_text = any(r["text"] for r in rows)
-    any_label = any(r["label"] for r in rows)
-    return valid, dict(sorted(counts.items())), any_text, any_label
+    seen = {key: any(r[key] for r in rows) for key in ("parsed", "text", "label")}
+    return valid, dict(sorted(counts.items())), seen
 
 
-def _require_fields(cfg: Config, valid: int, quarantined: dict, any_text: bool, any_label: bool) -> None:
+def _require_fields(cfg: Config, seen: dict[str, bool]) -> None:
     """JSON has no schema: a text or label field that no record has is a misnamed column."""
     ic = cfg.ingest
-    parsed = valid + sum(n for r, n in quarantined.items() if r not in (IngestReason.UNPARSEABLE, IngestReason.INVALID_UTF8))
-    if not parsed:
+    if not seen["parsed"]:
         return
-    if not any_text:
+    if not seen["text"]:
         raise StageError(f"ingest.text_column={ic.text_column!r} is not a field of any record in {ic.source}")
-    if ic.label_column is not None and ic.require_label and not any_label:
+    if ic.label_column is not None and ic.require_label and not seen["label"]:
         raise StageError(f"ingest.label_column={ic.label_column!r} is not a field of any record in {ic.source}; "
                          "set ingest.label_column=null for unlabelled data")
 
@@ -334,17 +288,17 @@ def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     classified = classified.persist()
     try:
         try:
-            valid, quarantined, any_text, any_label = count_by_reason(classified)
+            valid, quarantined, seen = count_by_reason(classified)
         except Exception as exc:  # noqa: BLE001 - an unreadable or corrupt file, before any write
             first = str(exc).strip().splitlines()[0][:300]
             raise StageError(f"could not read ingest.source={ic.source!r}: {first}") from None
-        _require_fields(cfg, valid, quarantined, any_text, any_label)
+        _require_fields(cfg, seen)
         bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
         bronze.create_if_missing(spark, BRONZE_SCHEMA, BRONZE_PROPERTIES)
         quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
-        inserted = merge_new(spark, bronze, to_bronze(classified, batch_id, use_id), "doc_id") if valid else 0
+        inserted = bronze.insert_new(spark, to_bronze(classified, batch_id, use_id), "doc_id") if valid else 0
         if quarantined:
-            merge_new(spark, quarantine, quarantined_records(classified, batch_id), "quarantine_id")
+            quarantine.insert_new(spark, quarantined_records(classified, batch_id), "quarantine_id")
     finally:
         classified.unpersist()
     return {

@@ -17,7 +17,6 @@ BRONZE = "bronze"
 SILVER = "silver"
 QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
-ROLES = (BRONZE, SILVER, QUARANTINE, LABEL_MAP)
 
 
 def is_uri(path: str) -> bool:
@@ -61,9 +60,6 @@ class Table:
             return DeltaTable.forPath(spark, self.location)
         return DeltaTable.forName(spark, self.location)
 
-    def reader(self, spark):
-        return spark.read.format("delta")
-
     def read(self, spark, version: int | None = None):
         reader = spark.read.format("delta")
         if version is not None:
@@ -91,6 +87,16 @@ class Table:
     def set_properties(self, spark, props: dict[str, str]) -> None:
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in props.items())
         spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})")
+
+    def insert_new(self, spark, rows, key: str) -> int:
+        """MERGE the rows whose `key` the table lacks; return how many were inserted."""
+        result = (
+            self.delta(spark).alias("t")
+            .merge(rows.alias("s"), f"t.{key} = s.{key}")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        return int(result.first()["num_inserted_rows"])
 
     def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
         # SQL rather than DeltaTableBuilder: the builder's tableName() rejects 3-part names.
