@@ -30,12 +30,14 @@ demo: install
 	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
 	$(VENV)/bin/lakebert ingest --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
 	$(VENV)/bin/lakebert clean
+	$(VENV)/bin/lakebert tokenize
 
 test: install
 	$(PY) -m pytest tests
 
 bench: install
 	$(PY) bench/etl.py
+	$(PY) bench/tokenize.py
 
 clean-demo:
 	rm -rf lakehouse data spark-warehouse

@@ -125,10 +125,34 @@ class CleanConfig(Section):
     """Salt of the split hash. Changing it re-splits only rows that were never written to silver."""
 
 
+class TokenizeConfig(Section):
+    tokenizer: str = "train"
+    """`train` (a WordPiece tokenizer trained on the silver train split), a local directory in
+    Hugging Face layout, a `tokenizer.json` file, or a hub name (needs the network)."""
+    vocab_size: int = Field(8000, ge=100, le=1_000_000)
+    lowercase: bool = True
+    min_frequency: int = Field(2, ge=1)
+    train_sample_rows: int = Field(500_000, ge=1)
+    """Tokenizer training reads at most this many train texts (the first by doc_id)."""
+    max_length: int = Field(128, ge=4, le=1_000_000)
+    """Tokens per text including [CLS]/[SEP]; longer texts are truncated and counted."""
+    truncation_side: Literal["right", "left"] = "right"
+    silver_version: int | None = None
+    """Delta version of silver to read; None = the latest."""
+    output: str = "tokenized"
+    """Directory under lakehouse.root (or an absolute path/URI) holding one folder per dataset version."""
+    rows_per_file: int = Field(500_000, ge=1000)
+    row_group_mb: int = Field(16, ge=1, le=1024)
+    """Parquet row-group size: small enough for streaming reads, large enough for fast scans."""
+    arrow_batch_rows: int = Field(4096, ge=64)
+    """Rows per Arrow batch handed to the tokenizer in each Python worker."""
+
+
 class Config(Section):
     lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
     tables: TablesConfig = Field(default_factory=TablesConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
 

@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "ingest": ("spark_jobs.ingest", "raw files or a table -> bronze Delta table (+ quarantine)"),
     "clean": ("spark_jobs.clean", "bronze -> silver: normalize, filter, deduplicate, label, split"),
+    "tokenize": ("spark_jobs.tokenize", "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 

@@ -1,0 +1,274 @@
+"""Tokenize the silver table into training-ready Parquet plus a manifest.
+
+    lakebert tokenize [--set tokenize.tokenizer=train|DIR|tokenizer.json|hub-name]
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize.py [--set ...]
+
+Output, under `<lakehouse.root>/<tokenize.output>/`:
+
+    <key>/data/split=train/part-*.parquet   doc_id, input_ids list<int32> (unpadded), length int32,
+                                            label int32, truncated bool; sorted by doc_id
+    <key>/manifest.json                     written last: the dataset exists only once it is there
+    LATEST                                  the key of the newest complete dataset
+
+`<key>` hashes the silver table, its Delta version and the tokenizer fingerprint (tokenizer
+files + encoding settings), so a rerun with the same inputs finds its manifest and does
+nothing (`"status": "up_to_date"`). A crashed run leaves a folder without a manifest, which
+readers ignore; LATEST still names the previous complete dataset.
+
+Tokenization runs in `mapInArrow`: each Python worker builds the Rust tokenizer once from
+a broadcast copy of `tokenizer.json` (no driver filesystem needed on a cluster), encodes a
+whole Arrow batch at once, and returns the ids as an Arrow list array built from offsets.
+Spark runs one task per core, so the tokenizer's own thread pool is switched off in workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
+
+from conf import Config
+from spark_jobs.clean import TRAIN
+from spark_jobs.stage import StageError, run_stage, write_text
+from spark_jobs.tables import LABEL_MAP, SILVER, is_uri, join_path, resolve_root, resolve_table
+from tokenization import Encoder, TokenizerError, fingerprint, load_tokenizer, train_wordpiece
+
+STAGE = "tokenize"
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+DATA_DIR = "data"
+TRAINED_TOKENIZERS = "tokenizers"
+LENGTH_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+
+TOKENIZED_SCHEMA = StructType([
+    StructField("doc_id", StringType(), False),
+    StructField("input_ids", ArrayType(IntegerType(), False), False),
+    StructField("length", IntegerType(), False),
+    StructField("label", IntegerType(), True),
+    StructField("truncated", BooleanType(), False),
+    StructField("split", StringType(), False),
+])
+
+
+# --------------------------------------------------------------------------- executor side
+
+_ENCODERS: dict[str, Encoder] = {}  # per Python worker: built once, reused by every task
+
+
+def _encoder(key: str, tokenizer_json, max_length: int, side: str) -> Encoder:
+    if key not in _ENCODERS:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one task per core already
+        _ENCODERS[key] = Encoder(tokenizer_json.value, max_length, side)
+    return _ENCODERS[key]
+
+
+def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
+    """The `mapInArrow` function: Arrow batches of (doc_id, text, label_id, split) -> TOKENIZED_SCHEMA."""
+
+    def tokenize_batches(batches):
+        import pyarrow as pa
+
+        encoder = _encoder(key, tokenizer_json, max_length, side)
+        for batch in batches:
+            ids, offsets, lengths, truncated = encoder.encode(batch.column("text").to_pylist())
+            input_ids = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(ids, pa.int32()))
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("doc_id"), input_ids, pa.array(lengths, pa.int32()),
+                 batch.column("label_id").cast(pa.int32()), pa.array(truncated, pa.bool_()), batch.column("split")],
+                names=TOKENIZED_SCHEMA.fieldNames())
+
+    return tokenize_batches
+
+
+def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: int, side: str,
+                       partitions: int) -> DataFrame:
+    """silver -> TOKENIZED_SCHEMA rows, range-partitioned and sorted by (split, doc_id)."""
+    rows = silver.select("doc_id", "text", "label_id", "split").repartitionByRange(partitions, "split", "doc_id")
+    tokens = rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZED_SCHEMA)
+    return tokens.sortWithinPartitions("split", "doc_id")
+
+
+# --------------------------------------------------------------------------- driver side
+
+def output_root(cfg: Config) -> str:
+    out = cfg.tokenize.output
+    return out if is_uri(out) or out.startswith("/") else join_path(resolve_root(cfg), out)
+
+
+def dataset_key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def read_manifest(spark, path: str) -> dict | None:
+    try:
+        text = spark.sparkContext.wholeTextFiles(path).values().first() if is_uri(path) else Path(path).read_text()
+    except Exception:  # noqa: BLE001 - missing means not complete
+        return None
+    return json.loads(text)
+
+
+def latest_manifest(cfg: Config) -> str | None:
+    """Path of the newest complete dataset's manifest (local lakehouse), or None."""
+    root = Path(output_root(cfg))
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    manifest = root / pointer.read_text().strip() / MANIFEST
+    return str(manifest) if manifest.is_file() else None
+
+
+def _publish_latest(spark, root: str, key: str) -> None:
+    if is_uri(root):
+        write_text(spark, join_path(root, LATEST), key)
+        return
+    tmp = Path(root) / f".{LATEST}.{uuid.uuid4().hex}"
+    tmp.write_text(key)
+    os.replace(tmp, Path(root) / LATEST)  # atomic on POSIX filesystems
+
+
+def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version: int):
+    """Load the configured tokenizer, training one on the train split when asked."""
+    tc = cfg.tokenize
+    train = silver_df.where(F.col("split") == TRAIN)
+    if train.limit(1).count() == 0:
+        raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
+    if tc.tokenizer != "train":
+        try:
+            return load_tokenizer(tc.tokenizer)
+        except TokenizerError as exc:
+            raise StageError(str(exc)) from None
+    key = dataset_key(str(silver), str(version), str(tc.vocab_size), str(tc.lowercase), str(tc.min_frequency),
+                      str(tc.train_sample_rows))
+    out = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS / f"wordpiece-{key}"
+    if not (out / "tokenizer.json").is_file():
+        texts = (r["text"] for r in train.orderBy("doc_id").limit(tc.train_sample_rows).select("text").toLocalIterator())
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
+        train_wordpiece(texts, tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
+        tmp.rename(out)  # another run may have won the race; both trained the same thing
+    return load_tokenizer(str(out))
+
+
+def dataset_stats(data: DataFrame) -> tuple[dict, str]:
+    """Per-split rows, truncation, length percentiles and labels, plus an order-free content hash."""
+    row_hash = F.xxhash64("split", "doc_id", "label", F.array_join(F.col("input_ids").cast("array<string>"), ","))
+    per_split = data.groupBy("split").agg(
+        F.count("*").alias("rows"),
+        F.sum(F.col("truncated").cast("int")).alias("truncated"),
+        F.sum("length").alias("tokens"),
+        F.percentile_approx("length", list(LENGTH_PERCENTILES), 10_000).alias("p"),
+        F.sum(row_hash.cast("decimal(38,0)")).alias("hash"),
+    ).collect()
+    labels = data.groupBy("split", "label").count().collect()
+    splits, digest = {}, hashlib.sha256()
+    for row in sorted(per_split, key=lambda r: r["split"]):
+        splits[row["split"]] = {
+            "rows": row["rows"], "tokens": int(row["tokens"]), "truncated": int(row["truncated"]),
+            "truncation_rate": round(row["truncated"] / row["rows"], 6),
+            "length_percentiles": {f"p{int(q * 100)}": v for q, v in zip(LENGTH_PERCENTILES, row["p"])},
+            "label_counts": {},
+        }
+        digest.update(f"{row['split']}:{row['rows']}:{row['hash']};".encode())
+    for row in sorted(labels, key=lambda r: (r["split"], -1 if r["label"] is None else r["label"])):
+        splits[row["split"]]["label_counts"][str(row["label"])] = row["count"]
+    return splits, digest.hexdigest()
+
+
+def list_files(spark, data_dir: str) -> dict[str, list[str]]:
+    """The Parquet files of each split, relative to the dataset folder, in read order."""
+    paths = sorted(r[0] for r in spark.read.parquet(data_dir).select(F.input_file_name()).distinct().collect())
+    files: dict[str, list[str]] = {}
+    for path in paths:
+        rel = path[path.index(f"/{DATA_DIR}/") + 1:]
+        split = rel.split("/")[1].removeprefix("split=")
+        files.setdefault(split, []).append(rel)
+    return files
+
+
+def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+    tc = cfg.tokenize
+    silver = resolve_table(cfg, SILVER)
+    if not silver.exists(spark):
+        raise StageError(f"silver table {silver} does not exist; run `lakebert clean` first")
+    version = tc.silver_version if tc.silver_version is not None else silver.version(spark)
+    silver_df = silver.read(spark, version)
+    tokenizer = resolve_tokenizer(spark, cfg, silver, silver_df, version)
+    if tc.max_length > tokenizer.model_max_length:
+        raise StageError(f"tokenize.max_length={tc.max_length} is larger than the model allows "
+                         f"({tokenizer.model_max_length} for {tokenizer.path})")
+    settings = {"max_length": tc.max_length, "truncation_side": tc.truncation_side, "add_special_tokens": True}
+    tok_fp = fingerprint(tokenizer.files, settings)
+    key = dataset_key(str(silver), str(version), tok_fp)
+    root = output_root(cfg)
+    folder = join_path(root, key)
+    manifest_path = join_path(folder, MANIFEST)
+    base = {"manifest": manifest_path, "silver_version": version, "tokenizer_fingerprint": tok_fp,
+            "tables": {"silver": str(silver)}}
+
+    done = read_manifest(spark, manifest_path)
+    if done is not None:
+        _publish_latest(spark, root, key)
+        return {"status": "up_to_date", "rows": done["rows"], **base}
+
+    if not is_uri(folder):
+        shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
+    rows = silver_df.count()
+    partitions = max(spark.sparkContext.defaultParallelism, math.ceil(rows / tc.rows_per_file))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(tc.arrow_batch_rows))
+    tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
+    try:
+        tokens = tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side, partitions)
+        data_dir = join_path(folder, DATA_DIR)
+        (tokens.write.mode("overwrite").partitionBy("split")
+         .option("maxRecordsPerFile", tc.rows_per_file)
+         .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
+         .parquet(data_dir))
+    finally:
+        tokenizer_json.unpersist()
+
+    data = spark.read.parquet(data_dir)
+    splits, content_hash = dataset_stats(data)
+    labels = resolve_table(cfg, LABEL_MAP)
+    label_map = {r["label"]: r["label_id"] for r in labels.read(spark).collect()} if labels.exists(spark) else {}
+    written = sum(s["rows"] for s in splits.values())
+    manifest = {
+        "format": "lakebert.tokenized/1",
+        "created_by_run": run_id,
+        "source": {"table": str(silver), "delta_version": version},
+        "tokenizer_path": tokenizer.path,
+        "tokenizer_fingerprint": tok_fp,
+        "max_length": tc.max_length,
+        "truncation_side": tc.truncation_side,
+        "columns": [f.name for f in TOKENIZED_SCHEMA.fields if f.name != "split"],
+        "rows": written,
+        "splits": splits,
+        "truncation_rate": round(sum(s["truncated"] for s in splits.values()) / max(written, 1), 6),
+        "label_map": dict(sorted(label_map.items(), key=lambda kv: kv[1])),
+        "files": list_files(spark, data_dir),
+        "content_hash": content_hash,
+    }
+    if written != rows:
+        raise StageError(f"wrote {written} rows but silver version {version} has {rows}; no manifest written")
+    write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
+    _publish_latest(spark, root, key)
+    return {"status": "done", "rows": written, "splits": {k: v["rows"] for k, v in splits.items()},
+            "truncation_rate": manifest["truncation_rate"], **base}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(STAGE, argv, tokenize, "Tokenize silver into Parquet for training.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from transformers import AutoTokenizer
+
+from spark_jobs.clean import clean
+from spark_jobs.ingest import ingest
+from spark_jobs.sample_data import write_sample
+from spark_jobs.stage import StageError
+from spark_jobs.tables import SILVER, resolve_table
+from spark_jobs.tokenize import LATEST, MANIFEST, latest_manifest, output_root, tokenize
+from tests.conftest import TEST_SPARK, make_config
+from tokenization import Encoder, load_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark, tmp_path_factory):
+    """A lakehouse with silver built from the sample (1,200 docs)."""
+    root = tmp_path_factory.mktemp("tok") / "lh"
+    src = write_sample(root.parent / "data", n_docs=1200, seed=4)
+    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id")
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenized(spark, lakehouse):
+    cfg = make_config(lakehouse, "tokenize.vocab_size=1500", "tokenize.max_length=64")
+    summary = tokenize(spark, cfg, "t1")
+    return cfg, summary, json.loads(Path(summary["manifest"]).read_text())
+
+
+def _read(manifest_path, manifest):
+    folder = Path(manifest_path).parent
+    return {split: pq.ParquetDataset([str(folder / f) for f in files]).read().to_pylist()
+            for split, files in manifest["files"].items()}
+
+
+def test_tokenize_writes_parquet_and_a_manifest_whose_counts_match(spark, tokenized):
+    cfg, summary, manifest = tokenized
+    assert summary["status"] == "done" and summary["tables"]["silver"] == str(resolve_table(cfg, SILVER))
+    silver = resolve_table(cfg, SILVER)
+    assert manifest["source"] == {"table": str(silver), "delta_version": silver.version(spark)}
+    rows = _read(summary["manifest"], manifest)
+    assert summary["rows"] == manifest["rows"] == sum(len(v) for v in rows.values()) == silver.read(spark).count()
+    for split, stats in manifest["splits"].items():
+        assert stats["rows"] == len(rows[split])
+        labels = {}
+        for r in rows[split]:
+            labels[str(r["label"])] = labels.get(str(r["label"]), 0) + 1
+        assert stats["label_counts"] == labels
+        assert stats["truncated"] == sum(r["truncated"] for r in rows[split])
+        assert [r["doc_id"] for r in rows[split]] == sorted(r["doc_id"] for r in rows[split])  # deterministic order
+    assert manifest["label_map"] == {"business": 0, "health": 1, "sports": 2, "technology": 3}
+    assert manifest["max_length"] == 64 and 0 < manifest["truncation_rate"] < 1
+    schema = pq.read_schema(Path(summary["manifest"]).parent / manifest["files"]["train"][0])
+    ids_type = schema.field("input_ids").type
+    assert ids_type.num_fields == 1 and str(ids_type.value_type) == "int32"  # list<int32>
+    assert str(schema.field("length").type) == "int32" and str(schema.field("label").type) == "int32"
+
+
+def test_spark_output_equals_single_process_encoding(spark, tokenized):
+    cfg, summary, manifest = tokenized
+    rows = {r["doc_id"]: r for split in _read(summary["manifest"], manifest).values() for r in split}
+    silver = resolve_table(cfg, SILVER).read(spark).select("doc_id", "text", "label_id").collect()
+    encoder = Encoder(load_tokenizer(manifest["tokenizer_path"]).to_str(), 64)
+    ids, offsets, lengths, _ = encoder.encode([r.text for r in silver])
+    for i, r in enumerate(silver):
+        assert rows[r.doc_id]["input_ids"] == ids[offsets[i]:offsets[i + 1]].tolist()
+        assert rows[r.doc_id]["length"] == lengths[i] and rows[r.doc_id]["label"] == r.label_id
+
+
+def test_tokenizer_trained_from_silver_loads_with_autotokenizer(tokenized):
+    _, _, manifest = tokenized
+    auto = AutoTokenizer.from_pretrained(manifest["tokenizer_path"])
+    assert auto.vocab_size <= 1500 and auto("the coach")["input_ids"][0] == auto.cls_token_id
+
+
+def test_rerun_is_a_no_op(spark, tokenized):
+    cfg, summary, _ = tokenized
+    folder = Path(summary["manifest"]).parent
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    again = tokenize(spark, cfg, "t2")
+    assert again["status"] == "up_to_date" and again["manifest"] == summary["manifest"]
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+    assert [p.name for p in Path(output_root(cfg)).iterdir() if p.is_dir()] == [folder.name]
+
+
+def test_killed_run_leaves_the_previous_dataset_readable(spark, tokenized, tmp_path):
+    cfg, summary, _ = tokenized
+    root = Path(output_root(cfg))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    args = [f"--set={o}" for o in TEST_SPARK] + [f"--set=lakehouse.root={cfg.lakehouse.root}",
+                                                  "--set=tokenize.vocab_size=1500", "--set=tokenize.max_length=32"]
+    proc = subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "tokenize", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    old = Path(summary["manifest"]).parent.name
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any((d / "data").exists() for d in root.iterdir() if d.is_dir() and d.name != old):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "tokenize finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
+    proc.wait()
+    torn = [d for d in root.iterdir() if d.is_dir() and d.name != old]
+    assert torn and not (torn[0] / MANIFEST).exists()
+    assert (root / LATEST).read_text() == old and latest_manifest(cfg) == summary["manifest"]
+    # the next run replaces the torn folder and publishes the new dataset
+    redo = tokenize(spark, make_config(cfg.lakehouse.root, "tokenize.vocab_size=1500", "tokenize.max_length=32"), "t3")
+    assert redo["status"] == "done" and latest_manifest(cfg) == redo["manifest"]
+
+
+def test_bad_tokenizer_settings_fail_before_the_spark_job(spark, lakehouse, tmp_path):
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "tokenizer.json").write_text("{not json")
+    cases = [
+        (["tokenize.tokenizer=" + str(tmp_path / "missing")], "does not exist"),
+        (["tokenize.tokenizer=" + str(tmp_path / "corrupt")], "corrupt"),
+        (["tokenize.max_length=1024"], r"max_length=1024 is larger than the model allows \(512"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(StageError, match=message):
+            tokenize(spark, make_config(lakehouse, "tokenize.vocab_size=1500", *overrides), "bad")
+
+
+def test_empty_train_split_is_an_error(spark, tmp_path):
+    src = write_sample(tmp_path / "data", n_docs=50, seed=5, bad_rows=False)
+    cfg = make_config(tmp_path / "lh", f"ingest.source={src}", "clean.split.train=0", "clean.split.validation=0.5",
+                      "clean.split.test=0.5")
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+    with pytest.raises(StageError, match="train split .* is empty"):
+        tokenize(spark, cfg, "t")
+    assert not Path(output_root(cfg)).exists()

@@ -1,0 +1,10 @@
+"""Tokenizers for lakebert, without Spark: load, train (WordPiece), fingerprint, encode.
+
+    from tokenization import Encoder, load_tokenizer
+"""
+
+from tokenization.tokenizer import (
+    Encoder, LoadedTokenizer, TokenizerError, fingerprint, load_tokenizer, train_wordpiece,
+)
+
+__all__ = ["Encoder", "LoadedTokenizer", "TokenizerError", "fingerprint", "load_tokenizer", "train_wordpiece"]

@@ -1,0 +1,190 @@
+"""Load, train, fingerprint and run a tokenizer: pure Python, no Spark.
+
+    from tokenization import Encoder, load_tokenizer, train_wordpiece
+    tok_dir = train_wordpiece(texts, "out/tokenizer", vocab_size=8000, lowercase=True)
+    enc = Encoder(load_tokenizer(tok_dir).to_str(), max_length=128)
+    ids, offsets, lengths, truncated = enc.encode(["some text", "more text"])
+
+`Encoder.encode` returns flat int32 token ids plus per-text offsets, so callers can build an
+Arrow list array without one Python list per text. Its output equals
+`AutoTokenizer.from_pretrained(dir)(texts, truncation=True, max_length=...)["input_ids"]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+TOKENIZER_FILE = "tokenizer.json"
+DEFAULT_MODEL_MAX_LENGTH = 512  # BERT's position embeddings
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class TokenizerError(ValueError):
+    """The tokenizer cannot be loaded or does not fit the settings; one line for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    """A fast tokenizer plus where it came from and what the model allows."""
+
+    backend: object  # tokenizers.Tokenizer
+    path: str
+    files: dict[str, bytes]
+    """The files that define it (for the fingerprint and to ship it to executors)."""
+    model_max_length: int
+
+    def to_str(self) -> str:
+        return self.backend.to_str()
+
+
+def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
+    """From a Hugging Face `save_pretrained` directory, a `tokenizer.json` file, or a hub name."""
+    from tokenizers import Tokenizer
+
+    path = Path(name_or_path)
+    if path.is_file():
+        files = {path.name: path.read_bytes()}
+        return LoadedTokenizer(_parse(Tokenizer.from_str, files[path.name].decode(), path), str(path), files,
+                               DEFAULT_MODEL_MAX_LENGTH)
+    if path.is_dir():
+        if not (path / TOKENIZER_FILE).is_file():
+            raise TokenizerError(f"tokenizer directory {path} has no {TOKENIZER_FILE} (save it with a fast "
+                                 "tokenizer's save_pretrained)")
+        files = {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+        backend = _parse(Tokenizer.from_str, files[TOKENIZER_FILE].decode(), path)
+        return LoadedTokenizer(backend, str(path), files, _model_max_length(files))
+    if _looks_like_path(name_or_path):
+        raise TokenizerError(f"tokenizer path {name_or_path} does not exist")
+    return _load_from_hub(name_or_path)
+
+
+def _parse(parse, text: str, path: Path):
+    try:
+        return parse(text)
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions on bad JSON
+        raise TokenizerError(f"tokenizer at {path} is corrupt: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
+
+
+def _model_max_length(files: dict[str, bytes]) -> int:
+    try:
+        value = json.loads(files.get("tokenizer_config.json", b"{}")).get("model_max_length")
+    except json.JSONDecodeError:
+        value = None
+    # transformers writes a huge sentinel (1e30) when the model's limit is unknown
+    return int(value) if isinstance(value, (int, float)) and value < 1_000_000 else DEFAULT_MODEL_MAX_LENGTH
+
+
+def _load_from_hub(name: str) -> LoadedTokenizer:
+    from transformers import AutoTokenizer
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        # Offline, look in the local Hugging Face cache only (and fail at once if it is not there).
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown name, or no fast tokenizer
+        raise TokenizerError(
+            f"could not load tokenizer {name!r} from the Hugging Face hub ({type(exc).__name__}); "
+            "if this machine is offline, download it elsewhere with save_pretrained and set "
+            "tokenize.tokenizer to that local directory") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise TokenizerError(f"tokenizer {name!r} has no fast (Rust) version")
+    files = {TOKENIZER_FILE: tokenizer.backend_tokenizer.to_str().encode()}
+    return LoadedTokenizer(tokenizer.backend_tokenizer, name, files,
+                           int(min(tokenizer.model_max_length, 1_000_000)))
+
+
+def train_wordpiece(texts: Iterable[str], out_dir: str | os.PathLike, vocab_size: int = 8000,
+                    lowercase: bool = True, min_frequency: int = 2,
+                    model_max_length: int = DEFAULT_MODEL_MAX_LENGTH) -> Path:
+    """Train a BERT WordPiece tokenizer and save it so `AutoTokenizer.from_pretrained` loads it."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None, clean_text=True,
+                                                handle_chinese_chars=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=BERT_SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    wrapped = BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, model_max_length=model_max_length)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wrapped.save_pretrained(str(out))
+    return out
+
+
+def fingerprint(files: dict[str, bytes], settings: dict) -> str:
+    """sha256 of the tokenizer's files and the encoding settings: same value, same token ids."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+class Encoder:
+    """Encodes texts to BERT inputs, truncated to `max_length` (special tokens included).
+
+    The Rust tokenizer runs without truncation; truncation is done here on the flat id array,
+    which also tells which texts were truncated. It keeps the template's leading and trailing
+    special tokens exactly as the tokenizer's own truncation does.
+    """
+
+    def __init__(self, tokenizer_json: str, max_length: int, truncation_side: str = "right"):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.max_length = max_length
+        self.truncation_side = truncation_side
+        probe = self.tokenizer.encode("a")
+        mask = probe.special_tokens_mask
+        self.n_prefix = next((i for i, m in enumerate(mask) if not m), len(mask))
+        self.n_suffix = len(mask) - self.n_prefix - sum(1 for m in mask if not m)
+        if max_length < self.n_prefix + self.n_suffix + 1:
+            raise TokenizerError(f"max_length={max_length} leaves no room next to "
+                                 f"{self.n_prefix + self.n_suffix} special tokens")
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """-> (ids int32 flat, offsets int32 [n+1], lengths int32 [n], truncated bool [n])."""
+        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
+        full = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(full.sum()))
+        return self.truncate(flat, full)
+
+    def truncate(self, flat: np.ndarray, full: np.ndarray):
+        starts = np.zeros(len(full) + 1, dtype=np.int64)
+        np.cumsum(full, out=starts[1:])
+        truncated = full > self.max_length
+        if not truncated.any():
+            return flat, starts.astype(np.int32), full.astype(np.int32), truncated
+        lengths = np.minimum(full, self.max_length)
+        keep = np.ones(len(flat), dtype=bool)
+        body = self.max_length - self.n_prefix - self.n_suffix
+        for i in np.flatnonzero(truncated):  # only the truncated texts are touched
+            s, e = starts[i], starts[i + 1]
+            body_start, body_end = s + self.n_prefix, e - self.n_suffix
+            if self.truncation_side == "right":
+                keep[body_start + body:body_end] = False
+            else:
+                keep[body_start:body_end - body] = False
+        offsets = np.zeros(len(full) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return flat[keep], offsets.astype(np.int32), lengths.astype(np.int32), truncated
