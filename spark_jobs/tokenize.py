@@ -92,10 +92,14 @@ def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
     return tokenize_batches
 
 
-def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: int, side: str,
-                       partitions: int) -> DataFrame:
-    """silver -> TOKENIZED_SCHEMA rows, range-partitioned and sorted by (split, doc_id)."""
-    rows = silver.select("doc_id", "text", "label_id", "split").repartitionByRange(partitions, "split", "doc_id")
+def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: int, side: str) -> DataFrame:
+    """silver -> TOKENIZED_SCHEMA rows, each partition sorted by (split, doc_id).
+
+    No shuffle: tokenization runs in the scan's own tasks (Spark already splits the files
+    evenly over the cores), so the output order is fixed by the silver version's files and the
+    cluster's parallelism, and by doc_id within each file.
+    """
+    rows = silver.select("doc_id", "text", "label_id", "split")
     tokens = rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZED_SCHEMA)
     return tokens.sortWithinPartitions("split", "doc_id")
 
@@ -142,8 +146,6 @@ def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version:
     """Load the configured tokenizer, training one on the train split when asked."""
     tc = cfg.tokenize
     train = silver_df.where(F.col("split") == TRAIN)
-    if train.limit(1).count() == 0:
-        raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
     if tc.tokenizer != "train":
         try:
             return load_tokenizer(tc.tokenizer)
@@ -160,39 +162,59 @@ def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version:
     return load_tokenizer(str(out))
 
 
+def _percentile(histogram: dict[int, int], q: float) -> int:
+    """Exact percentile (nearest rank) of a {length: count} histogram."""
+    rank, seen = max(1, math.ceil(q * sum(histogram.values()))), 0
+    for length in sorted(histogram):
+        seen += histogram[length]
+        if seen >= rank:
+            return length
+    return 0
+
+
 def dataset_stats(data: DataFrame) -> tuple[dict, str]:
-    """Per-split rows, truncation, length percentiles and labels, plus an order-free content hash."""
-    row_hash = F.xxhash64("split", "doc_id", "label", F.array_join(F.col("input_ids").cast("array<string>"), ","))
-    per_split = data.groupBy("split").agg(
+    """Per-split rows, truncation, exact length percentiles and labels, plus an order-free
+    content hash, from one aggregation over a small (split, label, length) histogram."""
+    groups = data.groupBy("split", "label", "length", "truncated").agg(
         F.count("*").alias("rows"),
-        F.sum(F.col("truncated").cast("int")).alias("truncated"),
-        F.sum("length").alias("tokens"),
-        F.percentile_approx("length", list(LENGTH_PERCENTILES), 10_000).alias("p"),
-        F.sum(row_hash.cast("decimal(38,0)")).alias("hash"),
+        F.sum(F.xxhash64("split", "doc_id", "label", "input_ids").cast("decimal(38,0)")).alias("hash"),
     ).collect()
-    labels = data.groupBy("split", "label").count().collect()
-    splits, digest = {}, hashlib.sha256()
-    for row in sorted(per_split, key=lambda r: r["split"]):
-        splits[row["split"]] = {
-            "rows": row["rows"], "tokens": int(row["tokens"]), "truncated": int(row["truncated"]),
-            "truncation_rate": round(row["truncated"] / row["rows"], 6),
-            "length_percentiles": {f"p{int(q * 100)}": v for q, v in zip(LENGTH_PERCENTILES, row["p"])},
-            "label_counts": {},
-        }
-        digest.update(f"{row['split']}:{row['rows']}:{row['hash']};".encode())
-    for row in sorted(labels, key=lambda r: (r["split"], -1 if r["label"] is None else r["label"])):
-        splits[row["split"]]["label_counts"][str(row["label"])] = row["count"]
-    return splits, digest.hexdigest()
+    splits: dict[str, dict] = {}
+    lengths: dict[str, dict[int, int]] = {}
+    hashes: dict[str, int] = {}
+    for g in groups:
+        s = splits.setdefault(g["split"], {"rows": 0, "tokens": 0, "truncated": 0, "label_counts": {}})
+        s["rows"] += g["rows"]
+        s["tokens"] += g["rows"] * g["length"]
+        s["truncated"] += g["rows"] if g["truncated"] else 0
+        label = str(g["label"])
+        s["label_counts"][label] = s["label_counts"].get(label, 0) + g["rows"]
+        lengths.setdefault(g["split"], {}).setdefault(g["length"], 0)
+        lengths[g["split"]][g["length"]] += g["rows"]
+        hashes[g["split"]] = hashes.get(g["split"], 0) + int(g["hash"])
+    digest = hashlib.sha256()
+    for split in sorted(splits):
+        s = splits[split]
+        s["truncation_rate"] = round(s["truncated"] / s["rows"], 6)
+        s["length_percentiles"] = {f"p{int(q * 100)}": _percentile(lengths[split], q) for q in LENGTH_PERCENTILES}
+        s["label_counts"] = dict(sorted(s["label_counts"].items()))
+        digest.update(f"{split}:{s['rows']}:{hashes[split]};".encode())
+    return dict(sorted(splits.items())), digest.hexdigest()
 
 
 def list_files(spark, data_dir: str) -> dict[str, list[str]]:
     """The Parquet files of each split, relative to the dataset folder, in read order."""
-    paths = sorted(r[0] for r in spark.read.parquet(data_dir).select(F.input_file_name()).distinct().collect())
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(data_dir)
+    listing = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).listFiles(path, True)
+    names = []
+    while listing.hasNext():
+        name = listing.next().getPath().toString()
+        if name.endswith(".parquet"):
+            names.append(name[name.index(f"/{DATA_DIR}/") + 1:])
     files: dict[str, list[str]] = {}
-    for path in paths:
-        rel = path[path.index(f"/{DATA_DIR}/") + 1:]
-        split = rel.split("/")[1].removeprefix("split=")
-        files.setdefault(split, []).append(rel)
+    for rel in sorted(names):
+        files.setdefault(rel.split("/")[1].removeprefix("split="), []).append(rel)
     return files
 
 
@@ -203,6 +225,9 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         raise StageError(f"silver table {silver} does not exist; run `lakebert clean` first")
     version = tc.silver_version if tc.silver_version is not None else silver.version(spark)
     silver_df = silver.read(spark, version)
+    split_rows = {r["split"]: r["count"] for r in silver_df.groupBy("split").count().collect()}
+    if not split_rows.get(TRAIN):
+        raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
     tokenizer = resolve_tokenizer(spark, cfg, silver, silver_df, version)
     if tc.max_length > tokenizer.model_max_length:
         raise StageError(f"tokenize.max_length={tc.max_length} is larger than the model allows "
@@ -223,12 +248,11 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
 
     if not is_uri(folder):
         shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
-    rows = silver_df.count()
-    partitions = max(spark.sparkContext.defaultParallelism, math.ceil(rows / tc.rows_per_file))
+    rows = sum(split_rows.values())
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(tc.arrow_batch_rows))
     tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
     try:
-        tokens = tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side, partitions)
+        tokens = tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
         data_dir = join_path(folder, DATA_DIR)
         (tokens.write.mode("overwrite").partitionBy("split")
          .option("maxRecordsPerFile", tc.rows_per_file)

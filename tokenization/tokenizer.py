@@ -13,6 +13,7 @@ Arrow list array without one Python list per text. Its output equals
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -164,9 +165,9 @@ class Encoder:
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """-> (ids int32 flat, offsets int32 [n+1], lengths int32 [n], truncated bool [n])."""
-        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)
-        full = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(full.sum()))
+        ids = [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)]
+        full = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(full.sum()))
         return self.truncate(flat, full)
 
     def truncate(self, flat: np.ndarray, full: np.ndarray):
