@@ -23,8 +23,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/ingest.py: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # spark-submit spark_jobs/ingest.py: import it as the package, and keep
+    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F

@@ -32,8 +32,10 @@ import sys
 import uuid
 from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: import it as the package, and keep
+    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
