@@ -153,6 +153,11 @@ def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version:
             return load_tokenizer(tc.tokenizer)
         except TokenizerError as exc:
             raise StageError(str(exc)) from None
+    if is_uri(resolve_root(cfg)):
+        raise StageError("tokenize.tokenizer=train saves the tokenizer under lakehouse.root, which must be a local "
+                         "or mounted path (e.g. /dbfs, /Volumes); or set tokenize.tokenizer to a trained one")
+    # Trained once per silver version and settings, then reused: the WordPiece trainer is not
+    # deterministic (huggingface/tokenizers#1794), so retraining could change the ids.
     key = dataset_key(str(silver), str(version), str(tc.vocab_size), str(tc.lowercase), str(tc.min_frequency),
                       str(tc.train_sample_rows))
     out = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS / f"wordpiece-{key}"
