@@ -44,7 +44,7 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 from conf import Config
 from spark_jobs.clean import TRAIN
 from spark_jobs.stage import StageError, run_stage, write_text
-from spark_jobs.tables import LABEL_MAP, SILVER, is_uri, join_path, resolve_root, resolve_table
+from spark_jobs.tables import SILVER, is_uri, join_path, resolve_root, resolve_table
 from tokenization import Encoder, TokenizerError, fingerprint, load_tokenizer, train_wordpiece
 
 STAGE = "tokenize"
@@ -232,7 +232,10 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         raise StageError(f"silver table {silver} does not exist; run `lakebert clean` first")
     version = tc.silver_version if tc.silver_version is not None else silver.version(spark)
     silver_df = silver.read(spark, version)
-    split_rows = {r["split"]: r["count"] for r in silver_df.groupBy("split").count().collect()}
+    # One small query gives the rows per split and the label map of exactly this silver version.
+    groups = silver_df.groupBy("split", "label", "label_id").count().collect()
+    split_rows = {g["split"]: sum(x["count"] for x in groups if x["split"] == g["split"]) for g in groups}
+    label_map = {g["label"]: g["label_id"] for g in groups if g["label"] is not None}
     if not split_rows.get(TRAIN):
         raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
     tokenizer = resolve_tokenizer(spark, cfg, silver, silver_df, version)
@@ -270,8 +273,6 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
 
     data = spark.read.parquet(data_dir)
     splits, content_hash = dataset_stats(data)
-    labels = resolve_table(cfg, LABEL_MAP)
-    label_map = {r["label"]: r["label_id"] for r in labels.read(spark).collect()} if labels.exists(spark) else {}
     written = sum(s["rows"] for s in splits.values())
     manifest = {
         "format": "lakebert.tokenized/1",
