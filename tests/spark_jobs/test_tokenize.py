@@ -90,6 +90,17 @@ def test_tokenizer_trained_from_silver_loads_with_autotokenizer(tokenized):
     assert auto.vocab_size <= 1500 and auto("the coach")["input_ids"][0] == auto.cls_token_id
 
 
+def test_training_reads_the_output_through_latest(tokenized):
+    from training.data import TokenizedSplit
+
+    cfg, summary, manifest = tokenized
+    split = TokenizedSplit.open(output_root(cfg), "train")  # the tokenized root: LATEST is followed
+    assert split.manifest_path == Path(summary["manifest"])
+    rows = list(split.rows(0, 1))
+    assert len(rows) == split.num_rows == manifest["splits"]["train"]["rows"]
+    assert all(len(ids) <= 64 and 0 <= label < 4 for ids, label in rows)
+
+
 def test_rerun_is_a_no_op(spark, tokenized):
     cfg, summary, _ = tokenized
     folder = Path(summary["manifest"]).parent
