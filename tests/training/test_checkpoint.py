@@ -1,0 +1,104 @@
+"""training.checkpoint: atomic, complete-marked, last-K, weights-only checkpoints."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, get_linear_schedule_with_warmup
+
+from training.checkpoint import COMPLETE, MODEL_FILE, CheckpointManager, rng_state
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32, num_labels=3)
+    return BertForSequenceClassification(config)
+
+
+def train_steps(model, optimizer, scheduler, steps):
+    for _ in range(steps):
+        ids = torch.randint(0, 50, (4, 8))
+        loss = model(input_ids=ids, labels=torch.randint(0, 3, (4,))).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return loss.item()
+
+
+def setup(seed=0):
+    model = tiny_model(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 2, 20)
+    return model, optimizer, scheduler
+
+
+def test_resume_from_checkpoint_reproduces_an_uninterrupted_run_bitwise(tmp_path):
+    model, opt, sched = setup()
+    torch.manual_seed(1)
+    train_steps(model, opt, sched, 3)
+    ckpt = CheckpointManager(tmp_path)
+    ckpt.save(3, model, opt, sched, state={"epoch": 0, "rows_done": 12}, rng=rng_state())
+    expected_loss = train_steps(model, opt, sched, 4)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model2, opt2, sched2 = setup(seed=123)  # different init: everything must come from the checkpoint
+    state = ckpt.load(ckpt.latest(), model2, opt2, sched2)
+    assert state == {"step": 3, "epoch": 0, "rows_done": 12}
+    assert train_steps(model2, opt2, sched2, 4) == expected_loss
+    assert all(torch.equal(expected[k], v) for k, v in model2.state_dict().items())
+
+
+def test_python_and_numpy_rng_are_restored(tmp_path):
+    model, opt, sched = setup()
+    ckpt = CheckpointManager(tmp_path)
+    ckpt.save(1, model, rng=rng_state())
+    want = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    ckpt.load(ckpt.latest(), model)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
+
+
+def test_keeps_only_the_last_k(tmp_path):
+    model, opt, sched = setup()
+    ckpt = CheckpointManager(tmp_path, keep_last=2)
+    for step in (1, 2, 3, 4):
+        ckpt.save(step, model, opt, sched)
+    assert [p.name for p in ckpt.candidates()] == ["step-000000004", "step-000000003"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt", "no_marker"])
+def test_torn_latest_checkpoint_is_skipped_for_the_previous_one(tmp_path, damage):
+    model, opt, sched = setup()
+    ckpt = CheckpointManager(tmp_path)
+    good = ckpt.save(1, model, opt, sched)
+    bad = ckpt.save(2, model, opt, sched)
+    weights = bad / MODEL_FILE
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "corrupt":
+        data = bytearray(weights.read_bytes())
+        data[-10] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    else:
+        (bad / COMPLETE).unlink()
+    assert ckpt.latest() == good
+
+
+def test_files_load_with_weights_only_and_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    model, opt, sched = setup()
+    train_steps(model, opt, sched, 1)
+    path = CheckpointManager(tmp_path).save(1, model, opt, sched, rng=rng_state())
+    assert set(load_file(str(path / MODEL_FILE))) == set(model.state_dict())
+    for name in ("optimizer.pt", "scheduler.pt", "torch_rng.pt"):
+        torch.load(path / name, weights_only=True)
+    assert set(json.loads((path / COMPLETE).read_text())) == {p.name for p in path.iterdir()} - {COMPLETE}
+
+
+def test_no_checkpoint_means_none(tmp_path):
+    assert CheckpointManager(tmp_path / "missing").latest() is None
