@@ -1,0 +1,52 @@
+"""Sequence-classification models: a hub name, a local directory, or the offline `tiny` preset.
+
+    from training.model import build_model
+    model = build_model("tiny", label_map={"neg": 0, "pos": 1}, vocab_size=8000)
+    model = build_model("/models/distilbert-base-uncased", label_map)   # save_pretrained layout
+
+`num_labels`, `id2label` and `label2id` come from the tokenized data's label map. A
+pretrained checkpoint's own classification head is replaced when its labels differ. Attention
+uses PyTorch's scaled-dot-product kernels (SDPA).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY = "tiny"
+# Small enough to train in seconds on a laptop CPU, big enough to beat the majority class.
+TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                   max_position_embeddings=512, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+ATTENTION = "sdpa"
+
+
+class ModelError(ValueError):
+    """The model cannot be built; one line for the user."""
+
+
+def _labels(label_map: dict[str, int]) -> dict:
+    ids = sorted(label_map.values())
+    if ids != list(range(len(ids))):
+        raise ModelError(f"label ids must be 0..{len(ids) - 1}, got {ids}")
+    id2label = {i: label for label, i in label_map.items()}
+    return {"num_labels": len(ids), "id2label": id2label, "label2id": dict(label_map)}
+
+
+def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | None = None):
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    labels = _labels(label_map)
+    if name_or_path == TINY:
+        if not vocab_size:
+            raise ModelError("train.model=tiny needs the tokenizer's vocab_size")
+        config = BertConfig(vocab_size=vocab_size, **TINY_CONFIG, **labels)
+        return AutoModelForSequenceClassification.from_config(config, attn_implementation=ATTENTION)
+    path = Path(name_or_path)
+    if name_or_path.startswith((".", "/", "~")) and not path.exists():
+        raise ModelError(f"model path {name_or_path} does not exist")
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, attn_implementation=ATTENTION, ignore_mismatched_sizes=True, **labels)
+    except OSError as exc:
+        raise ModelError(f"could not load model {name_or_path!r}: {str(exc).splitlines()[0][:200]}; "
+                         "offline, give a local save_pretrained directory or use train.model=tiny") from None
