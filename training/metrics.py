@@ -1,0 +1,96 @@
+"""Classification metrics computed over all ranks, not rank 0's shard alone.
+
+    acc = MetricAccumulator(num_labels)
+    acc.update(logits, labels, loss_sum)          # on each rank, for each eval batch
+    metrics = acc.compute()                       # all-reduced / all-gathered when distributed
+
+Each rank keeps a confusion matrix, the summed loss and (for binary tasks) the positive-class
+scores. `compute()` sums the matrices and losses across ranks and gathers the scores, so every
+rank gets the metrics of the whole evaluation set, identical to a single process over the
+same rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class MetricAccumulator:
+    def __init__(self, num_labels: int):
+        self.num_labels = num_labels
+        self.confusion = torch.zeros(num_labels, num_labels, dtype=torch.long)
+        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        self.scores: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor | float) -> None:
+        logits, labels = logits.detach().float().cpu(), labels.detach().cpu()
+        preds = logits.argmax(dim=-1)
+        index = labels * self.num_labels + preds
+        self.confusion += torch.bincount(index, minlength=self.num_labels ** 2).view(self.num_labels, self.num_labels)
+        self.loss_sum += float(loss_sum)
+        if self.num_labels == 2:
+            self.scores.append(torch.softmax(logits, dim=-1)[:, 1].double())
+            self.targets.append(labels)
+
+    def compute(self) -> dict:
+        confusion, loss_sum = self.confusion.clone(), self.loss_sum.clone()
+        scores = torch.cat(self.scores) if self.scores else torch.zeros(0, dtype=torch.float64)
+        targets = torch.cat(self.targets) if self.targets else torch.zeros(0, dtype=torch.long)
+        if _distributed():
+            dist.all_reduce(confusion)
+            dist.all_reduce(loss_sum)
+            if self.num_labels == 2:
+                scores, targets = _all_gather_1d(scores), _all_gather_1d(targets)
+        return metrics_from(confusion.numpy(), float(loss_sum), scores.numpy(), targets.numpy())
+
+
+def _all_gather_1d(t: torch.Tensor) -> torch.Tensor:
+    """Gather tensors of different lengths from every rank."""
+    size = torch.tensor([t.numel()], dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=t.dtype)
+    padded[:t.numel()] = t
+    out = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(out, padded)
+    return torch.cat([o[:int(s.item())] for o, s in zip(out, sizes)])
+
+
+def metrics_from(confusion: np.ndarray, loss_sum: float, scores: np.ndarray, targets: np.ndarray) -> dict:
+    """Loss, accuracy, macro precision/recall/F1, binary ROC-AUC and the confusion matrix."""
+    total = int(confusion.sum())
+    tp = np.diag(confusion).astype(float)
+    predicted, actual = confusion.sum(axis=0).astype(float), confusion.sum(axis=1).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    out = {
+        "loss": loss_sum / max(total, 1),
+        "accuracy": float(tp.sum() / max(total, 1)),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "examples": total,
+        "confusion_matrix": confusion.tolist(),
+    }
+    if len(confusion) == 2 and len(scores):
+        out["roc_auc"] = roc_auc(scores, targets)
+    return out
+
+
+def roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Binary ROC-AUC; NaN when the evaluation set holds one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(targets)) < 2:
+        return float("nan")
+    return float(roc_auc_score(targets, scores))
