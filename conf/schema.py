@@ -148,6 +148,37 @@ class TokenizeConfig(Section):
     """Rows per Arrow batch handed to the tokenizer in each Python worker."""
 
 
+class TrainConfig(Section):
+    data: str | None = None
+    """Tokenized data: a manifest.json, a dataset folder, or a tokenized root (its LATEST is
+    followed). None = `<lakehouse.root>/<tokenize.output>`."""
+    model: str = "tiny"
+    """`tiny` (a small BERT built from config, for offline use), a hub name, or a local
+    save_pretrained directory (BERT, DistilBERT, ...)."""
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    """Rows per process per micro-batch."""
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    """1e-3 suits the tiny preset; pretrained BERT wants 2e-5 to 5e-5."""
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    bucket_batches: int = Field(16, ge=0)
+    """Length bucketing window in batches (0 = off)."""
+    seed: int = 42
+    eval_every: int = Field(0, ge=0)
+    """Also evaluate every N optimizer steps (0 = only at each epoch end)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Also checkpoint every N optimizer steps (0 = only at each epoch end)."""
+    keep_last: int = Field(3, ge=1)
+    select_metric: str = "f1_macro"
+    """Validation metric that picks the best checkpoint (higher is better; `loss` is lower-better)."""
+    output_dir: str | None = None
+    """Checkpoints and results; None = `<lakehouse.root>/train`."""
+    use_gpu: bool = False
+
+
 class Config(Section):
     lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
     tables: TablesConfig = Field(default_factory=TablesConfig)
@@ -155,4 +186,5 @@ class Config(Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 

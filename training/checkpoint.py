@@ -35,6 +35,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 STATE_FILE = "state.json"
 TORCH_RNG_FILE = "torch_rng.pt"
+TENSORS_FILE = "tensors.pt"
 PREFIX = "step-"
 
 
@@ -84,7 +85,8 @@ class CheckpointManager:
         return self.root / f"{PREFIX}{step:09d}"
 
     def save(self, step: int, model, optimizer=None, scheduler=None, state: dict | None = None,
-             rng: dict | None = None) -> Path:
+             rng: dict | None = None, tensors: dict[str, torch.Tensor] | None = None) -> Path:
+        """`tensors`: anything else to restore exactly (e.g. every rank's RNG state)."""
         from safetensors.torch import save_model
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,8 @@ class CheckpointManager:
         if rng is not None:
             torch.save(rng["tensors"], tmp / TORCH_RNG_FILE)
             extra["rng"] = {"python": rng["python"], "numpy": rng["numpy"]}
+        if tensors:
+            torch.save(tensors, tmp / TENSORS_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(extra))
         hashes = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         (tmp / COMPLETE).write_text(json.dumps(hashes, indent=1))  # last: the checkpoint counts from here
@@ -139,6 +143,10 @@ class CheckpointManager:
             set_rng_state({"tensors": tensors, **state["rng"]})
         state.pop("rng", None)
         return state
+
+    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
+        file = path / TENSORS_FILE
+        return torch.load(file, weights_only=True) if file.exists() else {}
 
     def prune(self) -> None:
         """Keep the newest `keep_last` complete checkpoints; drop older ones and stale temp folders."""

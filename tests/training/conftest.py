@@ -1,0 +1,45 @@
+"""A small tokenized dataset in `lakebert tokenize`'s layout, built without Spark."""
+
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_jobs.sample_data import LABELS, make_document
+from tokenization import Encoder, load_tokenizer, train_wordpiece
+
+SPLITS = {"train": 480, "validation": 120, "test": 120}
+
+
+def make_tokenized(root, max_length=64):
+    rng = random.Random(0)
+    tok_dir = train_wordpiece((make_document(random.Random(i), LABELS[i % 4]) for i in range(800)),
+                              root / "tokenizer", vocab_size=600)
+    encoder = Encoder(load_tokenizer(str(tok_dir)).to_str(), max_length)
+    folder = root / "tokenized" / "k"
+    files, total = {}, 0
+    for split, n in SPLITS.items():
+        labels = [rng.randrange(4) for _ in range(n)]
+        ids, offsets, lengths, _ = encoder.encode([make_document(rng, LABELS[y]) for y in labels])
+        table = pa.table({
+            "doc_id": [f"{split}-{i:04d}" for i in range(n)],
+            "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids)),
+            "length": pa.array(lengths), "label": pa.array(labels, pa.int32()),
+        })
+        rel = f"data/split={split}/part-00000.parquet"
+        (folder / rel).parent.mkdir(parents=True)
+        pq.write_table(table, folder / rel, row_group_size=100)
+        files[split] = [rel]
+        total += n
+    manifest = {"rows": total, "files": files, "tokenizer_path": str(tok_dir), "max_length": max_length,
+                "label_map": {label: i for i, label in enumerate(LABELS)}, "source": {"table": "t", "delta_version": 1}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (root / "tokenized" / "LATEST").write_text("k")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tokenized_root(tmp_path_factory):
+    return make_tokenized(tmp_path_factory.mktemp("train-data"))

@@ -1,0 +1,37 @@
+"""`python -m training` / `torchrun --nproc_per_node=N -m training`: train with lakebert's config.
+
+    python -m training --env local --set train.epochs=2
+    torchrun --nproc_per_node=2 -m training --set lakehouse.root=/shared/lakehouse
+
+The last stdout line of rank 0 is the JSON result (metrics, steps, best checkpoint, data).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from conf import ConfigError, load_config
+from training.train import train
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training")
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(env=args.env, overrides=args.overrides, config_file=args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {k: v for k, v in result.items() if k != "history"}
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
