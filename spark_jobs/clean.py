@@ -34,10 +34,11 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType, 
 from pyspark.sql.window import Window
 
 from conf import Config
+from conf.paths import join_path
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
-from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.normalize import normalize_text
-from spark_jobs.stage import StageError, join_path, run_stage, write_text
+from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
+from spark_jobs.stage import StageError, run_stage, write_text
 from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
 STAGE = "clean"

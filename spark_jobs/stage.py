@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from conf import Config, ConfigError, config_dict, config_yaml, load_config
-from spark_jobs.tables import is_uri, join_path, runs_dir
+from conf.paths import is_uri, join_path
+from spark_jobs.tables import runs_dir
 
 EXIT_OK, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2
 

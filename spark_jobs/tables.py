@@ -8,28 +8,15 @@ operations here, so stages never branch on it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from conf import Config
+from conf.paths import is_uri, join_path, resolve_root
 
 BRONZE = "bronze"
 SILVER = "silver"
 QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
-
-
-def is_uri(path: str) -> bool:
-    return "://" in path or path.startswith("dbfs:")
-
-
-def resolve_root(cfg: Config) -> str:
-    root = cfg.lakehouse.root
-    return root.rstrip("/") if is_uri(root) else os.path.abspath(root)
-
-
-def join_path(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
 
 from conf import Config
+from conf.paths import is_uri, join_path, resolve_root, under_root
 from spark_jobs.clean import TRAIN
 from spark_jobs.stage import StageError, run_stage, write_text
-from spark_jobs.tables import SILVER, is_uri, join_path, resolve_root, resolve_table
+from spark_jobs.tables import SILVER, resolve_table
 from tokenization import Encoder, TokenizerError, fingerprint, load_tokenizer, train_wordpiece
 
 STAGE = "tokenize"
@@ -109,8 +110,7 @@ def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: 
 # --------------------------------------------------------------------------- driver side
 
 def output_root(cfg: Config) -> str:
-    out = cfg.tokenize.output
-    return out if is_uri(out) or out.startswith("/") else join_path(resolve_root(cfg), out)
+    return under_root(cfg, cfg.tokenize.output)
 
 
 def dataset_key(*parts: str) -> str:

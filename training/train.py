@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from conf import Config
+from conf.paths import under_root
 from training.checkpoint import CheckpointManager
 from training.data import TokenizedSplit, batches
 from training.metrics import MetricAccumulator
@@ -69,14 +70,11 @@ def init_distributed(use_gpu: bool) -> DistEnv:
 
 
 def data_location(cfg: Config) -> str:
-    if cfg.train.data:
-        return cfg.train.data
-    out = cfg.tokenize.output
-    return out if out.startswith("/") or "://" in out else str(Path(cfg.lakehouse.root) / out)
+    return cfg.train.data or under_root(cfg, cfg.tokenize.output)
 
 
 def output_dir(cfg: Config) -> Path:
-    return Path(cfg.train.output_dir or Path(cfg.lakehouse.root) / "train")
+    return Path(cfg.train.output_dir or under_root(cfg, "train"))
 
 
 def _vocab(manifest: dict) -> tuple[int, int]:
@@ -230,4 +228,7 @@ def train(cfg: Config, stop_after_steps: int | None = None) -> dict:
         return result
     finally:
         if env.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                dist.barrier()  # no rank tears gloo down while another still talks to it
+            finally:
+                dist.destroy_process_group()

@@ -1,0 +1,29 @@
+"""Where things live under `lakehouse.root`; shared by the Spark stages and by training.
+
+    from conf.paths import under_root
+    under_root(cfg, cfg.tokenize.output)     # -> /abs/lakehouse/tokenized (URIs and absolute paths kept)
+"""
+
+from __future__ import annotations
+
+import os
+
+from conf.schema import Config
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path or path.startswith("dbfs:")
+
+
+def resolve_root(cfg: Config) -> str:
+    root = cfg.lakehouse.root
+    return root.rstrip("/") if is_uri(root) else os.path.abspath(root)
+
+
+def join_path(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def under_root(cfg: Config, path: str) -> str:
+    """An absolute path or URI as is; anything else relative to lakehouse.root."""
+    return path if is_uri(path) or path.startswith("/") else join_path(resolve_root(cfg), path)
