@@ -259,7 +259,9 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     if not is_uri(folder):
         shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
     rows = sum(split_rows.values())
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(tc.arrow_batch_rows))
+    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous_batch = spark.conf.get(batch_key)
+    spark.conf.set(batch_key, str(tc.arrow_batch_rows))  # restored below: the session may be shared
     tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
     try:
         tokens = tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
@@ -270,6 +272,7 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
          .parquet(data_dir))
     finally:
         tokenizer_json.unpersist()
+        spark.conf.set(batch_key, previous_batch)
 
     data = spark.read.parquet(data_dir)
     splits, content_hash = dataset_stats(data)
