@@ -26,7 +26,9 @@ CONF_DIR = Path(__file__).resolve().parent
 ENV_VAR = "LAKEBERT_ENV"
 DEFAULT_ENV = "local"
 NULL_WORDS = {"null", "none", "~"}
-SECRET_KEY = re.compile(r"(password|passwd|secret|token|credential|access.?key|private.?key|sas)", re.I)
+# `token` and `sas` only as whole words: `hf_token` is a secret, `tokenizer` is not.
+SECRET_KEY = re.compile(r"(password|passwd|secret|credential|access.?key|private.?key|api.?key"
+                        r"|(^|[._-])(token|sas)([._-]|$))", re.I)
 URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):([^/@\s]+)@")
 REDACTED = "***"
 

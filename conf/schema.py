@@ -175,8 +175,35 @@ class TrainConfig(Section):
     select_metric: str = "f1_macro"
     """Validation metric that picks the best checkpoint (higher is better; `loss` is lower-better)."""
     output_dir: str | None = None
-    """Checkpoints and results; None = `<lakehouse.root>/train`."""
+    """Checkpoints and results of this job; None = `<lakehouse.root>/train/<job key>` (the key
+    hashes the train config and the data, so a changed config never resumes another job's
+    checkpoints). With several machines it must be shared storage."""
     use_gpu: bool = False
+    num_processes: int = Field(2, ge=1)
+    """Training processes (one per GPU with use_gpu) launched by TorchDistributor."""
+    local_mode: bool = True
+    """True: the processes run on the Spark driver. False: one barrier task per process (or
+    per `spark.task.resource.gpu.amount` GPUs) on the executors."""
+    class_weights: Literal["none", "balanced"] = "none"
+    """`balanced` weighs the loss by n_rows / (n_labels * n_label_rows) of the train split."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    log_every: int = Field(1, ge=1)
+    """Log loss, lr, grad norm and tokens/s every N steps (a host sync; raise it on GPUs)."""
+
+
+class MlflowConfig(Section):
+    tracking_uri: str | None = None
+    """None = a local store, `sqlite:///<lakehouse.root>/mlflow.db` with artifacts under
+    `<lakehouse.root>/mlartifacts`. With `train.local_mode=false`, rank 0 runs on an executor
+    and needs a server every executor can reach (`http://host:5000`, see the README)."""
+    experiment: str = "lakebert"
+    registered_model: str | None = "lakebert-classifier"
+    """Register the final model under this name; None = log it without registering."""
+    log_checkpoints: bool = True
+    """Copy each checkpoint into the run's artifacts (a restart on another machine resumes from them)."""
+    system_metrics: bool = True
+    system_metrics_interval: float = Field(5.0, gt=0)
 
 
 class Config(Section):
@@ -187,4 +214,5 @@ class Config(Section):
     clean: CleanConfig = Field(default_factory=CleanConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 

@@ -84,6 +84,21 @@ class TokenizedSplit:
     def num_rows(self) -> int:
         return sum(g.rows for g in self.row_groups)
 
+    def label_counts(self, num_labels: int) -> list[int]:
+        """Rows per label id: from the manifest when it has them, else one scan of the label column."""
+        known = self.manifest.get("splits", {}).get(self.split, {}).get("label_counts")
+        counts = [0] * num_labels
+        if known is not None:
+            for label, n in known.items():
+                counts[int(label)] += n
+            return counts
+        import pyarrow.parquet as pq
+
+        for path in sorted({g.path for g in self.row_groups}):
+            for label in pq.read_table(path, columns=["label"]).column("label").to_pylist():
+                counts[label] += 1
+        return counts
+
     def rank_rows(self, rank: int, world_size: int) -> int:
         """How many rows rank `rank` gets in any epoch."""
         return len(range(rank, self.num_rows, world_size))

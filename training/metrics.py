@@ -94,3 +94,28 @@ def roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
     if len(np.unique(targets)) < 2:
         return float("nan")
     return float(roc_auc_score(targets, scores))
+
+
+def confusion_figure(matrix: list[list[int]], labels: list[str], title: str):
+    """The confusion matrix as a matplotlib figure (rows: true label, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    values = np.asarray(matrix)
+    size = max(3.0, 0.6 * len(labels) + 1.5)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > values.max() / 2 else "black")
+    fig.tight_layout()
+    return fig

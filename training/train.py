@@ -2,21 +2,27 @@
 
     python -m training --set lakehouse.root=./lakehouse                 # one process
     torchrun --nproc_per_node=2 -m training --set lakehouse.root=...     # DDP: gloo on CPU, NCCL on CUDA
+    lakebert train                                                      # TorchDistributor (spark_jobs/train.py)
 
 Reads the tokenized data through its manifest (`training.data`), builds the model
 (`training.model`), wraps it in DDP when WORLD_SIZE > 1, and trains with AdamW, linear warmup
 and decay, gradient accumulation and clipping. It evaluates on validation at each epoch end
 (and every `train.eval_every` steps), keeps the best checkpoint by `train.select_metric`, and
-finally evaluates the best one on test.
+finally evaluates the best one on validation and test. Rank 0 logs everything to the job's one
+MLflow run (`training.tracking`) and logs and registers the final model.
 
 Uneven shards: ranks get the same number of micro-batches per epoch. A rank whose share of
 rows runs out one batch early runs a zero-weight batch instead, so every rank takes the same
 optimizer steps and every row is still used exactly once per epoch.
 
-Resume: the newest complete checkpoint in `<output_dir>/checkpoints` is loaded, with model,
-optimizer, scheduler, every rank's torch RNG state and the position in the epoch. The
-epoch's batches are then regenerated and the consumed ones skipped, so a resumed run computes
-the same losses and weights as an uninterrupted one.
+Resume: the newest complete checkpoint in `<output_dir>/checkpoints` is loaded (fetched from
+the MLflow run's artifacts first when the folder has none), with model, optimizer, scheduler,
+every rank's torch RNG state and the position in the epoch. The epoch's batches are then
+regenerated and the consumed ones skipped, so a resumed run computes the same losses and
+weights as an uninterrupted one, and logs no step twice.
+
+A failing rank writes `<output_dir>/failures/rank-<r>.json` (error and traceback) for the
+launcher to report, and rank 0 ends the MLflow run FAILED.
 """
 
 from __future__ import annotations
@@ -24,24 +30,31 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
+import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from conf import Config
 from conf.paths import under_root
+from training import tracking
 from training.checkpoint import CheckpointManager
-from training.data import TokenizedSplit, batches
-from training.metrics import MetricAccumulator
+from training.data import TokenizedSplit, batches, resolve_manifest
+from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 LOWER_IS_BETTER = {"loss"}
 RESULT_FILE = "result.json"
+FAILURES = "failures"
+PROGRESS_PREFIX = "[lakebert train]"
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,15 @@ def data_location(cfg: Config) -> str:
     return cfg.train.data or under_root(cfg, cfg.tokenize.output)
 
 
-def output_dir(cfg: Config) -> Path:
-    return Path(cfg.train.output_dir or under_root(cfg, "train"))
+def read_manifest(cfg: Config) -> tuple[Path, dict]:
+    path = resolve_manifest(data_location(cfg))
+    return path, json.loads(path.read_text())
+
+
+def output_dir(cfg: Config, manifest: dict) -> Path:
+    """`train.output_dir`, else a folder per job under the lakehouse: another config never
+    resumes this job's checkpoints."""
+    return Path(cfg.train.output_dir or under_root(cfg, f"train/{tracking.job_key(cfg, manifest)}"))
 
 
 def _vocab(manifest: dict) -> tuple[int, int]:
@@ -87,6 +107,16 @@ def _vocab(manifest: dict) -> tuple[int, int]:
     return tok.get_vocab_size(), 0 if pad is None else pad
 
 
+def _example_text(manifest: dict, split: TokenizedSplit) -> str:
+    """A real input for the logged model's input example: the first validation row, decoded."""
+    from tokenizers import Tokenizer
+
+    path = Path(manifest["tokenizer_path"])
+    tok = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
+    ids, _ = next(split.rows(shuffle=False), (None, None))
+    return tok.decode(list(map(int, ids))) if ids is not None else "example text"
+
+
 def _rank_rng(env: DistEnv) -> dict[str, torch.Tensor]:
     """Every rank's torch RNG state, gathered on all ranks (they are small)."""
     mine = torch.get_rng_state()
@@ -97,14 +127,29 @@ def _rank_rng(env: DistEnv) -> dict[str, torch.Tensor]:
     return {f"rank{r}": s for r, s in enumerate(states)}
 
 
+def _broadcast(env: DistEnv, value):
+    """Rank 0's `value` on every rank; an exception on rank 0 is raised on every rank."""
+    if env.world_size == 1:
+        if isinstance(value, BaseException):
+            raise value
+        return value
+    box = [value if env.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
 def evaluate(model, split: TokenizedSplit, env: DistEnv, batch_size: int, pad_id: int, num_labels: int) -> dict:
     model.eval()
     acc = MetricAccumulator(num_labels)
     with torch.no_grad():
         for batch in batches(split.rows(env.rank, env.world_size, shuffle=False), batch_size, pad_id):
             batch = {k: v.to(env.device) for k, v in batch.items()}
-            out = model(**batch)
-            acc.update(out.logits, batch["labels"], out.loss.double() * len(batch["labels"]))
+            with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss_sum = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+            acc.update(logits, batch["labels"], loss_sum.double())
     model.train()
     return acc.compute()
 
@@ -115,120 +160,277 @@ def _better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric in LOWER_IS_BETTER else new > best
 
 
-def train(cfg: Config, stop_after_steps: int | None = None) -> dict:
-    """Train, evaluate and return the result. `stop_after_steps` ends the run abruptly (tests)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from transformers import get_linear_schedule_with_warmup
+def class_weights(split: TokenizedSplit, num_labels: int, mode: str) -> torch.Tensor | None:
+    """`balanced`: n_rows / (n_labels * n_label_rows), 0 for a label the train split lacks."""
+    if mode == "none":
+        return None
+    counts = torch.tensor(split.label_counts(num_labels), dtype=torch.float32)
+    weights = counts.sum() / (num_labels * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
+
+def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _write_failure(out_dir: Path, env: DistEnv, exc: BaseException) -> None:
+    try:
+        folder = out_dir / FAILURES
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"rank-{env.rank}.json").write_text(json.dumps({
+            "rank": env.rank, "local_rank": env.local_rank, "host": socket.gethostname(), "pid": os.getpid(),
+            "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-8000:]}))
+    except OSError:
+        pass
+
+
+class _Progress:
+    """Rank 0's progress line: step/total, loss, tokens/s, ETA (the launcher shows it at the driver)."""
+
+    def __init__(self, total_steps: int, start_step: int, epochs: int):
+        self.total, self.start_step, self.epochs = total_steps, start_step, epochs
+        self.started = self.last = time.perf_counter()
+
+    def show(self, step: int, epoch: int, loss: float, lr: float, tokens_per_s: float, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        done = max(step - self.start_step, 1)
+        eta = (now - self.started) / done * (self.total - step)
+        print(f"{PROGRESS_PREFIX} step {step}/{self.total} epoch {min(epoch + 1, self.epochs)}/{self.epochs} "
+              f"loss {loss:.4f} lr {lr:.2e} tokens/s {tokens_per_s:,.0f} eta {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+              flush=True)
+
+
+def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None) -> dict:
+    """Train, evaluate, log to MLflow and return the result.
+
+    `plan`: the job's MLflow run, as the launcher prepared it; None = rank 0 finds or creates
+    it. `stop_after_steps` ends the run abruptly, as a crash would (tests)."""
     tc = cfg.train
     env = init_distributed(tc.use_gpu)
-    started = time.perf_counter()
+    out_dir = None
+    tracker = tracking.NullTracker()
     try:
-        location = data_location(cfg)
-        splits = {s: TokenizedSplit.open(location, s) for s in (TRAIN, VALIDATION, TEST)}
-        manifest = splits[TRAIN].manifest
-        label_map = manifest["label_map"]
-        vocab_size, pad_id = _vocab(manifest)
-
-        torch.manual_seed(tc.seed)  # the same initial weights on every rank
-        model = build_model(tc.model, label_map, vocab_size).to(env.device)
-        torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
-        wrapped = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) \
-            if env.world_size > 1 else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        batches_per_epoch = math.ceil(splits[TRAIN].rank_rows(0, env.world_size) / tc.batch_size)
-        steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum)
-        total_steps = steps_per_epoch * tc.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
-
-        out_dir = output_dir(cfg)
-        ckpt = CheckpointManager(out_dir / "checkpoints", tc.keep_last)
-        best_ckpt = CheckpointManager(out_dir / "best", keep_last=1)
-        step, epoch, batches_done, best = 0, 0, 0, None
-        history: dict[str, list] = {"loss": [], "lr": [], "grad_norm": [], "eval": []}
-        latest = ckpt.latest()
-        if latest is not None:
-            state = ckpt.load(latest, model, optimizer, scheduler, restore_rng=False)
-            torch.set_rng_state(ckpt.load_tensors(latest)[f"rank{env.rank}"])
-            step, epoch, batches_done, best = state["step"], state["epoch"], state["batches_done"], state["best"]
-            history = state["history"]
-
-        def save(path_manager, at_epoch, at_batch):
-            rng = _rank_rng(env)  # collective: every rank takes part
-            if env.is_main:
-                path_manager.save(step, model, optimizer, scheduler, tensors=rng, state={
-                    "epoch": at_epoch, "batches_done": at_batch, "best": best, "history": history})
-            if env.world_size > 1:
-                dist.barrier()
-
-        def validate() -> dict:
-            nonlocal best
-            metrics = evaluate(model, splits[VALIDATION], env, tc.batch_size, pad_id, len(label_map))
-            history["eval"].append({"step": step, **{k: v for k, v in metrics.items() if k != "confusion_matrix"}})
-            improved = _better(tc.select_metric, metrics[tc.select_metric], best)
-            if improved:
-                best = metrics[tc.select_metric]
-            return metrics, improved
-
-        dummy = {"input_ids": torch.tensor([[0, 0]]), "attention_mask": torch.tensor([[1, 1]]),
-                 "labels": torch.tensor([0])}
-        model.train()
-        while epoch < tc.epochs:
-            rows = splits[TRAIN].rows(env.rank, env.world_size, epoch, tc.seed)
-            stream = batches(rows, tc.batch_size, pad_id, tc.bucket_batches, seed=tc.seed + epoch)
-            for index in range(batches_per_epoch):
-                batch = next(stream, None)
-                if index < batches_done:
-                    continue  # resuming: this micro-batch was already used
-                weight = 1.0 if batch is not None else 0.0  # a zero-weight stand-in keeps ranks in step
-                batch = {k: v.to(env.device) for k, v in (batch or dummy).items()}
-                last_of_step = (index + 1) % tc.grad_accum == 0 or index + 1 == batches_per_epoch
-                sync = nullcontext() if last_of_step or env.world_size == 1 else wrapped.no_sync()
-                with sync:
-                    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
-                        loss = wrapped(**batch).loss * weight
-                    (loss / tc.grad_accum).backward()
-                if not last_of_step:
-                    continue
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                history["loss"].append(float(loss.detach()))
-                history["lr"].append(scheduler.get_last_lr()[0])
-                history["grad_norm"].append(float(grad_norm))
-                if tc.eval_every and step % tc.eval_every == 0:
-                    validate()
-                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and index + 1 < batches_per_epoch:
-                    save(ckpt, epoch, index + 1)
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    raise SystemExit(f"stopped after step {step}")
-            epoch, batches_done = epoch + 1, 0
-            _, improved = validate()
-            if improved:
-                save(best_ckpt, epoch, 0)
-            save(ckpt, epoch, 0)
-
-        best_path = best_ckpt.latest()
-        best_ckpt.load(best_path, model, restore_rng=False)
-        final = {
-            VALIDATION: evaluate(model, splits[VALIDATION], env, tc.batch_size, pad_id, len(label_map)),
-            TEST: evaluate(model, splits[TEST], env, tc.batch_size, pad_id, len(label_map)),
-        }
-        result = {
-            "metrics": final, "steps": step, "epochs": tc.epochs, "world_size": env.world_size,
-            "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "history": history,
-            "data": {"manifest": str(splits[TRAIN].manifest_path), "rows": manifest["rows"],
-                     "source": manifest.get("source"), "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint")},
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        if env.is_main:
-            (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+        manifest_path, manifest = read_manifest(cfg)
+        out_dir = output_dir(cfg, manifest)
+        if plan is None:
+            try:
+                plan = tracking.prepare_run(cfg, manifest, str(manifest_path)) if env.is_main else None
+            except Exception as exc:  # every rank must learn of it, not only rank 0
+                plan = exc
+            plan = _broadcast(env, plan)
+        if plan.status == tracking.UP_TO_DATE:
+            return {"status": "up_to_date", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri,
+                    **tracking.finished_result(plan)}
+        try:
+            tracker = tracking.open_tracker(cfg, plan, env.is_main)
+            opened = None
+        except Exception as exc:
+            opened = exc
+        _broadcast(env, opened)  # a rank 0 that cannot log stops every rank, not only itself
+        result = _train(cfg, env, plan, tracker, manifest_path, manifest, out_dir, stop_after_steps)
+        tracker.finish("FINISHED")
         return result
+    except BaseException as exc:
+        if out_dir is not None and not isinstance(exc, KeyboardInterrupt):
+            _write_failure(out_dir, env, exc)
+        tracker.finish("FAILED")  # never left RUNNING, never FINISHED
+        raise
     finally:
         if env.world_size > 1 and dist.is_initialized():
             try:
                 dist.barrier()  # no rank tears gloo down while another still talks to it
+            except Exception:
+                pass  # a peer is gone already; tear down anyway
             finally:
                 dist.destroy_process_group()
+
+
+def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_path: Path, manifest: dict,
+           out_dir: Path, stop_after_steps: int | None) -> dict:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from transformers import get_linear_schedule_with_warmup
+
+    tc = cfg.train
+    started = time.perf_counter()
+    splits = {s: TokenizedSplit.open(manifest_path, s) for s in (TRAIN, VALIDATION, TEST)}
+    label_map = manifest["label_map"]
+    num_labels = len(label_map)
+    vocab_size, pad_id = _vocab(manifest)
+    weights = class_weights(splits[TRAIN], num_labels, tc.class_weights)
+    weights = weights.to(env.device) if weights is not None else None
+
+    torch.manual_seed(tc.seed)  # the same initial weights on every rank
+    model = build_model(tc.model, label_map, vocab_size).to(env.device)
+    if tc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
+    wrapped = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) \
+        if env.world_size > 1 else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    batches_per_epoch = math.ceil(splits[TRAIN].rank_rows(0, env.world_size) / tc.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum)
+    total_steps = steps_per_epoch * tc.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
+
+    ckpt = CheckpointManager(out_dir / "checkpoints", tc.keep_last)
+    best_ckpt = CheckpointManager(out_dir / "best", keep_last=1)
+    if plan.status == tracking.RESUME and env.is_main:
+        for manager in (ckpt, best_ckpt):  # this machine may lack them: take the run's copies
+            if manager.latest() is None:
+                tracking.fetch_checkpoints(plan, manager.root.name, manager.root, manager.is_complete)
+    if env.world_size > 1:
+        dist.barrier()
+    step, epoch, batches_done, best = 0, 0, 0, None
+    history: dict[str, list] = {"loss": [], "lr": [], "grad_norm": [], "eval": []}
+    latest = ckpt.latest()
+    if latest is not None:
+        state = ckpt.load(latest, model, optimizer, scheduler, restore_rng=False)
+        torch.set_rng_state(ckpt.load_tensors(latest)[f"rank{env.rank}"])
+        step, epoch, batches_done, best = state["step"], state["epoch"], state["batches_done"], state["best"]
+        history = state["history"]
+        if env.is_main:
+            print(f"{PROGRESS_PREFIX} resuming from {latest} (step {step}/{total_steps})", flush=True)
+
+    pending: list[tuple] = []  # steps not yet reported: (step, lr, loss_sum, rows, tokens, grad_norm) tensors
+    progress = _Progress(total_steps, step, tc.epochs)
+    clock = {"since": time.perf_counter(), "tokens": 0.0}
+
+    def report(force: bool = False):
+        """Sum the pending steps' loss, rows and tokens over ranks (one collective), log them."""
+        if not pending:
+            return
+        stacked = torch.stack([torch.stack([p[2], p[3], p[4]]) for p in pending]).double()
+        if env.world_size > 1:
+            dist.all_reduce(stacked)
+        norms = torch.stack([p[5] for p in pending]).tolist()
+        elapsed = max(time.perf_counter() - clock["since"], 1e-9)
+        tokens_per_s = float(stacked[:, 2].sum()) / elapsed
+        for (at, lr, *_), (loss_sum, rows, tokens), norm in zip(pending, stacked.tolist(), norms):
+            loss = loss_sum / max(rows, 1.0)
+            history["loss"].append(loss)
+            history["lr"].append(lr)
+            history["grad_norm"].append(norm)
+            tracker.log_step(at, {"train/loss": loss, "train/lr": lr, "train/grad_norm": norm,
+                                  "train/tokens_per_s": tokens_per_s, "train/epoch": epoch})
+        if env.is_main:
+            progress.show(pending[-1][0], epoch, history["loss"][-1], pending[-1][1], tokens_per_s, force)
+        pending.clear()
+        clock["since"] = time.perf_counter()
+
+    def save(manager, at_epoch, at_batch):
+        report()
+        rng = _rank_rng(env)  # collective: every rank takes part
+        if env.is_main:
+            path = manager.save(step, model, optimizer, scheduler, tensors=rng, state={
+                "epoch": at_epoch, "batches_done": at_batch, "best": best, "history": history})
+            if cfg.mlflow.log_checkpoints:
+                tracker.log_checkpoint(path)
+        if env.world_size > 1:
+            dist.barrier()
+        clock["since"] = time.perf_counter()
+
+    def validate() -> bool:
+        nonlocal best
+        report()
+        metrics = evaluate(model, splits[VALIDATION], env, tc.batch_size, pad_id, num_labels)
+        if tc.select_metric not in metrics:
+            raise ValueError(f"train.select_metric={tc.select_metric!r} is not a metric "
+                             f"(have: {', '.join(k for k in metrics if k != 'confusion_matrix')})")
+        history["eval"].append({"step": step, **{k: v for k, v in metrics.items() if k != "confusion_matrix"}})
+        tracker.log_step(step, _scalars(metrics, "eval"))
+        improved = _better(tc.select_metric, metrics[tc.select_metric], best)
+        if improved:
+            best = metrics[tc.select_metric]
+        clock["since"] = time.perf_counter()
+        return improved
+
+    dummy = {"input_ids": torch.tensor([[0, 0]]), "attention_mask": torch.tensor([[1, 1]]),
+             "labels": torch.tensor([0])}
+    zero = torch.zeros((), dtype=torch.float64, device=env.device)
+    model.train()
+    while epoch < tc.epochs:
+        rows = splits[TRAIN].rows(env.rank, env.world_size, epoch, tc.seed)
+        stream = batches(rows, tc.batch_size, pad_id, tc.bucket_batches, seed=tc.seed + epoch)
+        loss_sum, n_rows, n_tokens = zero.clone(), zero.clone(), zero.clone()
+        for index in range(batches_per_epoch):
+            batch = next(stream, None)
+            if index < batches_done:
+                continue  # resuming: this micro-batch was already used
+            weight = 1.0 if batch is not None else 0.0  # a zero-weight stand-in keeps ranks in step
+            batch = {k: v.to(env.device, non_blocking=True) for k, v in (batch or dummy).items()}
+            last_of_step = (index + 1) % tc.grad_accum == 0 or index + 1 == batches_per_epoch
+            sync = nullcontext() if last_of_step or env.world_size == 1 else wrapped.no_sync()
+            with sync:
+                with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.device.type == "cuda"):
+                    logits = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = F.cross_entropy(logits.float(), batch["labels"], weight=weights) * weight
+                (loss / tc.grad_accum).backward()
+            rows_here = len(batch["labels"]) * weight
+            loss_sum += loss.detach().double() * rows_here
+            n_rows += rows_here
+            n_tokens += batch["attention_mask"].sum() * weight
+            if not last_of_step:
+                continue
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            pending.append((step, scheduler.get_last_lr()[0], loss_sum, n_rows, n_tokens, grad_norm.detach().double()))
+            loss_sum, n_rows, n_tokens = zero.clone(), zero.clone(), zero.clone()
+            if step % tc.log_every == 0:
+                report()
+            if tc.eval_every and step % tc.eval_every == 0:
+                validate()
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and index + 1 < batches_per_epoch:
+                save(ckpt, epoch, index + 1)
+            if stop_after_steps is not None and step >= stop_after_steps:
+                report()
+                raise SystemExit(f"stopped after step {step}")
+        epoch, batches_done = epoch + 1, 0
+        report(force=True)
+        if validate():
+            save(best_ckpt, epoch, 0)
+        save(ckpt, epoch, 0)
+
+    best_path = best_ckpt.latest()
+    best_ckpt.load(best_path, model, restore_rng=False)
+    final = {split: evaluate(model, splits[split], env, tc.batch_size, pad_id, num_labels)
+             for split in (VALIDATION, TEST)}
+    registered = None
+    if env.is_main:
+        labels = [label for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
+        for split, metrics in final.items():
+            tracker.log_step(step, _scalars(metrics, split))
+            tracker.log_dict({"labels": labels, "matrix": metrics["confusion_matrix"]},
+                             f"eval/confusion_matrix_{split}.json")
+            figure = confusion_figure(metrics["confusion_matrix"], labels, f"{split} (best checkpoint)")
+            figure.savefig(out_dir / f"confusion_matrix_{split}.png")
+            tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
+        registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
+                                       _example_text(manifest, splits[VALIDATION]))
+    result = {
+        "status": "done", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "registered_model": registered,
+        "metrics": final, "steps": step, "epochs": tc.epochs, "world_size": env.world_size,
+        "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "output_dir": str(out_dir),
+        "data": {"manifest": str(manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),
+                 "content_hash": manifest.get("content_hash"),
+                 "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint")},
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if env.is_main:
+        (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+        tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
+    return result
+
+
+def train_job(config: dict, plan: dict | None = None) -> dict:
+    """What TorchDistributor runs in every process: plain data in, rank 0's result out."""
+    from conf.schema import Config as Schema
+
+    result = train(Schema.model_validate(config), tracking.RunPlan(**plan) if plan else None)
+    return {k: v for k, v in result.items() if k != "history"} | {"losses": result.get("history", {}).get("loss")}

@@ -99,3 +99,11 @@ def test_secrets_are_redacted_in_printed_config():
     assert shown["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
     assert shown["lakehouse"]["root"] == "s3a://user:***@bucket/lake"
     assert config_dict(cfg, redact=False)["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "hunter2"
+
+
+def test_token_keys_are_redacted_but_the_tokenizer_setting_is_shown():
+    cfg = load_config(overrides=["spark.conf.spark.hadoop.fs.azure.sas.token=abc",
+                                 "tokenize.tokenizer=/models/bert"])
+    shown = config_dict(cfg)
+    assert shown["spark"]["conf"]["spark.hadoop.fs.azure.sas.token"] == "***"
+    assert shown["tokenize"]["tokenizer"] == "/models/bert"

@@ -10,6 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mlflow import MlflowClient
+
 from conf import load_config
 from training.train import train
 
@@ -17,8 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(root, out, *overrides):
+    """Each test has its own MLflow store beside its output folder."""
     return load_config(overrides=[f"lakehouse.root={root}", f"train.output_dir={out}", "train.epochs=2",
-                                  "train.batch_size=16", "train.seed=3", *overrides])
+                                  "train.batch_size=16", "train.seed=3", f"mlflow.tracking_uri={_store(out)}",
+                                  "mlflow.system_metrics=false", *overrides])
+
+
+def _store(out):
+    return f"sqlite:///{Path(out).parent / (Path(out).name + '.db')}"
 
 
 def test_single_process_learns_beyond_the_majority_class(tokenized_root, tmp_path):
@@ -38,21 +46,41 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run_bitwise(tokenized_root
     full = train(_cfg(tokenized_root, tmp_path / "a", *opts))
     with pytest.raises(SystemExit):
         train(_cfg(tokenized_root, tmp_path / "b", *opts), stop_after_steps=18)  # last checkpoint: step 14
+    client = MlflowClient(_store(tmp_path / "b"))
+    crashed = client.search_runs(["1"])[0]
+    assert crashed.info.status == "FAILED"  # a crash never leaves the run RUNNING or FINISHED
     resumed = train(_cfg(tokenized_root, tmp_path / "b", *opts))
-    assert resumed["history"]["loss"] == full["history"]["loss"]  # one point per step, none replayed twice
+    assert resumed["run_id"] == crashed.info.run_id  # the same job resumes its run
+    assert resumed["history"]["loss"] == full["history"]["loss"]
     assert resumed["steps"] == full["steps"]
     a = load_file(str(Path(full["best_checkpoint"]) / "model.safetensors"))
     b = load_file(str(Path(resumed["best_checkpoint"]) / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    points = client.get_metric_history(resumed["run_id"], "train/loss")
+    assert sorted(p.step for p in points) == list(range(1, full["steps"] + 1))  # the replay added no duplicates
+    assert [p.value for p in sorted(points, key=lambda p: p.step)] == full["history"]["loss"]
+    assert client.get_run(resumed["run_id"]).info.status == "FINISHED"
+
+
+def test_rerunning_a_finished_job_is_up_to_date(tokenized_root, tmp_path):
+    cfg = _cfg(tokenized_root, tmp_path / "out", "train.epochs=1")
+    first = train(cfg)
+    again = train(cfg)
+    assert again["status"] == "up_to_date" and again["run_id"] == first["run_id"]
+    assert again["registered_model"] == first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
+    assert again["metrics"]["test"]["accuracy"] == pytest.approx(first["metrics"]["test"]["accuracy"])
 
 
 def test_torchrun_with_two_gloo_processes(tokenized_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
            "--set", f"lakehouse.root={tokenized_root}", "--set", f"train.output_dir={tmp_path / 'ddp'}",
-           "--set", "train.epochs=1", "--set", "train.batch_size=16"]
+           "--set", "train.epochs=1", "--set", "train.batch_size=16",
+           "--set", f"mlflow.tracking_uri={_store(tmp_path / 'ddp')}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["world_size"] == 2 and result["steps"] == 15  # 240 rows per rank / 16
     assert result["metrics"]["validation"]["examples"] == 120  # evaluated over both ranks' shards
+    runs = MlflowClient(_store(tmp_path / "ddp")).search_runs(["1"])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run for two processes

@@ -1,0 +1,328 @@
+"""MLflow for a training job: exactly one run per job, written by rank 0 only.
+
+    plan = prepare_run(cfg, manifest)             # find or create the job's run (any one process)
+    tracker = open_tracker(cfg, plan, is_main)    # MlflowTracker on rank 0, NullTracker elsewhere
+    tracker.log_step(step, {"train/loss": 0.7})   # buffered; steps already in the run are skipped
+
+A job is identified by its key: a hash of the `train` config (except where it writes) and of
+the tokenized data's content hash and tokenizer fingerprint. `prepare_run` looks for the
+newest run tagged with that key:
+
+- FINISHED: the job is done; `lakebert train` reports it as up to date and trains nothing.
+- RUNNING, FAILED or KILLED: a crashed or killed attempt. The same run is resumed, and the
+  points it already has are not logged again (a replayed step after a resume adds nothing).
+- none: a new run, tagged with the lineage: silver table and Delta version, manifest path
+  and content hash, tokenizer fingerprint, git commit.
+
+The default store is local: `sqlite:///<lakehouse.root>/mlflow.db`, artifacts under
+`<lakehouse.root>/mlartifacts`. See it with `mlflow ui --backend-store-uri <that uri>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conf import Config, config_dict
+from conf.paths import is_uri
+
+MODEL_ARTIFACT = "model"
+CHECKPOINT_ARTIFACTS = "checkpoints"
+RESULT_ARTIFACT = "result.json"
+JOB_KEY_TAG = "lakebert.job_key"
+REGISTERED_VERSION_TAG = "lakebert.registered_model_version"
+# Lineage tags: which data, tokenizer and code made the model.
+TAG_SILVER_TABLE = "lakebert.silver_table"
+TAG_SILVER_VERSION = "lakebert.silver_delta_version"
+TAG_MANIFEST = "lakebert.manifest"
+TAG_MANIFEST_HASH = "lakebert.manifest_content_hash"
+TAG_TOKENIZER = "lakebert.tokenizer_fingerprint"
+TAG_TOKENIZER_PATH = "lakebert.tokenizer_path"
+TAG_GIT_COMMIT = "lakebert.git_commit"
+SQLITE = "sqlite:///"
+NEW, RESUME, UP_TO_DATE = "new", "resume", "up_to_date"
+# Config keys that say where or how to report, not what is trained: not part of the job key.
+NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode"}
+
+
+class TrackingError(RuntimeError):
+    """MLflow cannot be used as configured; one line for the user."""
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.mlflow.tracking_uri:
+        return cfg.mlflow.tracking_uri
+    if is_uri(cfg.lakehouse.root):
+        raise TrackingError(f"lakehouse.root={cfg.lakehouse.root} is not a local path: set "
+                            "mlflow.tracking_uri to your MLflow server (e.g. http://mlflow:5000)")
+    return f"{SQLITE}{Path(cfg.lakehouse.root).resolve() / 'mlflow.db'}"
+
+
+def artifact_root(cfg: Config) -> str | None:
+    """Where a new experiment keeps artifacts: beside a local sqlite store (`mlartifacts/`),
+    else the server's default."""
+    uri = tracking_uri(cfg)
+    if not uri.startswith(SQLITE):
+        return None
+    return (Path(uri[len(SQLITE):]).parent / "mlartifacts").as_uri()
+
+
+def job_key(cfg: Config, manifest: dict) -> str:
+    train = {k: v for k, v in cfg.train.model_dump().items() if k not in NOT_IN_JOB_KEY}
+    identity = {"train": train, "data": manifest.get("content_hash"),
+                "tokenizer": manifest.get("tokenizer_fingerprint"), "rows": manifest.get("rows")}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit() -> str:
+    """The commit of the code that trains: $LAKEBERT_GIT_COMMIT, else `git rev-parse HEAD` here."""
+    if os.environ.get("LAKEBERT_GIT_COMMIT"):
+        return os.environ["LAKEBERT_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, str]:
+    source = manifest.get("source") or {}
+    return {
+        JOB_KEY_TAG: job_key(cfg, manifest),
+        TAG_SILVER_TABLE: str(source.get("table")),
+        TAG_SILVER_VERSION: str(source.get("delta_version")),
+        TAG_MANIFEST: str(manifest_path),
+        TAG_MANIFEST_HASH: str(manifest.get("content_hash")),
+        TAG_TOKENIZER: str(manifest.get("tokenizer_fingerprint")),
+        TAG_TOKENIZER_PATH: str(manifest.get("tokenizer_path")),
+        TAG_GIT_COMMIT: git_commit(),
+    }
+
+
+def flat_params(cfg: Config) -> dict[str, str]:
+    """The resolved config (secrets redacted) as `section.key` params."""
+    out = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = str(value)[:6000]
+
+    walk("", config_dict(cfg))
+    return out
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    tracking_uri: str
+    run_id: str
+    status: str  # NEW | RESUME | UP_TO_DATE
+    job_key: str
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, cfg: Config) -> str:
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(cfg.mlflow.experiment, artifact_location=artifact_root(cfg))
+    except Exception:  # created meanwhile by another job
+        experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def prepare_run(cfg: Config, manifest: dict, manifest_path: str) -> RunPlan:
+    """Find the job's run (resume it, or report it done) or create it, with its lineage tags."""
+    uri = tracking_uri(cfg)
+    tags = lineage_tags(cfg, manifest, manifest_path)
+    key = tags[JOB_KEY_TAG]
+    try:
+        client = _client(uri)
+        experiment_id = _experiment_id(client, cfg)
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`{JOB_KEY_TAG}` = '{key}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception as exc:
+        raise TrackingError(f"MLflow at {uri} is not usable: {str(exc).splitlines()[0][:300]}") from None
+    if runs:
+        status = UP_TO_DATE if runs[0].info.status == "FINISHED" else RESUME
+        return RunPlan(uri, runs[0].info.run_id, status, key)
+    run = client.create_run(experiment_id, tags=tags, run_name=f"train-{key[:8]}")
+    return RunPlan(uri, run.info.run_id, NEW, key)
+
+
+def end_run(plan: RunPlan, status: str) -> None:
+    """Set the run's final status from outside the training processes (the launcher)."""
+    client = _client(plan.tracking_uri)
+    if client.get_run(plan.run_id).info.status not in ("FINISHED", "FAILED", "KILLED"):
+        client.set_terminated(plan.run_id, status)
+
+
+def finished_result(plan: RunPlan) -> dict:
+    """What a FINISHED run reports: its final metrics and registered model, for an up-to-date job."""
+    run = _client(plan.tracking_uri).get_run(plan.run_id)
+    metrics: dict[str, dict] = {}
+    for key, value in run.data.metrics.items():
+        split, _, name = key.partition("/")
+        if split in ("validation", "test"):
+            metrics.setdefault(split, {})[name] = value
+    return {"metrics": metrics, "registered_model": registered_model(run.data.tags)}
+
+
+def registered_model(tags: dict) -> dict | None:
+    name, version = tags.get("lakebert.registered_model_name"), tags.get(REGISTERED_VERSION_TAG)
+    return {"name": name, "version": version} if name and version else None
+
+
+def model_requirements() -> list[str]:
+    """What serving the model needs, pinned to what trained it. (MLflow's own inference of
+    requirements imports optional packages such as torchvision and fails without them.)"""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "transformers", "tokenizers")]
+
+
+class NullTracker:
+    """What ranks other than 0 get: every call does nothing."""
+
+    run_id = None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class MlflowTracker:
+    """Rank 0's handle on the job's run. Step metrics are buffered and sent in batches."""
+
+    FLUSH_EVERY = 200
+
+    def __init__(self, cfg: Config, plan: RunPlan):
+        import mlflow
+
+        self.mlflow = mlflow
+        self.client = _client(plan.tracking_uri)
+        self.run_id = plan.run_id
+        self.resumed = plan.status == RESUME
+        self.last_step: dict[str, int] = {}
+        self.buffer: list = []
+        mlflow.set_tracking_uri(plan.tracking_uri)
+        if cfg.mlflow.system_metrics:
+            mlflow.set_system_metrics_sampling_interval(cfg.mlflow.system_metrics_interval)
+        mlflow.start_run(run_id=plan.run_id, log_system_metrics=cfg.mlflow.system_metrics)
+        known = self.client.get_run(self.run_id).data.params
+        params = {k: v for k, v in flat_params(cfg).items() if k not in known}
+        if params:
+            mlflow.log_params(params)
+
+    def _already_logged(self, key: str, step: int) -> bool:
+        """After a resume, the points up to where the crashed attempt got are already there."""
+        if not self.resumed:
+            return False
+        if key not in self.last_step:
+            history = self.client.get_metric_history(self.run_id, key)
+            self.last_step[key] = max((m.step for m in history), default=-1)
+        return step <= self.last_step[key]
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for key, value in values.items():
+            if value is None or not math.isfinite(value) or self._already_logged(key, step):
+                continue
+            self.buffer.append(Metric(key, float(value), now, step))
+        if len(self.buffer) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.buffer:
+            chunk, self.buffer = self.buffer[:1000], self.buffer[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_checkpoint(self, path: Path) -> None:
+        self.flush()
+        self.client.log_artifacts(self.run_id, str(path), f"{CHECKPOINT_ARTIFACTS}/{path.parent.name}/{path.name}")
+
+    def log_dict(self, data: dict, name: str) -> None:
+        self.mlflow.log_dict(data, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.mlflow.log_figure(figure, name)
+
+    def set_tags(self, tags: dict) -> None:
+        self.mlflow.set_tags(tags)
+
+    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
+        """The transformers flavor (model, tokenizer, signature, input example), registered if asked."""
+        import pandas as pd
+        from transformers import AutoTokenizer
+
+        self.flush()
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        name = cfg.mlflow.registered_model
+        info = self.mlflow.transformers.log_model(
+            {"model": model, "tokenizer": tokenizer}, name=MODEL_ARTIFACT, task="text-classification",
+            input_example=pd.DataFrame({"text": [example_text]}),
+            model_config={"truncation": True, "max_length": max_length},
+            registered_model_name=name, pip_requirements=model_requirements())
+        if not name:
+            return None
+        version = str(info.registered_model_version)
+        self.set_tags({"lakebert.registered_model_name": name, REGISTERED_VERSION_TAG: version})
+        return {"name": name, "version": version}
+
+    def finish(self, status: str = "FINISHED") -> None:
+        try:
+            self.flush()
+        finally:
+            self.mlflow.end_run(status)
+
+
+def open_tracker(cfg: Config, plan: RunPlan | None, is_main: bool):
+    return MlflowTracker(cfg, plan) if is_main and plan is not None else NullTracker()
+
+
+def fetch_checkpoints(plan: RunPlan, group: str, dest: Path, is_complete) -> Path | None:
+    """Copy the newest complete checkpoint of `group` from the run's artifacts into `dest`
+    (a restart on a machine that lacks the local copy). Returns its local path, or None."""
+    client = _client(plan.tracking_uri)
+    try:
+        listed = client.list_artifacts(plan.run_id, f"{CHECKPOINT_ARTIFACTS}/{group}")
+    except Exception:
+        return None
+    for entry in sorted((e for e in listed if e.is_dir), key=lambda e: e.path, reverse=True):
+        name = Path(entry.path).name
+        if (dest / name).exists() and is_complete(dest / name):
+            return dest / name
+        with tempfile.TemporaryDirectory(dir=dest.parent if dest.parent.exists() else None) as tmp:
+            local = Path(client.download_artifacts(plan.run_id, entry.path, tmp))
+            if not is_complete(local):
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            if (dest / name).exists():
+                shutil.rmtree(dest / name)
+            shutil.move(str(local), dest / name)
+            return dest / name
+    return None
