@@ -2,6 +2,7 @@
 
     lakebert ingest --set ingest.source=data/sample
     lakebert clean
+    lakebert train
     lakebert sample-data --out data/sample
     lakebert --help
 """
@@ -16,6 +17,7 @@ COMMANDS = {
     "ingest": ("spark_jobs.ingest", "raw files or a table -> bronze Delta table (+ quarantine)"),
     "clean": ("spark_jobs.clean", "bronze -> silver: normalize, filter, deduplicate, label, split"),
     "tokenize": ("spark_jobs.tokenize", "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),
+    "train": ("spark_jobs.train", "tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)"),
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 

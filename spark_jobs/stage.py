@@ -89,7 +89,9 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
     except StageError as exc:
         print(f"{stage} error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    summary = {"stage": stage, **summary, "run_id": run_id, "seconds": round(time.perf_counter() - started, 3)}
+    # A stage may report its own run id (train: the MLflow run's); the record keeps the stage's.
+    summary = {"stage": stage, "run_id": run_id, **summary, "stage_run_id": run_id,
+               "seconds": round(time.perf_counter() - started, 3)}
     record = runs_dir(cfg, stage, run_id)
     write_text(spark, join_path(record, "config.json"), json.dumps(config_dict(cfg), indent=2))
     write_text(spark, join_path(record, "summary.json"), json.dumps(summary, indent=2))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -189,18 +190,23 @@ class _Progress:
 
     def __init__(self, total_steps: int, start_step: int, epochs: int):
         self.total, self.start_step, self.epochs = total_steps, start_step, epochs
-        self.started = self.last = time.perf_counter()
+        self.started = self.last_shown = time.perf_counter()
+        self.latest: tuple | None = None
 
-    def show(self, step: int, epoch: int, loss: float, lr: float, tokens_per_s: float, force: bool = False) -> None:
+    def update(self, step: int, epoch: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        self.latest = (step, epoch, loss, lr, tokens_per_s)
+        self.show()
+
+    def show(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if not force and now - self.last < PROGRESS_SECONDS:
+        if self.latest is None or (not force and now - self.last_shown < PROGRESS_SECONDS):
             return
-        self.last = now
-        done = max(step - self.start_step, 1)
-        eta = (now - self.started) / done * (self.total - step)
+        self.last_shown = now
+        step, epoch, loss, lr, tokens_per_s = self.latest
+        eta = (now - self.started) / max(step - self.start_step, 1) * (self.total - step)
         print(f"{PROGRESS_PREFIX} step {step}/{self.total} epoch {min(epoch + 1, self.epochs)}/{self.epochs} "
-              f"loss {loss:.4f} lr {lr:.2e} tokens/s {tokens_per_s:,.0f} eta {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-              flush=True)
+              f"loss {loss:.4f} lr {lr:.2e} tokens/s {tokens_per_s:,.0f} "
+              f"eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
 
 
 def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None) -> dict:
@@ -277,9 +283,11 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
 
     ckpt = CheckpointManager(out_dir / "checkpoints", tc.keep_last)
     best_ckpt = CheckpointManager(out_dir / "best", keep_last=1)
-    if plan.status == tracking.RESUME and env.is_main:
-        for manager in (ckpt, best_ckpt):  # this machine may lack them: take the run's copies
-            if manager.latest() is None:
+    if env.is_main:
+        for manager in (ckpt, best_ckpt):
+            if plan.status == tracking.NEW:  # a new run trains from scratch, so all its steps are in it
+                shutil.rmtree(manager.root, ignore_errors=True)
+            elif manager.latest() is None:  # resuming on a machine without them: take the run's copies
                 tracking.fetch_checkpoints(plan, manager.root.name, manager.root, manager.is_complete)
     if env.world_size > 1:
         dist.barrier()
@@ -298,7 +306,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     progress = _Progress(total_steps, step, tc.epochs)
     clock = {"since": time.perf_counter(), "tokens": 0.0}
 
-    def report(force: bool = False):
+    def report():
         """Sum the pending steps' loss, rows and tokens over ranks (one collective), log them."""
         if not pending:
             return
@@ -316,7 +324,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             tracker.log_step(at, {"train/loss": loss, "train/lr": lr, "train/grad_norm": norm,
                                   "train/tokens_per_s": tokens_per_s, "train/epoch": epoch})
         if env.is_main:
-            progress.show(pending[-1][0], epoch, history["loss"][-1], pending[-1][1], tokens_per_s, force)
+            progress.update(pending[-1][0], epoch, history["loss"][-1], pending[-1][1], tokens_per_s)
         pending.clear()
         clock["since"] = time.perf_counter()
 
@@ -390,8 +398,10 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             if stop_after_steps is not None and step >= stop_after_steps:
                 report()
                 raise SystemExit(f"stopped after step {step}")
+        report()
+        if env.is_main:
+            progress.show(force=True)
         epoch, batches_done = epoch + 1, 0
-        report(force=True)
         if validate():
             save(best_ckpt, epoch, 0)
         save(ckpt, epoch, 0)
@@ -412,6 +422,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
         registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
                                        _example_text(manifest, splits[VALIDATION]))
+    registered = _broadcast(env, registered)  # every rank returns rank 0's result (TorchDistributor keeps any one)
     result = {
         "status": "done", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "registered_model": registered,
         "metrics": final, "steps": step, "epochs": tc.epochs, "world_size": env.world_size,

@@ -1,0 +1,175 @@
+"""Train on the tokenized data with pyspark's TorchDistributor, then log and register in MLflow.
+
+    lakebert train                                          # 2 CPU processes on the driver (gloo)
+    lakebert train --set train.num_processes=4 --set train.use_gpu=true          # 4 GPUs on the driver
+    spark-submit spark_jobs/train.py --set train.local_mode=false \\
+        --set mlflow.tracking_uri=http://mlflow-host:5000   # one barrier task per process on the executors
+
+The processes run `training.train.train_job` (the same code as `torchrun -m training`). Before
+anything starts, the launcher checks the tokenized data, the model path, the GPUs
+(`torch.cuda.device_count()` and Spark's driver GPUs in local mode; `spark.task.resource.gpu.amount`
+on a cluster) and the MLflow store, and finds or creates the job's MLflow run. A job whose
+run already FINISHED is reported as up to date and not trained again; a crashed one resumes.
+
+Rank 0's progress lines (`[lakebert train] step 40/120 ... eta`) reach the driver's stdout
+through TorchDistributor. If a process fails, the run is ended FAILED and the error names
+the rank, its host and its exception (or the signal that killed it). The last stdout line is
+the JSON summary: tracking_uri, run_id (MLflow), registered_model {name, version}, metrics,
+seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/train.py: import it as the package, and keep
+    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
+
+from conf import Config, config_dict  # noqa: E402
+from spark_jobs.stage import StageError, run_stage  # noqa: E402
+
+STAGE = "train"
+TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
+EXECUTOR_GPU_AMOUNT = "spark.executor.resource.gpu.amount"
+ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*exitcode\s*:\s*(-?\d+)"
+                        r"(?:\s*\(pid:\s*(\d+)\))?.*?traceback\s*:\s*([^\n]+)", re.S)
+
+
+def check_model(cfg: Config) -> None:
+    from training.model import TINY
+
+    name = cfg.train.model
+    if name == TINY:
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise StageError(f"train.model={name} has no config.json: give a save_pretrained directory")
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
+        raise StageError(f"train.model={name}: no such directory (a local model must be a save_pretrained folder)")
+
+
+def check_gpus(spark, cfg: Config) -> None:
+    """Enough GPUs for `train.num_processes`, before any process starts."""
+    tc = cfg.train
+    if not tc.use_gpu:
+        return
+    if tc.local_mode:
+        import torch
+
+        visible = torch.cuda.device_count()
+        resources = spark.sparkContext.resources
+        spark_gpus = len(resources["gpu"].addresses) if "gpu" in resources else 0
+        if tc.num_processes > min(visible, spark_gpus):
+            raise StageError(
+                f"train.num_processes={tc.num_processes} with train.use_gpu=true needs {tc.num_processes} GPUs on "
+                f"the driver; torch sees {visible}, Spark's driver has {spark_gpus} (set "
+                "spark.driver.resource.gpu.amount and spark.driver.resource.gpu.discoveryScript), "
+                "or lower train.num_processes, or set train.use_gpu=false")
+        return
+    task_gpus = spark.conf.get(TASK_GPU_AMOUNT, None)
+    if not task_gpus or float(task_gpus) < 1:
+        raise StageError(f"train.use_gpu=true with train.local_mode=false needs {TASK_GPU_AMOUNT} >= 1 "
+                         f"(and {EXECUTOR_GPU_AMOUNT} with a discovery script); it is {task_gpus or 'unset'}")
+    if tc.num_processes % int(float(task_gpus)):
+        raise StageError(f"train.num_processes={tc.num_processes} must be a multiple of {TASK_GPU_AMOUNT}={task_gpus}")
+
+
+def check_tracking(spark, cfg: Config) -> None:
+    from training.tracking import SQLITE, TrackingError, tracking_uri
+
+    try:
+        uri = tracking_uri(cfg)
+    except TrackingError as exc:
+        raise StageError(str(exc)) from None
+    master = spark.sparkContext.master
+    if not cfg.train.local_mode and uri.startswith(SQLITE) and not master.startswith("local"):
+        raise StageError(f"train.local_mode=false runs rank 0 on an executor, which cannot reach {uri}: "
+                         "start `mlflow server` and set mlflow.tracking_uri=http://<host>:5000")
+
+
+def preflight(spark, cfg: Config) -> tuple[Path, dict]:
+    """Every check that can fail before a process starts."""
+    from training.data import DataError
+    from training.train import read_manifest
+
+    try:
+        manifest_path, manifest = read_manifest(cfg)
+    except DataError as exc:
+        raise StageError(str(exc)) from None
+    tokenizer = Path(manifest.get("tokenizer_path", ""))
+    if not tokenizer.exists():
+        raise StageError(f"{manifest_path} names tokenizer {tokenizer}, which does not exist")
+    check_model(cfg)
+    check_gpus(spark, cfg)
+    check_tracking(spark, cfg)
+    return manifest_path, manifest
+
+
+def failure_report(failures: Path, message: str) -> str:
+    """Which rank failed and why: its own error file, else torchrun's root cause (a signal)."""
+    lines = []
+    for file in sorted(failures.glob("rank-*.json")):
+        info = json.loads(file.read_text())
+        lines.append(f"rank {info['rank']} (local rank {info['local_rank']}, host {info['host']}, "
+                     f"pid {info['pid']}) failed: {info['error']}")
+    if not lines:
+        for rank, local_rank, code, pid, cause in ROOT_CAUSE.findall(message):
+            lines.append(f"rank {rank} (local rank {local_rank}, pid {pid or '?'}) exited with code {code}: "
+                         f"{cause.strip()}")
+    if not lines:
+        tail = [line for line in message.splitlines() if line.strip()][-5:]
+        lines.append("a training process failed: " + " | ".join(tail)[-1500:])
+    return "; ".join(lines)
+
+
+def train(spark, cfg: Config, run_id: str) -> dict:
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from training import tracking
+    from training.train import FAILURES, output_dir, train_job
+
+    manifest_path, manifest = preflight(spark, cfg)
+    try:
+        plan = tracking.prepare_run(cfg, manifest, str(manifest_path))
+    except tracking.TrackingError as exc:
+        raise StageError(str(exc)) from None
+    base = {"tracking_uri": plan.tracking_uri, "run_id": plan.run_id, "experiment": cfg.mlflow.experiment,
+            "job_key": plan.job_key, "manifest": str(manifest_path)}
+    if plan.status == tracking.UP_TO_DATE:
+        print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
+        return {"status": "up_to_date", **base, **tracking.finished_result(plan)}
+    failures = output_dir(cfg, manifest) / FAILURES
+    shutil.rmtree(failures, ignore_errors=True)
+    tc = cfg.train
+    print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
+          f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
+          f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
+    try:
+        distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode, use_gpu=tc.use_gpu)
+        result = distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan))
+    except BaseException as exc:
+        tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
+        if not isinstance(exc, Exception):
+            raise
+        raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
+                         f"{failure_report(failures, str(exc))}") from None
+    return {"status": result["status"], **base, "registered_model": result.get("registered_model"),
+            "metrics": result["metrics"], "steps": result.get("steps"), "world_size": result.get("world_size"),
+            "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(STAGE, argv, train, "Train and register a classifier with TorchDistributor.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

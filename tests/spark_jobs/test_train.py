@@ -1,0 +1,244 @@
+"""lakebert train: TorchDistributor (local mode and on a local cluster), MLflow, resume, bad config.
+
+Everything is real: the sample data through ingest, clean and tokenize; TorchDistributor
+launching 2 gloo processes; a sqlite MLflow store, or a real `mlflow server` on 127.0.0.1.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+from mlflow import MlflowClient
+from safetensors.torch import load_file
+
+from spark_jobs.clean import clean
+from spark_jobs.ingest import ingest
+from spark_jobs.sample_data import LABELS, make_document, write_sample
+from spark_jobs.stage import StageError
+from spark_jobs.tokenize import tokenize
+from spark_jobs.train import failure_report, train
+from tests.conftest import TEST_SPARK, make_config
+from training import tracking
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = ["train.epochs=2", "train.batch_size=16", "train.num_processes=2", "train.seed=5"]
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark, tmp_path_factory):
+    """Sample data (1,200 docs) through ingest, clean and tokenize."""
+    root = tmp_path_factory.mktemp("train") / "lh"
+    src = write_sample(root.parent / "data", n_docs=1200, seed=4)
+    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1500",
+                      "tokenize.max_length=64")
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+    tokenize(spark, cfg, "t")
+    return root
+
+
+def _cfg(root, store, *overrides):
+    return make_config(root, "tokenize.max_length=64", *TRAIN, f"mlflow.tracking_uri={store}", *overrides)
+
+
+def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts(spark, lakehouse, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1")
+    summary = train(spark, cfg, "r1")
+    assert summary["status"] == "done" and summary["world_size"] == 2
+    assert summary["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("lakebert").experiment_id])
+    assert len(runs) == 1  # one run for the job, whatever the number of processes
+    run = runs[0]
+    assert run.info.run_id == summary["run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["train.num_processes"] == "2" and run.data.params["train.batch_size"] == "16"
+    steps = summary["steps"]
+    for key in ("train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"):
+        points = client.get_metric_history(run.info.run_id, key)
+        assert sorted(p.step for p in points) == list(range(1, steps + 1)), key
+    assert any(key.startswith("system/") for key in run.data.metrics)
+    assert {"eval/accuracy", "validation/f1_macro", "test/accuracy"} <= set(run.data.metrics)
+
+    manifest_path = Path(summary["manifest"])
+    manifest = json.loads(manifest_path.read_text())
+    tags = run.data.tags
+    assert tags[tracking.TAG_SILVER_TABLE] == manifest["source"]["table"]
+    assert tags[tracking.TAG_SILVER_VERSION] == str(manifest["source"]["delta_version"])
+    assert tags[tracking.TAG_MANIFEST] == str(manifest_path)
+    assert tags[tracking.TAG_MANIFEST_HASH] == manifest["content_hash"]
+    assert tags[tracking.TAG_TOKENIZER] == manifest["tokenizer_fingerprint"]
+    assert len(tags[tracking.TAG_GIT_COMMIT].split("-")[0]) == 40
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    assert {"eval/confusion_matrix_test.png", "eval/confusion_matrix_test.json"} <= artifacts
+    checkpoints = client.list_artifacts(run.info.run_id, "checkpoints/checkpoints")
+    assert [Path(c.path).name for c in checkpoints][-1] == f"step-{steps:09d}"
+
+    val = summary["metrics"]["validation"]
+    majority = max(map(sum, val["confusion_matrix"])) / val["examples"]
+    assert val["accuracy"] > majority
+    losses = [p.value for p in sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda p: p.step)]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model("models:/lakebert-classifier/1")
+    import random
+
+    texts = [make_document(random.Random(i), LABELS[i % 4]) for i in range(6)]
+    predictions = model.predict(pd.DataFrame({"text": texts}))
+    assert len(predictions) == 6 and set(predictions["label"]) <= set(LABELS)
+
+    again = train(spark, cfg, "r2")  # the same job again: nothing to do
+    assert again["status"] == "up_to_date" and again["run_id"] == run.info.run_id
+    assert again["registered_model"] == summary["registered_model"]
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.use_gpu=true", "needs 2 GPUs"),
+    ("train.model=/no/such/model", "no such directory"),
+    ("train.data=/no/such/tokenized", "no tokenized data"),
+])
+def test_bad_config_fails_before_any_process_or_run_starts(spark, lakehouse, tmp_path, override, message):
+    store = tmp_path / "mlflow.db"
+    with pytest.raises(StageError, match=message):
+        train(spark, _cfg(lakehouse, f"sqlite:///{store}", override), "r")
+    assert not store.exists()  # not even an MLflow run was created
+
+
+def test_failure_report_names_the_rank_and_its_error(tmp_path):
+    torchrun_output = """
+    Root Cause (first observed failure):
+    [0]:
+      time      : 2026-11-21_00:50:00
+      host      : worker-3
+      rank      : 1 (local_rank: 1)
+      exitcode  : -9 (pid: 4242)
+      error_file: <N/A>
+      traceback : Signal 9 (SIGKILL) received by PID 4242
+    """
+    assert failure_report(tmp_path, torchrun_output) == \
+        "rank 1 (local rank 1, pid 4242) exited with code -9: Signal 9 (SIGKILL) received by PID 4242"
+    (tmp_path / "rank-0.json").write_text(json.dumps(
+        {"rank": 0, "local_rank": 0, "host": "h", "pid": 7, "error": "ValueError: bad label"}))
+    assert failure_report(tmp_path, torchrun_output) == "rank 0 (local rank 0, host h, pid 7) failed: ValueError: bad label"
+
+
+def _launch(root, store, *overrides, master="local[2]"):
+    """`lakebert train` in its own process (its own SparkContext), as a user runs it."""
+    sets = [x for o in [*TEST_SPARK, f"spark.master={master}", f"lakehouse.root={root}", "tokenize.max_length=64",
+                        *TRAIN, f"mlflow.tracking_uri={store}", "mlflow.system_metrics=false", *overrides]
+            for x in ("--set", o)]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "train", *sets], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_sigkill_of_one_process_then_rerun_resumes_and_equals_an_uninterrupted_run(lakehouse, tmp_path):
+    opts = ("train.epochs=4", "train.checkpoint_every=10", "train.batch_size=8", "train.keep_last=10")
+    base_store = f"sqlite:///{tmp_path / 'base.db'}"
+    code, out, err = _finish(_launch(lakehouse, base_store, f"train.output_dir={tmp_path / 'base'}", *opts))
+    assert code == 0, err[-3000:]
+    baseline = json.loads(out.strip().splitlines()[-1])
+
+    store = f"sqlite:///{tmp_path / 'killed.db'}"
+    out_dir = tmp_path / "killed"
+    proc = _launch(lakehouse, store, f"train.output_dir={out_dir}", *opts)
+    target = out_dir / "checkpoints" / f"step-{20:09d}"
+    deadline = time.time() + 300
+    while not (target / "COMPLETE").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before step 20"
+        time.sleep(0.02)
+    victims = [p for p in psutil.Process(proc.pid).children(recursive=True)
+               if p.environ().get("LOCAL_RANK") == "1" and "python" in p.name()]
+    assert victims, "no rank-1 process found"
+    victims[0].send_signal(signal.SIGKILL)
+    code, out, err = _finish(proc)
+    assert code == 1
+    assert "rank 1" in err and "SIGKILL" in err and "ended FAILED" in err
+    client = MlflowClient(store)
+    run = client.search_runs(["1"])[0]
+    assert run.info.status == "FAILED"
+    killed_at = len(client.get_metric_history(run.info.run_id, "train/loss"))
+    assert 20 <= killed_at < baseline["steps"]
+
+    code, out, err = _finish(_launch(lakehouse, store, f"train.output_dir={out_dir}", *opts))
+    assert code == 0, err[-3000:]
+    resumed = json.loads(out.strip().splitlines()[-1])
+    assert resumed["run_id"] == run.info.run_id and "resuming from" in out
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    points = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda p: p.step)
+    assert [p.step for p in points] == list(range(1, baseline["steps"] + 1))  # the replay added no duplicates
+    base_points = sorted(MlflowClient(base_store).get_metric_history(baseline["run_id"], "train/loss"),
+                         key=lambda p: p.step)
+    assert [p.value for p in points] == [p.value for p in base_points]  # every loss, bitwise
+    final = load_file(str(out_dir / "checkpoints" / f"step-{baseline['steps']:09d}" / "model.safetensors"))
+    expected = load_file(str(tmp_path / "base" / "checkpoints" / f"step-{baseline['steps']:09d}" / "model.safetensors"))
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1, serving its own artifacts over HTTP."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", (tmp_path / "server-artifacts").as_uri(), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "mlflow server did not start"
+        time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_distributed_mode_on_two_executors_logs_to_an_mlflow_server(lakehouse, tmp_path, mlflow_server):
+    proc = _launch(lakehouse, mlflow_server, f"train.output_dir={tmp_path / 'dist'}", "train.local_mode=false",
+                   "train.epochs=1", master="local-cluster[2,1,2048]")
+    code, out, err = _finish(proc)
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["world_size"] == 2
+    assert summary["tracking_uri"] == mlflow_server
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == summary["steps"]
+    version = client.get_model_version("lakebert-classifier", summary["registered_model"]["version"])
+    assert version.run_id == run.info.run_id
+    assert any(a.path == "model" for a in client.list_artifacts(run.info.run_id))
