@@ -20,7 +20,9 @@ seconds.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -40,6 +42,7 @@ TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
 EXECUTOR_GPU_AMOUNT = "spark.executor.resource.gpu.amount"
 ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*exitcode\s*:\s*(-?\d+)"
                         r"(?:\s*\(pid:\s*(\d+)\))?.*?traceback\s*:\s*([^\n]+)", re.S)
+PEER_GONE = re.compile(r"Connection (reset|closed) by peer|Broken pipe|Socket Timeout|NCCL.*remote", re.I)
 
 
 def check_model(cfg: Config) -> None:
@@ -114,21 +117,51 @@ def preflight(spark, cfg: Config) -> tuple[Path, dict]:
     return manifest_path, manifest
 
 
+class _StdoutTail(io.TextIOBase):
+    """Pass stdout through and keep its last lines: the training processes' output reaches the
+    driver only as lines written to sys.stdout, and pyspark's torchrun wrapper exits 0 even when
+    torchrun fails, so torchrun's own summary of which rank died is only found there."""
+
+    def __init__(self, target, lines: int = 400):
+        self.target, self.lines = target, collections.deque(maxlen=lines)
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
 def failure_report(failures: Path, message: str) -> str:
-    """Which rank failed and why: its own error file, else torchrun's root cause (a signal)."""
-    lines = []
+    """Which rank failed and why, root cause first.
+
+    A rank that raised wrote its own error file; a rank killed by a signal did not, and
+    torchrun's summary in `message` names it. Ranks whose error is only that a peer went away
+    (gloo/NCCL connection errors) are listed last, as consequences."""
+    exits = {int(rank): (local_rank, code, pid, cause.strip())
+             for rank, local_rank, code, pid, cause in ROOT_CAUSE.findall(message)}
+    files = {}
     for file in sorted(failures.glob("rank-*.json")):
         info = json.loads(file.read_text())
-        lines.append(f"rank {info['rank']} (local rank {info['local_rank']}, host {info['host']}, "
-                     f"pid {info['pid']}) failed: {info['error']}")
-    if not lines:
-        for rank, local_rank, code, pid, cause in ROOT_CAUSE.findall(message):
-            lines.append(f"rank {rank} (local rank {local_rank}, pid {pid or '?'}) exited with code {code}: "
-                         f"{cause.strip()}")
-    if not lines:
-        tail = [line for line in message.splitlines() if line.strip()][-5:]
-        lines.append("a training process failed: " + " | ".join(tail)[-1500:])
-    return "; ".join(lines)
+        files[int(info["rank"])] = info
+    causes, consequences = [], []
+    for rank in sorted(set(exits) | set(files)):
+        if rank in files:
+            info = files[rank]
+            text = (f"rank {rank} (local rank {info['local_rank']}, host {info['host']}, pid {info['pid']}) "
+                    f"failed: {info['error'][:1000]}")
+            (consequences if PEER_GONE.search(info["error"]) else causes).append(text)
+        else:
+            local_rank, code, pid, cause = exits[rank]
+            causes.append(f"rank {rank} (local rank {local_rank}, pid {pid or '?'}) exited with code {code}: {cause}")
+    if causes or consequences:
+        return "; ".join(causes + [f"{text} (after a peer failed)" for text in consequences])
+    tail = [line for line in message.splitlines() if line.strip()][-5:]
+    return "a training process failed: " + " | ".join(tail)[-1500:]
 
 
 def train(spark, cfg: Config, run_id: str) -> dict:
@@ -153,15 +186,20 @@ def train(spark, cfg: Config, run_id: str) -> dict:
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
+    tail, stdout = _StdoutTail(sys.stdout), sys.stdout
+    sys.stdout = tail
     try:
         distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode, use_gpu=tc.use_gpu)
         result = distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan))
     except BaseException as exc:
+        sys.stdout = stdout
         tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
         if not isinstance(exc, Exception):
             raise
         raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
-                         f"{failure_report(failures, str(exc))}") from None
+                         f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from None
+    finally:
+        sys.stdout = stdout
     return {"status": result["status"], **base, "registered_model": result.get("registered_model"),
             "metrics": result["metrics"], "steps": result.get("steps"), "world_size": result.get("world_size"),
             "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}
