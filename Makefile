@@ -31,6 +31,7 @@ demo: install
 	$(VENV)/bin/lakebert ingest --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
 	$(VENV)/bin/lakebert clean
 	$(VENV)/bin/lakebert tokenize
+	$(VENV)/bin/lakebert train
 
 test: install
 	$(PY) -m pytest tests

@@ -271,7 +271,10 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     torch.manual_seed(tc.seed)  # the same initial weights on every rank
     model = build_model(tc.model, label_map, vocab_size).to(env.device)
     if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name for it
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
     wrapped = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) \
         if env.world_size > 1 else model

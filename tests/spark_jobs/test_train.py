@@ -252,4 +252,8 @@ def test_distributed_mode_on_two_executors_logs_to_an_mlflow_server(lakehouse, t
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == summary["steps"]
     version = client.get_model_version("lakebert-classifier", summary["registered_model"]["version"])
     assert version.run_id == run.info.run_id
-    assert any(a.path == "model" for a in client.list_artifacts(run.info.run_id))
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)  # the model's files come back through the server
+    model = mlflow.pyfunc.load_model(f"models:/lakebert-classifier/{version.version}")
+    assert set(model.predict(pd.DataFrame({"text": ["a short test document"]}))["label"]) <= set(LABELS)

@@ -1,6 +1,7 @@
 """training.train: single process, resume, and torchrun with 2 gloo processes."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,10 +19,10 @@ from training.train import train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cfg(root, out, *overrides):
-    """Each test has its own MLflow store beside its output folder."""
+def _cfg(root, out, *overrides, store=None):
+    """Each test has its own MLflow store, by default beside its output folder."""
     return load_config(overrides=[f"lakehouse.root={root}", f"train.output_dir={out}", "train.epochs=2",
-                                  "train.batch_size=16", "train.seed=3", f"mlflow.tracking_uri={_store(out)}",
+                                  "train.batch_size=16", "train.seed=3", f"mlflow.tracking_uri={store or _store(out)}",
                                   "mlflow.system_metrics=false", *overrides])
 
 
@@ -41,16 +42,19 @@ def test_single_process_learns_beyond_the_majority_class(tokenized_root, tmp_pat
     assert json.loads((tmp_path / "out" / "result.json").read_text())["steps"] == 60
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run_bitwise(tokenized_root, tmp_path):
+def test_resume_from_the_runs_artifacts_after_a_crash_equals_an_uninterrupted_run_bitwise(tokenized_root, tmp_path, capsys):
     opts = ("train.checkpoint_every=7", "train.grad_accum=2")
     full = train(_cfg(tokenized_root, tmp_path / "a", *opts))
     with pytest.raises(SystemExit):
-        train(_cfg(tokenized_root, tmp_path / "b", *opts), stop_after_steps=18)  # last checkpoint: step 14
+        train(_cfg(tokenized_root, tmp_path / "b", *opts), stop_after_steps=18)  # checkpoints: steps 7, 14 and 15 (epoch end)
     client = MlflowClient(_store(tmp_path / "b"))
     crashed = client.search_runs(["1"])[0]
     assert crashed.info.status == "FAILED"  # a crash never leaves the run RUNNING or FINISHED
-    resumed = train(_cfg(tokenized_root, tmp_path / "b", *opts))
+    # Restart "on another machine": an empty output folder, so the checkpoint comes from MLflow.
+    resumed = train(_cfg(tokenized_root, tmp_path / "b2", *opts, store=_store(tmp_path / "b")))
     assert resumed["run_id"] == crashed.info.run_id  # the same job resumes its run
+    fetched = tmp_path / "b2" / "checkpoints" / f"step-{15:09d}"  # the epoch-end one
+    assert f"resuming from {fetched} (step 15/" in capsys.readouterr().out  # fetched from the run's artifacts
     assert resumed["history"]["loss"] == full["history"]["loss"]
     assert resumed["steps"] == full["steps"]
     a = load_file(str(Path(full["best_checkpoint"]) / "model.safetensors"))
@@ -84,3 +88,22 @@ def test_torchrun_with_two_gloo_processes(tokenized_root, tmp_path):
     assert result["metrics"]["validation"]["examples"] == 120  # evaluated over both ranks' shards
     runs = MlflowClient(_store(tmp_path / "ddp")).search_runs(["1"])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run for two processes
+
+
+def test_balanced_class_weights_are_inverse_label_frequencies(tokenized_root):
+    from training.data import TokenizedSplit
+    from training.train import class_weights
+
+    split = TokenizedSplit.open(tokenized_root / "tokenized", "train")
+    counts = torch.tensor(split.label_counts(4), dtype=torch.float32)
+    assert int(counts.sum()) == 480
+    weights = class_weights(split, 4, "balanced")
+    assert torch.allclose(weights * counts, torch.full((4,), 480 / 4))  # every label weighs the same in total
+    assert class_weights(split, 4, "none") is None
+
+
+def test_class_weights_and_gradient_checkpointing_train(tokenized_root, tmp_path):
+    result = train(_cfg(tokenized_root, tmp_path / "out", "train.epochs=1", "train.class_weights=balanced",
+                        "train.gradient_checkpointing=true"))
+    assert result["status"] == "done" and result["steps"] == 30
+    assert all(math.isfinite(x) for x in result["history"]["loss"])
