@@ -184,12 +184,27 @@ class TrainConfig(Section):
     local_mode: bool = True
     """True: the processes run on the Spark driver. False: one barrier task per process (or
     per `spark.task.resource.gpu.amount` GPUs) on the executors."""
-    class_weights: Literal["none", "balanced"] = "none"
+    class_weights: Literal["balanced"] | None = None
     """`balanced` weighs the loss by n_rows / (n_labels * n_label_rows) of the train split."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     log_every: int = Field(1, ge=1)
     """Log loss, lr, grad norm and tokens/s every N steps (a host sync; raise it on GPUs)."""
+    prefetch_batches: int = Field(2, ge=0)
+    """Batches built ahead on a background thread (pinned memory on GPU); 0 = inline."""
+    compile: bool = False
+    """torch.compile the model (dynamic shapes). Pays on GPUs for long runs; not on CPU."""
+    fused_adamw: bool = True
+    """The fused AdamW kernel on CUDA (CPU always uses the default implementation)."""
+    ddp_bucket_cap_mb: int = Field(25, ge=1)
+    """DDP gradient bucket size: larger buckets, fewer all-reduce calls."""
+    ddp_comm_hook: Literal["fp16", "bf16", "powersgd"] | None = None
+    """Gradient compression: fp16/bf16 halve the all-reduce bytes; PowerSGD sends a low-rank
+    approximation with error feedback (its error state is not checkpointed: a resumed run
+    is close to, not bitwise equal to, an uninterrupted one)."""
+    powersgd_rank: int = Field(4, ge=1)
+    powersgd_start_step: int = Field(10, ge=2)
+    """Plain all-reduce for the first steps, PowerSGD from this step on."""
 
 
 class MlflowConfig(Section):

@@ -175,3 +175,68 @@ def batches(rows: Iterator[tuple[np.ndarray, int]], batch_size: int, pad_id: int
             buffer = []
     if buffer:
         yield from flush(buffer)
+
+
+class Prefetcher:
+    """Build the next `depth` batches on a background thread (pinned when feeding a GPU), so the
+    training step does not wait for Parquet reads and padding.
+
+        stream = Prefetcher(batches(...), depth=2, pin_memory=True)
+        batch = next(stream, None)
+
+    The batches and their order are exactly those of the wrapped iterator. An exception in the
+    producer is raised in the consumer."""
+
+    _END = object()
+
+    def __init__(self, iterator, depth: int = 2, pin_memory: bool = False):
+        import queue
+        import threading
+
+        self._queue = queue.Queue(maxsize=max(depth, 1))
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._produce, args=(iterator, pin_memory), daemon=True)
+        self._thread.start()
+
+    def _produce(self, iterator, pin_memory: bool) -> None:
+        try:
+            for batch in iterator:
+                if pin_memory:
+                    batch = {k: v.pin_memory() for k, v in batch.items()}
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except Exception:  # queue.Full: the consumer is busy; check for close()
+                        continue
+                if self._stop.is_set():
+                    return
+            item = self._END
+        except BaseException as exc:  # handed to the consumer
+            item = exc
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except Exception:
+                continue
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -46,7 +46,7 @@ from conf import Config
 from conf.paths import under_root
 from training import tracking
 from training.checkpoint import CheckpointManager
-from training.data import TokenizedSplit, batches, resolve_manifest
+from training.data import Prefetcher, TokenizedSplit, batches, resolve_manifest
 from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
 
@@ -162,8 +162,8 @@ def _better(metric: str, new: float, best: float | None) -> bool:
 
 
 def class_weights(split: TokenizedSplit, num_labels: int, mode: str) -> torch.Tensor | None:
-    """`balanced`: n_rows / (n_labels * n_label_rows), 0 for a label the train split lacks."""
-    if mode == "none":
+    """None: unweighted. `balanced`: n_rows / (n_labels * n_label_rows), 0 for a label the train split lacks."""
+    if mode is None:
         return None
     counts = torch.tensor(split.label_counts(num_labels), dtype=torch.float32)
     weights = counts.sum() / (num_labels * counts)
@@ -207,6 +207,30 @@ class _Progress:
         print(f"{PROGRESS_PREFIX} step {step}/{self.total} epoch {min(epoch + 1, self.epochs)}/{self.epochs} "
               f"loss {loss:.4f} lr {lr:.2e} tokens/s {tokens_per_s:,.0f} "
               f"eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+
+
+def _throughput(t: dict) -> dict:
+    """Real (non-pad) tokens per second of training, the padding fraction and the data wait."""
+    seconds = max(t["seconds"], 1e-9)
+    return {"tokens": int(t["tokens"]), "seconds": round(t["seconds"], 4), "steps": t["steps"],
+            "tokens_per_s": t["tokens"] / seconds,
+            "padding_fraction": 1 - t["tokens"] / max(t["padded_tokens"], 1.0),
+            "data_wait_fraction": t["data_wait_seconds"] / seconds}
+
+
+def register_comm_hook(ddp_model, tc) -> None:
+    """Gradient compression for DDP's all-reduce, from `train.ddp_comm_hook`."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as powersgd
+
+    if tc.ddp_comm_hook == "fp16":
+        ddp_model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif tc.ddp_comm_hook == "bf16":
+        ddp_model.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    elif tc.ddp_comm_hook == "powersgd":
+        state = powersgd.PowerSGDState(process_group=None, matrix_approximation_rank=tc.powersgd_rank,
+                                       start_powerSGD_iter=tc.powersgd_start_step)
+        ddp_model.register_comm_hook(state, powersgd.powerSGD_hook)
 
 
 def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None) -> dict:
@@ -276,9 +300,15 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
-    wrapped = DDP(model, device_ids=[env.local_rank] if env.device.type == "cuda" else None) \
-        if env.world_size > 1 else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    cuda = env.device.type == "cuda"
+    wrapped = model
+    if env.world_size > 1:
+        wrapped = DDP(model, device_ids=[env.local_rank] if cuda else None, bucket_cap_mb=tc.ddp_bucket_cap_mb)
+        register_comm_hook(wrapped, tc)
+    if tc.compile:
+        wrapped = torch.compile(wrapped, dynamic=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                                  **({"fused": True} if cuda and tc.fused_adamw else {}))
     batches_per_epoch = math.ceil(splits[TRAIN].rank_rows(0, env.world_size) / tc.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum)
     total_steps = steps_per_epoch * tc.epochs
@@ -307,29 +337,41 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
 
     pending: list[tuple] = []  # steps not yet reported: (step, lr, loss_sum, rows, tokens, grad_norm) tensors
     progress = _Progress(total_steps, step, tc.epochs)
-    clock = {"since": time.perf_counter(), "tokens": 0.0}
+    clock = {"since": time.perf_counter(), "wait": 0.0}
+    # Training-only totals (evaluation and checkpoints excluded), summed over ranks.
+    throughput = {"tokens": 0.0, "padded_tokens": 0.0, "seconds": 0.0, "data_wait_seconds": 0.0, "steps": 0}
 
     def report():
         """Sum the pending steps' loss, rows and tokens over ranks (one collective), log them."""
         if not pending:
             return
-        stacked = torch.stack([torch.stack([p[2], p[3], p[4]]) for p in pending]).double()
+        stacked = torch.stack([torch.stack([p[2], p[3], p[4], p[6]]) for p in pending]).double()
         if env.world_size > 1:
             dist.all_reduce(stacked)
         norms = torch.stack([p[5] for p in pending]).tolist()
+        if env.device.type == "cuda":
+            torch.cuda.synchronize()
         elapsed = max(time.perf_counter() - clock["since"], 1e-9)
-        tokens_per_s = float(stacked[:, 2].sum()) / elapsed
-        for (at, lr, *_), (loss_sum, rows, tokens), norm in zip(pending, stacked.tolist(), norms):
+        totals = stacked.sum(dim=0).tolist()
+        tokens_per_s = totals[2] / elapsed
+        wait_fraction = min(clock["wait"] / elapsed, 1.0)
+        throughput["tokens"] += totals[2]
+        throughput["padded_tokens"] += totals[3]
+        throughput["seconds"] += elapsed
+        throughput["data_wait_seconds"] += clock["wait"]
+        throughput["steps"] += len(pending)
+        for (at, lr, *_), (loss_sum, rows, tokens, _padded), norm in zip(pending, stacked.tolist(), norms):
             loss = loss_sum / max(rows, 1.0)
             history["loss"].append(loss)
             history["lr"].append(lr)
             history["grad_norm"].append(norm)
             tracker.log_step(at, {"train/loss": loss, "train/lr": lr, "train/grad_norm": norm,
-                                  "train/tokens_per_s": tokens_per_s, "train/epoch": epoch})
+                                  "train/tokens_per_s": tokens_per_s, "train/data_wait_fraction": wait_fraction,
+                                  "train/padding_fraction": 1 - tokens / max(_padded, 1.0), "train/epoch": epoch})
         if env.is_main:
             progress.update(pending[-1][0], epoch, history["loss"][-1], pending[-1][1], tokens_per_s)
         pending.clear()
-        clock["since"] = time.perf_counter()
+        clock["since"], clock["wait"] = time.perf_counter(), 0.0
 
     def save(manager, at_epoch, at_batch):
         report()
@@ -341,7 +383,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
                 tracker.log_checkpoint(path)
         if env.world_size > 1:
             dist.barrier()
-        clock["since"] = time.perf_counter()
+        clock["since"], clock["wait"] = time.perf_counter(), 0.0
 
     def validate() -> bool:
         nonlocal best
@@ -355,7 +397,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         improved = _better(tc.select_metric, metrics[tc.select_metric], best)
         if improved:
             best = metrics[tc.select_metric]
-        clock["since"] = time.perf_counter()
+        clock["since"], clock["wait"] = time.perf_counter(), 0.0
         return improved
 
     dummy = {"input_ids": torch.tensor([[0, 0]]), "attention_mask": torch.tensor([[1, 1]]),
@@ -365,9 +407,13 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     while epoch < tc.epochs:
         rows = splits[TRAIN].rows(env.rank, env.world_size, epoch, tc.seed)
         stream = batches(rows, tc.batch_size, pad_id, tc.bucket_batches, seed=tc.seed + epoch)
-        loss_sum, n_rows, n_tokens = zero.clone(), zero.clone(), zero.clone()
+        if tc.prefetch_batches:
+            stream = Prefetcher(stream, tc.prefetch_batches, pin_memory=cuda)
+        loss_sum, n_rows, n_tokens, n_padded = zero.clone(), zero.clone(), zero.clone(), zero.clone()
         for index in range(batches_per_epoch):
+            waited = time.perf_counter()
             batch = next(stream, None)
+            clock["wait"] += time.perf_counter() - waited
             if index < batches_done:
                 continue  # resuming: this micro-batch was already used
             weight = 1.0 if batch is not None else 0.0  # a zero-weight stand-in keeps ranks in step
@@ -383,6 +429,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             loss_sum += loss.detach().double() * rows_here
             n_rows += rows_here
             n_tokens += batch["attention_mask"].sum() * weight
+            n_padded += batch["attention_mask"].numel() * weight
             if not last_of_step:
                 continue
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
@@ -390,8 +437,9 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            pending.append((step, scheduler.get_last_lr()[0], loss_sum, n_rows, n_tokens, grad_norm.detach().double()))
-            loss_sum, n_rows, n_tokens = zero.clone(), zero.clone(), zero.clone()
+            pending.append((step, scheduler.get_last_lr()[0], loss_sum, n_rows, n_tokens, grad_norm.detach().double(),
+                            n_padded))
+            loss_sum, n_rows, n_tokens, n_padded = zero.clone(), zero.clone(), zero.clone(), zero.clone()
             if step % tc.log_every == 0:
                 report()
             if tc.eval_every and step % tc.eval_every == 0:
@@ -401,6 +449,8 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             if stop_after_steps is not None and step >= stop_after_steps:
                 report()
                 raise SystemExit(f"stopped after step {step}")
+        if isinstance(stream, Prefetcher):
+            stream.close()
         report()
         if env.is_main:
             progress.show(force=True)
@@ -433,6 +483,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         "data": {"manifest": str(manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),
                  "content_hash": manifest.get("content_hash"),
                  "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint")},
+        "throughput": _throughput(throughput),
         "history": history,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from training.data import DataError, TokenizedSplit, batches, collate, resolve_manifest
 
@@ -90,3 +91,27 @@ def test_length_bucketing_keeps_every_row_and_reduces_padding(tmp_path):
     bucket_rows, bucket_pad = run(8)
     assert plain_rows == bucket_rows == list(range(300))
     assert bucket_pad < plain_pad / 2
+
+
+def test_prefetcher_yields_the_same_batches_in_the_same_order(tokenized_root):
+    from training.data import Prefetcher
+
+    split = TokenizedSplit.open(tokenized_root / "tokenized", "train")
+    plain = list(batches(split.rows(0, 2, epoch=1, seed=9), 16, 0, bucket_batches=4, seed=3))
+    ahead = list(Prefetcher(batches(split.rows(0, 2, epoch=1, seed=9), 16, 0, bucket_batches=4, seed=3), depth=3))
+    assert len(plain) == len(ahead) == 15
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(plain, ahead) for k in a)
+
+
+def test_prefetcher_raises_the_producers_error_in_the_consumer():
+    from training.data import Prefetcher
+
+    def broken():
+        yield {"x": torch.zeros(1)}
+        raise OSError("parquet file vanished")
+
+    stream = Prefetcher(broken(), depth=2)
+    assert torch.equal(next(stream)["x"], torch.zeros(1))
+    with pytest.raises(OSError, match="vanished"):
+        next(stream)
+    assert next(stream, None) is None

@@ -99,7 +99,7 @@ def test_balanced_class_weights_are_inverse_label_frequencies(tokenized_root):
     assert int(counts.sum()) == 480
     weights = class_weights(split, 4, "balanced")
     assert torch.allclose(weights * counts, torch.full((4,), 480 / 4))  # every label weighs the same in total
-    assert class_weights(split, 4, "none") is None
+    assert class_weights(split, 4, None) is None
 
 
 def test_class_weights_and_gradient_checkpointing_train(tokenized_root, tmp_path):
