@@ -153,8 +153,9 @@ class TrainConfig(Section):
     """Tokenized data: a manifest.json, a dataset folder, or a tokenized root (its LATEST is
     followed). None = `<lakehouse.root>/<tokenize.output>`."""
     model: str = "tiny"
-    """`tiny` (a small BERT built from config, for offline use), a hub name, or a local
-    save_pretrained directory (BERT, DistilBERT, ...)."""
+    """`tiny` (a small BERT built from config, for offline use), `preset:small|bert-base|
+    distilbert-base` (those architectures from config, random weights), a hub name, or a
+    local save_pretrained directory (BERT, DistilBERT, ...)."""
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     """Rows per process per micro-batch."""
@@ -215,6 +216,8 @@ class MlflowConfig(Section):
     experiment: str = "lakebert"
     registered_model: str | None = "lakebert-classifier"
     """Register the final model under this name; None = log it without registering."""
+    log_model: bool = True
+    """Log the final model (transformers flavor). False: metrics and checkpoints only (benchmarks)."""
     log_checkpoints: bool = True
     """Copy each checkpoint into the run's artifacts (a restart on another machine resumes from them)."""
     system_metrics: bool = True

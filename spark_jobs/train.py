@@ -46,11 +46,13 @@ PEER_GONE = re.compile(r"Connection (reset|closed) by peer|Broken pipe|Socket Ti
 
 
 def check_model(cfg: Config) -> None:
-    from training.model import TINY
+    from training.model import PRESET, PRESETS, TINY
 
     name = cfg.train.model
-    if name == TINY:
+    if name == TINY or name.removeprefix(PRESET) in PRESETS and name.startswith(PRESET):
         return
+    if name.startswith(PRESET):
+        raise StageError(f"train.model={name}: unknown preset (presets: {', '.join(PRESETS)})")
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

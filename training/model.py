@@ -17,6 +17,14 @@ TINY = "tiny"
 # Small enough to train in seconds on a laptop CPU, big enough to beat the majority class.
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                    max_position_embeddings=512, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+# Architectures built from config with random weights (offline; benchmarks, smoke tests):
+# `train.model=preset:<name>`. The base sizes are BERT-base's and DistilBERT-base's.
+PRESET = "preset:"
+PRESETS = {
+    "small": ("bert", dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)),
+    "bert-base": ("bert", {}),
+    "distilbert-base": ("distilbert", {}),
+}
 ATTENTION = "sdpa"
 
 
@@ -36,6 +44,8 @@ def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | 
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     labels = _labels(label_map)
+    if name_or_path.startswith(PRESET):
+        return _preset(name_or_path[len(PRESET):], labels, vocab_size)
     if name_or_path == TINY:
         if not vocab_size:
             raise ModelError("train.model=tiny needs the tokenizer's vocab_size")
@@ -50,3 +60,21 @@ def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | 
     except OSError as exc:
         raise ModelError(f"could not load model {name_or_path!r}: {str(exc).splitlines()[0][:200]}; "
                          "offline, give a local save_pretrained directory or use train.model=tiny") from None
+
+
+def _preset(name: str, labels: dict, vocab_size: int | None):
+    from transformers import AutoModelForSequenceClassification, BertConfig, DistilBertConfig
+
+    if name not in PRESETS:
+        raise ModelError(f"unknown model preset {name!r} (presets: {', '.join(PRESETS)}, and {TINY})")
+    if not vocab_size:
+        raise ModelError(f"train.model={PRESET}{name} needs the tokenizer's vocab_size")
+    kind, sizes = PRESETS[name]
+    config_class = BertConfig if kind == "bert" else DistilBertConfig
+    config = config_class(vocab_size=vocab_size, **sizes, **labels)
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation=ATTENTION)
+
+
+def non_embedding_parameters(model) -> int:
+    """N in the 6N FLOPs-per-token rule: every parameter outside the embedding tables."""
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)

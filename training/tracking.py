@@ -280,6 +280,8 @@ class MlflowTracker:
         from transformers import AutoTokenizer
 
         self.flush()
+        if not cfg.mlflow.log_model:
+            return None
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         name = cfg.mlflow.registered_model
         info = self.mlflow.transformers.log_model(

@@ -56,6 +56,7 @@ RESULT_FILE = "result.json"
 FAILURES = "failures"
 PROGRESS_PREFIX = "[lakebert train]"
 PROGRESS_SECONDS = 5.0
+MAX_INTERVALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,17 @@ class _Progress:
               f"eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
 
 
-def _throughput(t: dict) -> dict:
-    """Real (non-pad) tokens per second of training, the padding fraction and the data wait."""
+def _throughput(t: dict, device: torch.device) -> dict:
+    """Real (non-pad) tokens per second of training, the padding fraction, the data wait, and
+    the per-report intervals (summed over ranks; evaluation and checkpoints excluded)."""
     seconds = max(t["seconds"], 1e-9)
-    return {"tokens": int(t["tokens"]), "seconds": round(t["seconds"], 4), "steps": t["steps"],
-            "tokens_per_s": t["tokens"] / seconds,
-            "padding_fraction": 1 - t["tokens"] / max(t["padded_tokens"], 1.0),
-            "data_wait_fraction": t["data_wait_seconds"] / seconds}
+    out = {"tokens": int(t["tokens"]), "seconds": round(t["seconds"], 4), "steps": t["steps"],
+           "tokens_per_s": t["tokens"] / seconds,
+           "padding_fraction": 1 - t["tokens"] / max(t["padded_tokens"], 1.0),
+           "data_wait_fraction": t["data_wait_seconds"] / seconds, "intervals": t["intervals"]}
+    if device.type == "cuda":
+        out["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+    return out
 
 
 def register_comm_hook(ddp_model, tc) -> None:
@@ -339,7 +344,8 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     progress = _Progress(total_steps, step, tc.epochs)
     clock = {"since": time.perf_counter(), "wait": 0.0}
     # Training-only totals (evaluation and checkpoints excluded), summed over ranks.
-    throughput = {"tokens": 0.0, "padded_tokens": 0.0, "seconds": 0.0, "data_wait_seconds": 0.0, "steps": 0}
+    throughput = {"tokens": 0.0, "padded_tokens": 0.0, "seconds": 0.0, "data_wait_seconds": 0.0, "steps": 0,
+                  "intervals": []}
 
     def report():
         """Sum the pending steps' loss, rows and tokens over ranks (one collective), log them."""
@@ -360,6 +366,9 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         throughput["seconds"] += elapsed
         throughput["data_wait_seconds"] += clock["wait"]
         throughput["steps"] += len(pending)
+        if len(throughput["intervals"]) < MAX_INTERVALS:  # lets a benchmark drop the warm-up steps
+            throughput["intervals"].append({"steps": len(pending), "tokens": totals[2], "seconds": elapsed,
+                                            "data_wait_seconds": clock["wait"]})
         for (at, lr, *_), (loss_sum, rows, tokens, _padded), norm in zip(pending, stacked.tolist(), norms):
             loss = loss_sum / max(rows, 1.0)
             history["loss"].append(loss)
@@ -483,7 +492,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         "data": {"manifest": str(manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),
                  "content_hash": manifest.get("content_hash"),
                  "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint")},
-        "throughput": _throughput(throughput),
+        "throughput": _throughput(throughput, env.device),
         "history": history,
         "seconds": round(time.perf_counter() - started, 3),
     }

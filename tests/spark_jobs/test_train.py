@@ -31,7 +31,7 @@ from tests.conftest import TEST_SPARK, make_config
 from training import tracking
 
 REPO = Path(__file__).resolve().parents[2]
-TRAIN = ["train.epochs=2", "train.batch_size=16", "train.num_processes=2", "train.seed=5"]
+TRAIN = ["train.epochs=3", "train.batch_size=16", "train.num_processes=2", "train.seed=5"]
 
 
 @pytest.fixture(scope="module")

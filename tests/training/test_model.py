@@ -40,3 +40,14 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
 def test_label_ids_must_be_contiguous():
     with pytest.raises(ModelError, match="0..1"):
         build_model("tiny", {"a": 0, "b": 5}, vocab_size=10)
+
+
+def test_presets_build_bert_base_and_distilbert_base_sizes_from_config():
+    from training.model import non_embedding_parameters
+
+    bert = build_model("preset:bert-base", {"a": 0, "b": 1}, vocab_size=1000)
+    distil = build_model("preset:distilbert-base", {"a": 0, "b": 1}, vocab_size=1000)
+    assert bert.config.model_type == "bert" and bert.config.num_hidden_layers == 12
+    assert distil.config.model_type == "distilbert" and distil.config.n_layers == 6
+    assert 84e6 < non_embedding_parameters(bert) < 87e6  # the 6N of the 524 MFLOPs/token estimate
+    assert 42e6 < non_embedding_parameters(distil) < 44e6
