@@ -105,7 +105,7 @@ def run_hf(data: Path, out: Path, steps: int, batch_size: int, group_by_length: 
     args = TrainingArguments(
         output_dir=str(out / "hf"), per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=LR,
         weight_decay=WEIGHT_DECAY, warmup_steps=int(WARMUP_RATIO * steps), lr_scheduler_type="linear",
-        max_grad_norm=MAX_GRAD_NORM, logging_steps=10, save_strategy="no", eval_strategy="no", report_to="none",
+        max_grad_norm=MAX_GRAD_NORM, logging_steps=min(10, steps), save_strategy="no", eval_strategy="no", report_to="none",
         use_cpu=True, dataloader_num_workers=0, seed=SEED, disable_tqdm=True,
         train_sampling_strategy="group_by_length" if group_by_length else "random")
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Timer()])
