@@ -21,17 +21,14 @@ check-prereqs:
 $(STAMP): pyproject.toml | check-prereqs
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,airflow]"
 	@# Start Spark once so Ivy fetches Delta's jars from Maven Central into ~/.ivy2.5.2 now.
 	$(PY) -m spark_jobs.session > $(VENV)/spark-init.log 2>&1 || { cat $(VENV)/spark-init.log; exit 1; }
 	touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
-	$(VENV)/bin/lakebert ingest --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
-	$(VENV)/bin/lakebert clean
-	$(VENV)/bin/lakebert tokenize
-	$(VENV)/bin/lakebert train
+	$(VENV)/bin/lakebert run --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
 
 test: install
 	$(PY) -m pytest tests

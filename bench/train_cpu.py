@@ -34,7 +34,6 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -51,8 +50,9 @@ LR, WEIGHT_DECAY, WARMUP_RATIO, MAX_GRAD_NORM, SEED = 5e-4, 0.01, 0.1, 1.0, 7
 def run_ours(data: Path, out: Path, steps: int, batch_size: int, label: str, *overrides: str) -> dict:
     from training.train import train
 
-    folder = out / f"ours-{label}"
-    shutil.rmtree(folder, ignore_errors=True)
+    # A new folder (and MLflow store) per run: MLflow keeps its sqlite connections open, so a
+    # deleted and re-created store would still show the previous run, which is then up to date.
+    folder = Path(tempfile.mkdtemp(prefix=f"ours-{label}-", dir=out))
     cfg = load_config(overrides=[
         f"lakehouse.root={folder}", f"train.data={data}", f"train.model={MODEL}", "train.epochs=1",
         f"train.batch_size={batch_size}", f"train.lr={LR}", f"train.weight_decay={WEIGHT_DECAY}",

@@ -30,7 +30,6 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -74,8 +73,7 @@ def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.CompletedProc
 
 
 def run_ours(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> dict:
-    out = work / f"ours-{model}-{seq}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix=f"ours-{model}-{seq}-", dir=work))
     sets = [f"lakehouse.root={out}", f"train.data={data}", f"train.output_dir={out / 'train'}",
             f"train.model=preset:{model}", "train.epochs=1", f"train.batch_size={opts.batch_size}",
             f"train.lr={opts.lr}", "train.warmup_ratio=0.1", f"train.log_every={opts.log_every}",
@@ -94,8 +92,7 @@ def run_ours(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> d
 
 
 def run_hf(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> dict:
-    out = work / f"hf-{model}-{seq}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix=f"hf-{model}-{seq}-", dir=work))
     args = [str(Path(__file__).resolve()), "--hf-worker", "--data", str(data), "--work", str(out),
             "--worker-model", model, "--batch-size", str(opts.batch_size), "--steps", str(opts.steps),
             "--lr", str(opts.lr), "--warmup-steps", str(opts.warmup_steps), "--log-every", str(opts.log_every)]

@@ -1,5 +1,6 @@
 """The `lakebert` command: one sub-command per stage, all sharing the config flags.
 
+    lakebert run --set ingest.source=data/sample     # every stage
     lakebert ingest --set ingest.source=data/sample
     lakebert clean
     lakebert train
@@ -14,6 +15,7 @@ import sys
 
 # sub-command -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS = {
+    "run": ("spark_jobs.pipeline", "the whole pipeline: ingest -> clean -> tokenize -> train, one config"),
     "ingest": ("spark_jobs.ingest", "raw files or a table -> bronze Delta table (+ quarantine)"),
     "clean": ("spark_jobs.clean", "bronze -> silver: normalize, filter, deduplicate, label, split"),
     "tokenize": ("spark_jobs.tokenize", "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),

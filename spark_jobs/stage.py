@@ -39,8 +39,8 @@ def build_parser(stage: str, description: str = "") -> argparse.ArgumentParser:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help="conf/env/<env>.yaml overlay (default: $LAKEBERT_ENV or local)")
     parser.add_argument("--config", default=None, help="an extra YAML file, above the env overlay")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one key, e.g. --set ingest.format=csv (repeatable)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override keys, e.g. --set ingest.format=csv clean.min_chars=20 (repeatable)")
 
 
 def new_run_id() -> str:
@@ -77,23 +77,32 @@ def run_stage(stage: str, argv: list[str] | None,
 
 
 def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]) -> int:
+    """What `main()` does: run the stage, print its summary last, map errors to exit codes."""
+    try:
+        summary = execute(stage, cfg, body)
+    except StageError as exc:
+        print(f"{stage} error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    print(json.dumps(summary), flush=True)
+    return EXIT_OK
+
+
+def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None) -> dict:
+    """Print the resolved config, run `body(spark, cfg, run_id)`, save the run record
+    (`_runs/<stage>/<run_id>/{config,summary}.json`) and return the summary. Notebooks and
+    the Airflow tasks' scripts call this; `StageError` propagates."""
     from spark_jobs.session import get_spark
 
     print(f"# lakebert {stage}: resolved config (secrets redacted)")
     print(config_yaml(cfg), end="", flush=True)
-    try:
-        spark = get_spark(cfg)
-        run_id = new_run_id()
-        started = time.perf_counter()  # the stage's own time, after Spark start-up
-        summary = body(spark, cfg, run_id)
-    except StageError as exc:
-        print(f"{stage} error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+    spark = spark or get_spark(cfg)
+    run_id = new_run_id()
+    started = time.perf_counter()  # the stage's own time, after Spark start-up
+    summary = body(spark, cfg, run_id)
     # A stage may report its own run id (train: the MLflow run's); the record keeps the stage's.
     summary = {"stage": stage, "run_id": run_id, **summary, "stage_run_id": run_id,
                "seconds": round(time.perf_counter() - started, 3)}
     record = runs_dir(cfg, stage, run_id)
     write_text(spark, join_path(record, "config.json"), json.dumps(config_dict(cfg), indent=2))
     write_text(spark, join_path(record, "summary.json"), json.dumps(summary, indent=2))
-    print(json.dumps(summary), flush=True)
-    return EXIT_OK
+    return summary

@@ -20,12 +20,6 @@ seconds.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import io
-import json
-import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -33,6 +27,13 @@ if __package__ in (None, ""):  # spark-submit spark_jobs/train.py: import it as 
     # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
+
+import collections  # noqa: E402  (after the sys.path fix: dataclasses imports tokenize via inspect)
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
 
 from conf import Config, config_dict  # noqa: E402
 from spark_jobs.stage import StageError, run_stage  # noqa: E402

@@ -1,0 +1,101 @@
+"""Airflow 3 DAG: ingest >> clean >> tokenize >> train, one SparkSubmitOperator per stage.
+
+Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebert with its
+`airflow` extra where the scheduler's workers run (`pip install "lakebert[airflow]"`), and make
+`spark-submit` (from pyspark or $SPARK_HOME/bin) reachable on the workers' PATH.
+
+- Spark connection: the `spark_conn_id` below (env `LAKEBERT_SPARK_CONN_ID`, default
+  `lakebert_spark`). When that connection does not exist, it is read from
+  `AIRFLOW_CONN_LAKEBERT_SPARK`, which this file defaults to a local master (`local[*]`), so a
+  fresh Airflow runs the pipeline on the worker itself. Point it at a cluster with
+  `airflow connections add lakebert_spark --conn-uri 'spark://spark-master:7077'` (or
+  `--conn-type spark --conn-host yarn`).
+- Params (trigger with `--conf` or the UI): `env` (a conf/env overlay), `source` (ingest.source;
+  `{ds}` is replaced by the run's logical date, so each scheduled run reads its own slice)
+  and `overrides` (a list of `key=value`).
+- Idempotent per logical date: ingest gets `ingest.batch_id=<ds>` and MERGEs on doc_id, so a
+  retried or re-run date inserts nothing new; clean, tokenize and train say up to date.
+- Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+
+LAKEBERT_HOME = Path(os.environ.get("LAKEBERT_HOME", Path(__file__).resolve().parents[1]))
+SPARK_CONN_ID = os.environ.get("LAKEBERT_SPARK_CONN_ID", "lakebert_spark")
+# A local default for the connection, used only when Airflow has no `lakebert_spark` connection.
+os.environ.setdefault("AIRFLOW_CONN_LAKEBERT_SPARK", '{"conn_type": "spark", "host": "local[*]"}')
+# Must match spark_jobs.session.delta_package() (tested); not imported, to keep parsing light.
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+PYTHON = os.environ.get("PYSPARK_PYTHON", sys.executable)
+STAGES = ("ingest", "clean", "tokenize", "train")
+TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
+            "train": timedelta(hours=12)}
+# Every stage gets --env and the overrides; ingest also gets its slice and batch id.
+COMMON_ARGS = "['--env', params.env] + (['--set'] + params.overrides if params.overrides else [])"
+INGEST_ARGS = ("['--set', 'ingest.source=' ~ (params.source | replace('{ds}', ds)), 'ingest.batch_id=' ~ ds]")
+
+doc_md = """
+### lakebert: text in, a registered classifier out
+
+`ingest >> clean >> tokenize >> train`, each a `spark-submit` of `spark_jobs/<stage>.py` with
+the same config (`--env {{ params.env }}` plus `overrides`). The logical date picks the
+ingest slice (`source` with `{ds}`) and is the ingest batch id, so reruns are idempotent.
+Results: Delta tables and tokenized data under `lakehouse.root`, the model in MLflow
+(`mlflow.registered_model`). Each task's log ends with the stage's JSON summary.
+"""
+
+with DAG(
+    dag_id="lakebert_pipeline",
+    description="lakebert: ingest, clean, tokenize and train with one config",
+    doc_md=doc_md,
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={
+        "owner": "lakebert",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+    },
+    params={
+        "env": Param("local", type="string", description="conf/env overlay: local, cluster or databricks"),
+        "source": Param("", type="string", description="ingest.source; {ds} becomes the logical date"),
+        "overrides": Param([], type="array", items={"type": "string"},
+                           description="config overrides, key=value each"),
+    },
+    tags=["lakebert"],
+) as dag:
+    previous = None
+    for stage in STAGES:
+        args = f"{{{{ {COMMON_ARGS} + {INGEST_ARGS} }}}}" if stage == "ingest" else f"{{{{ {COMMON_ARGS} }}}}"
+        task = SparkSubmitOperator(
+            task_id=stage,
+            conn_id=SPARK_CONN_ID,
+            application=str(LAKEBERT_HOME / "spark_jobs" / f"{stage}.py"),
+            application_args=args,
+            packages=DELTA_PACKAGE,
+            conf=DELTA_CONF,
+            name=f"lakebert-{stage}",
+            # spark-submit's driver must run the Python that has lakebert (this one, by default)
+            env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
+            execution_timeout=TIMEOUTS[stage],
+            doc_md=f"`spark-submit spark_jobs/{stage}.py` (see `lakebert {stage} --help`).",
+        )
+        if previous is not None:
+            previous >> task
+        previous = task

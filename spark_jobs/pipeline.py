@@ -1,0 +1,118 @@
+"""The whole pipeline with one config: ingest -> clean -> tokenize -> train (-> registered model).
+
+    lakebert run --set ingest.source=data/sample --set ingest.id_column=id
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/pipeline.py --set ingest.source=...
+
+One Spark session runs the four stages' own functions in order. A stage with nothing new
+says so: ingest inserts 0 rows, clean and tokenize answer `up_to_date`, and train finds the
+job's FINISHED MLflow run and trains nothing. The run ends with a human summary (rows per
+stage, quarantine by reason, validation and test metrics, the MLflow run and how to open
+it, the registered model) and then one JSON line: every stage's summary plus `metrics`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit spark_jobs/pipeline.py: import it as the package, and keep
+    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
+
+from conf import Config  # noqa: E402
+from spark_jobs.stage import StageError, run_stage  # noqa: E402
+
+STAGE = "run"
+STAGES = ("ingest", "clean", "tokenize", "train")
+UP_TO_DATE = "up_to_date"
+SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss")
+
+
+def _stage_functions():
+    from spark_jobs.clean import clean
+    from spark_jobs.ingest import ingest
+    from spark_jobs.tokenize import tokenize
+    from spark_jobs.train import train
+
+    return {"ingest": ingest, "clean": clean, "tokenize": tokenize, "train": train}
+
+
+def _did_nothing(name: str, summary: dict) -> bool:
+    if name == "ingest":
+        return summary.get("inserted", 0) == 0  # quarantined rows are re-counted, but not stored twice
+    return summary.get("status") == UP_TO_DATE
+
+
+def _status_line(name: str, summary: dict) -> str:
+    if name == "ingest":
+        quarantined = sum(summary.get("quarantined", {}).values())
+        line = f"read {summary['read']:,}, inserted {summary['inserted']:,}, already in bronze " \
+               f"{summary['duplicates']:,}, quarantined {quarantined:,}"
+        return line + (" (nothing new: up to date)" if _did_nothing(name, summary) else "")
+    if summary.get("status") == UP_TO_DATE:
+        return "up to date, nothing to do"
+    if name == "clean":
+        return f"input {summary['input']:,} -> silver {summary['output']:,}, duplicates {summary['duplicates']:,}, " \
+               f"quarantined {sum(summary['quarantined'].values()):,}"
+    if name == "tokenize":
+        return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})"
+    return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
+
+
+def human_summary(cfg: Config, stages: dict) -> str:
+    lines = ["", "lakebert run: summary", "=" * 21]
+    for name in STAGES:
+        lines.append(f"{name:<9} {_status_line(name, stages[name])}")
+    quarantine: dict[str, int] = {}
+    for name in ("ingest", "clean"):
+        for reason, n in stages[name].get("quarantined", {}).items():
+            quarantine[reason] = quarantine.get(reason, 0) + n
+    if quarantine:
+        lines.append("quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in sorted(quarantine.items())))
+    train = stages["train"]
+    for split in ("validation", "test"):
+        metrics = train.get("metrics", {}).get(split, {})
+        shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SUMMARY_METRICS if k in metrics)
+        lines.append(f"model on {split:<10} {shown}")
+    lines.append(f"MLflow run {train['run_id']} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
+    if train["tracking_uri"].startswith("sqlite:") or train["tracking_uri"].startswith("file:"):
+        lines.append(f"  open it: mlflow ui --backend-store-uri {train['tracking_uri']}")
+    else:
+        lines.append(f"  open it: {train['tracking_uri']}")
+    model = train.get("registered_model")
+    if model:
+        lines.append(f"registered model {model['name']} version {model['version']} "
+                     f"(mlflow.pyfunc.load_model('models:/{model['name']}/{model['version']}'))")
+    return "\n".join(lines)
+
+
+def pipeline(spark, cfg: Config, run_id: str) -> dict:
+    if not cfg.ingest.source:
+        raise StageError("ingest.source is not set: lakebert run --set ingest.source=<file, folder, glob or table>")
+    functions = _stage_functions()
+    stages: dict[str, dict] = {}
+    for name in STAGES:
+        print(f"# lakebert run: {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            summary = functions[name](spark, cfg, f"{run_id}-{name}")
+        except StageError as exc:
+            raise StageError(f"{name}: {exc}") from None
+        stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}
+        print(f"# lakebert run: {name}: {_status_line(name, stages[name])}", flush=True)
+    print(human_summary(cfg, stages), flush=True)
+    skipped = [name for name in STAGES if _did_nothing(name, stages[name])]
+    return {"status": UP_TO_DATE if len(skipped) == len(STAGES) else "done", "up_to_date": skipped,
+            "stages": stages, "metrics": stages["train"].get("metrics", {}),
+            "tracking_uri": stages["train"]["tracking_uri"], "mlflow_run_id": stages["train"]["run_id"],
+            "registered_model": stages["train"].get("registered_model")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(STAGE, argv, pipeline, "Run ingest, clean, tokenize and train with one config.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

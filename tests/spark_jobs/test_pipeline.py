@@ -1,0 +1,41 @@
+"""lakebert run: every stage with one config, a human summary, then nothing to do on a rerun."""
+
+import pytest
+
+from spark_jobs.pipeline import STAGES, pipeline
+from spark_jobs.sample_data import write_sample
+from spark_jobs.stage import StageError
+from tests.conftest import make_config
+
+
+def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_path, capsys):
+    src = write_sample(tmp_path / "data", n_docs=1200, seed=8)
+    cfg = make_config(tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1500",
+                      "tokenize.max_length=64", "train.batch_size=16", "mlflow.system_metrics=false")
+    first = pipeline(spark, cfg, "r1")
+    assert first["status"] == "done" and first["up_to_date"] == []
+    ingest, clean, tokenize, train = (first["stages"][s] for s in STAGES)
+    assert ingest["read"] == ingest["inserted"] + ingest["duplicates"] + sum(ingest["quarantined"].values())
+    assert clean["input"] == ingest["inserted"]
+    assert clean["input"] == clean["output"] + clean["duplicates"] + sum(clean["quarantined"].values())
+    assert tokenize["rows"] == clean["output"]
+    assert first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
+    assert set(first["metrics"]) == {"validation", "test"}
+    shown = capsys.readouterr().out
+    assert f"MLflow run {train['run_id']}" in shown
+    assert f"mlflow ui --backend-store-uri {train['tracking_uri']}" in shown
+    assert "registered model lakebert-classifier version 1" in shown
+    assert "quarantined by reason:" in shown and "model on test" in shown
+
+    again = pipeline(spark, cfg, "r2")
+    assert again["status"] == "up_to_date" and again["up_to_date"] == list(STAGES)
+    assert again["mlflow_run_id"] == first["mlflow_run_id"]
+    assert again["registered_model"] == first["registered_model"]
+    assert again["metrics"]["test"]["accuracy"] == pytest.approx(first["metrics"]["test"]["accuracy"])
+    shown = capsys.readouterr().out
+    assert "tokenize  up to date, nothing to do" in shown and "train     up to date, nothing to do" in shown
+
+
+def test_run_without_a_source_is_a_clear_error(spark, tmp_path):
+    with pytest.raises(StageError, match="ingest.source is not set"):
+        pipeline(spark, make_config(tmp_path / "lh"), "r")
