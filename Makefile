@@ -36,6 +36,7 @@ test: install
 bench: install
 	$(PY) bench/etl.py
 	$(PY) bench/tokenize.py
+	$(PY) bench/train_cpu.py
 
 clean-demo:
 	rm -rf lakehouse data spark-warehouse
