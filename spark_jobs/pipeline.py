@@ -30,7 +30,7 @@ UP_TO_DATE = "up_to_date"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss")
 
 
-def _stage_functions():
+def stage_functions():
     from spark_jobs.clean import clean
     from spark_jobs.ingest import ingest
     from spark_jobs.tokenize import tokenize
@@ -91,7 +91,7 @@ def human_summary(cfg: Config, stages: dict) -> str:
 def pipeline(spark, cfg: Config, run_id: str) -> dict:
     if not cfg.ingest.source:
         raise StageError("ingest.source is not set: lakebert run --set ingest.source=<file, folder, glob or table>")
-    functions = _stage_functions()
+    functions = stage_functions()
     stages: dict[str, dict] = {}
     for name in STAGES:
         print(f"# lakebert run: {name}", flush=True)

@@ -50,10 +50,12 @@ def check_model(cfg: Config) -> None:
     from training.model import PRESET, PRESETS, TINY
 
     name = cfg.train.model
-    if name == TINY or name.removeprefix(PRESET) in PRESETS and name.startswith(PRESET):
-        return
     if name.startswith(PRESET):
-        raise StageError(f"train.model={name}: unknown preset (presets: {', '.join(PRESETS)})")
+        if name[len(PRESET):] not in PRESETS:
+            raise StageError(f"train.model={name}: unknown preset (presets: {', '.join(PRESETS)})")
+        return
+    if name == TINY:
+        return
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -20,6 +20,8 @@ and the token data is small next to the model.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -190,9 +192,6 @@ class Prefetcher:
     _END = object()
 
     def __init__(self, iterator, depth: int = 2, pin_memory: bool = False):
-        import queue
-        import threading
-
         self._queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
         self._done = False
@@ -208,7 +207,7 @@ class Prefetcher:
                     try:
                         self._queue.put(batch, timeout=0.1)
                         break
-                    except Exception:  # queue.Full: the consumer is busy; check for close()
+                    except queue.Full:  # the consumer is busy; check for close() now and then
                         continue
                 if self._stop.is_set():
                     return
@@ -219,7 +218,7 @@ class Prefetcher:
             try:
                 self._queue.put(item, timeout=0.1)
                 return
-            except Exception:
+            except queue.Full:
                 continue
 
     def __iter__(self):

@@ -99,22 +99,22 @@ def output_dir(cfg: Config, manifest: dict) -> Path:
     return Path(cfg.train.output_dir or under_root(cfg, f"train/{tracking.job_key(cfg, manifest)}"))
 
 
-def _vocab(manifest: dict) -> tuple[int, int]:
-    """(vocab size, pad id) of the tokenizer that made the data."""
+def _tokenizer(manifest: dict):
+    """The `tokenizers` tokenizer that made the data (read once per run)."""
     from tokenizers import Tokenizer
 
     path = Path(manifest["tokenizer_path"])
-    tok = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
+    return Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
+
+
+def _vocab(tok) -> tuple[int, int]:
+    """(vocab size, pad id)."""
     pad = tok.token_to_id("[PAD]")
     return tok.get_vocab_size(), 0 if pad is None else pad
 
 
-def _example_text(manifest: dict, split: TokenizedSplit) -> str:
+def _example_text(tok, split: TokenizedSplit) -> str:
     """A real input for the logged model's input example: the first validation row, decoded."""
-    from tokenizers import Tokenizer
-
-    path = Path(manifest["tokenizer_path"])
-    tok = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
     ids, _ = next(split.rows(shuffle=False), (None, None))
     return tok.decode(list(map(int, ids))) if ids is not None else "example text"
 
@@ -162,7 +162,7 @@ def _better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric in LOWER_IS_BETTER else new > best
 
 
-def class_weights(split: TokenizedSplit, num_labels: int, mode: str) -> torch.Tensor | None:
+def class_weights(split: TokenizedSplit, num_labels: int, mode: str | None) -> torch.Tensor | None:
     """None: unweighted. `balanced`: n_rows / (n_labels * n_label_rows), 0 for a label the train split lacks."""
     if mode is None:
         return None
@@ -293,7 +293,8 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     splits = {s: TokenizedSplit.open(manifest_path, s) for s in (TRAIN, VALIDATION, TEST)}
     label_map = manifest["label_map"]
     num_labels = len(label_map)
-    vocab_size, pad_id = _vocab(manifest)
+    tokenizer = _tokenizer(manifest)
+    vocab_size, pad_id = _vocab(tokenizer)
     weights = class_weights(splits[TRAIN], num_labels, tc.class_weights)
     weights = weights.to(env.device) if weights is not None else None
 
@@ -483,7 +484,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
             figure.savefig(out_dir / f"confusion_matrix_{split}.png")
             tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
         registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
-                                       _example_text(manifest, splits[VALIDATION]))
+                                       _example_text(tokenizer, splits[VALIDATION]))
     registered = _broadcast(env, registered)  # every rank returns rank 0's result (TorchDistributor keeps any one)
     result = {
         "status": "done", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "registered_model": registered,
@@ -504,7 +505,5 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
 
 def train_job(config: dict, plan: dict | None = None) -> dict:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out."""
-    from conf.schema import Config as Schema
-
-    result = train(Schema.model_validate(config), tracking.RunPlan(**plan) if plan else None)
+    result = train(Config.model_validate(config), tracking.RunPlan(**plan) if plan else None)
     return {k: v for k, v in result.items() if k != "history"} | {"losses": result.get("history", {}).get("loss")}
