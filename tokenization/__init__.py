@@ -4,7 +4,9 @@
 """
 
 from tokenization.tokenizer import (
-    Encoder, LoadedTokenizer, TokenizerError, fingerprint, load_tokenizer, train_wordpiece,
+    Encoder, LoadedTokenizer, TokenizerError, check_matches_model, fingerprint, load_tokenizer, lowercases,
+    train_wordpiece,
 )
 
-__all__ = ["Encoder", "LoadedTokenizer", "TokenizerError", "fingerprint", "load_tokenizer", "train_wordpiece"]
+__all__ = ["Encoder", "LoadedTokenizer", "TokenizerError", "check_matches_model", "fingerprint", "load_tokenizer",
+           "lowercases", "train_wordpiece"]

@@ -130,6 +130,52 @@ def train_wordpiece(texts: Iterable[str], out_dir: str | os.PathLike, vocab_size
     return out
 
 
+def lowercases(tokenizer: LoadedTokenizer) -> bool:
+    """Whether the tokenizer's normalizer folds case (then `Text` and `text` are the same input)."""
+    normalizer = tokenizer.backend.normalizer
+    return normalizer is not None and normalizer.normalize_str("Ab") == "ab"
+
+
+def _special_ids(backend) -> dict[str, int]:
+    return {t.content: i for i, t in backend.get_added_tokens_decoder().items() if t.special}
+
+
+def check_matches_model(tokenizer: LoadedTokenizer, model_path: str) -> None:
+    """Raise TokenizerError when `tokenizer` is not the one a pretrained model was trained with.
+
+    A model directory with its own tokenizer: the vocabularies (token -> id) and special
+    tokens must be equal. Without one: the ids must fit the model's embedding table and the
+    pad id must be the model's. A hub name cannot be checked offline, so it passes."""
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        return
+    mine = tokenizer.backend
+    where = f"tokenizer {tokenizer.path} does not match model {model_path}"
+    if (path / TOKENIZER_FILE).is_file():
+        own = load_tokenizer(str(path)).backend
+        vocab, own_vocab = mine.get_vocab(), own.get_vocab()
+        if vocab != own_vocab:
+            differs = sorted(t for t in set(vocab) ^ set(own_vocab))[:3] or \
+                sorted(t for t in vocab if vocab[t] != own_vocab.get(t))[:3]
+            raise TokenizerError(f"{where}: vocabularies differ ({len(vocab):,} tokens against the model's "
+                                 f"{len(own_vocab):,}; e.g. {', '.join(map(repr, differs))}); use the model's own "
+                                 "tokenizer (tokenize.tokenizer=auto)")
+        if _special_ids(mine) != _special_ids(own):
+            raise TokenizerError(f"{where}: special tokens differ ({_special_ids(mine)} against the model's "
+                                 f"{_special_ids(own)}); use tokenize.tokenizer=auto")
+        return
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # not a model directory: the launcher's model check says so
+    size, model_size = mine.get_vocab_size(), config.get("vocab_size")
+    if isinstance(model_size, int) and size > model_size:
+        raise TokenizerError(f"{where}: {size:,} tokens, but the model's embeddings have {model_size:,} rows")
+    pad, model_pad = mine.token_to_id("[PAD]"), config.get("pad_token_id")
+    if pad is not None and isinstance(model_pad, int) and pad != model_pad:
+        raise TokenizerError(f"{where}: [PAD] is id {pad}, the model's pad_token_id is {model_pad}")
+
+
 def fingerprint(files: dict[str, bytes], settings: dict) -> str:
     """sha256 of the tokenizer's files and the encoding settings: same value, same token ids."""
     digest = hashlib.sha256()

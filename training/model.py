@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY = "tiny"
+from conf.schema import PRESET, TINY
+
 # Small enough to train in seconds on a laptop CPU, big enough to beat the majority class.
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                    max_position_embeddings=512, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 # Architectures built from config with random weights (offline; benchmarks, smoke tests):
 # `train.model=preset:<name>`. The base sizes are BERT-base's and DistilBERT-base's.
-PRESET = "preset:"
 PRESETS = {
     "small": ("bert", dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)),
     "bert-base": ("bert", {}),

@@ -80,3 +80,43 @@ def test_fingerprint_covers_files_and_settings():
 def test_max_length_must_leave_room_for_special_tokens(tok_dir):
     with pytest.raises(TokenizerError, match="no room"):
         Encoder(load_tokenizer(str(tok_dir)).to_str(), 2)
+
+
+def test_a_models_own_tokenizer_matches_it_and_another_vocabulary_is_an_error_naming_both(tok_dir, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tokenization import check_matches_model
+
+    model_dir = tmp_path / "pretrained"
+    BertForSequenceClassification(BertConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(model_dir)
+    check_matches_model(load_tokenizer(str(model_dir)), str(model_dir))
+    check_matches_model(load_tokenizer(str(tok_dir)), str(model_dir))  # the same files elsewhere
+
+    other = train_wordpiece(_texts(300, seed=9), tmp_path / "other", vocab_size=400)
+    with pytest.raises(TokenizerError) as err:
+        check_matches_model(load_tokenizer(str(other)), str(model_dir))
+    message = str(err.value)
+    assert "\n" not in message and str(other) in message and str(model_dir) in message
+    assert "vocabularies differ" in message
+
+
+def test_without_its_own_tokenizer_a_model_still_rejects_ids_beyond_its_embeddings(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tokenization import check_matches_model
+
+    small = tmp_path / "small-model"
+    BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(small)
+    big = train_wordpiece(_texts(600, seed=4), tmp_path / "big", vocab_size=500)
+    with pytest.raises(TokenizerError, match="embeddings have 100 rows"):
+        check_matches_model(load_tokenizer(str(big)), str(small))
+
+
+def test_lowercases_reads_the_tokenizers_own_normalizer(tok_dir, tmp_path):
+    from tokenization import lowercases
+
+    cased = train_wordpiece(_texts(300, seed=5), tmp_path / "cased", vocab_size=300, lowercase=False)
+    assert lowercases(load_tokenizer(str(tok_dir))) and not lowercases(load_tokenizer(str(cased)))
