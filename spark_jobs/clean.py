@@ -10,9 +10,11 @@ processed (Delta's Change Data Feed; the version is kept in the silver table pro
 Every input row ends in exactly one place, so `input == output + duplicates + quarantined`:
 - quarantine, with a `DropReason` (empty/short/long/symbols/repeats after cleaning, or
   `label_conflict`: the same normalized text under two labels; rows already in silver stay);
-- `duplicates`: an exact duplicate (same normalized text as an earlier row: existing silver
+- `duplicates`: an exact duplicate (same dedup key as an earlier row: existing silver
   rows first, then by `ingested_at`, `doc_id`), or, with `clean.near_dedup.enabled`, a
   near-duplicate (MinHash LSH Jaccard similarity of word shingles >= threshold) of an earlier row;
+  the dedup key is the normalized text with whitespace collapsed, case-folded when the
+  tokenizer lowercases (`clean.dedup_key`), so two rows the model cannot tell apart are one row;
 - silver, with `label_id` from the label map (new labels are appended with the next ids,
   never renumbered) and a `split` from a hash of `doc_id`, so a row keeps its split forever.
 """
@@ -35,8 +37,9 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from conf.paths import join_path
+from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
-from spark_jobs.normalize import normalize_text
+from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage, write_text
 from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
@@ -72,12 +75,19 @@ LENGTH_PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 # --------------------------------------------------------------------------- transforms
 
-def normalize_documents(bronze: DataFrame, clean_cfg) -> DataFrame:
-    """Bronze rows with `text` normalized (the original kept as `raw_text`) and `drop_reason`."""
+def dedup_hash(text: Column, casefold: bool) -> Column:
+    """sha256 of the exact-dedup key: the text with whitespace collapsed, case-folded if asked."""
+    key = collapse_whitespace(F.coalesce(text, F.lit("")))
+    return F.sha2(F.lower(key) if casefold else key, 256)
+
+
+def normalize_documents(bronze: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
+    """Bronze rows with `text` normalized (the original kept as `raw_text`), `drop_reason`, and
+    `text_hash`, the dedup key's hash."""
     df = bronze.withColumnRenamed("text", "raw_text").withColumn("text", normalize_text(F.col("raw_text"), clean_cfg))
     df = df.withColumn("label", F.nullif(F.trim("label"), F.lit("")))
     df = apply_filters(df, quality_filters(F.col("text"), clean_cfg))
-    return df.withColumn("text_hash", F.sha2(F.coalesce("text", F.lit("")), 256))
+    return df.withColumn("text_hash", dedup_hash(F.col("text"), casefold))
 
 
 def _earliest_first(existing_first: Column) -> list[Column]:
@@ -206,15 +216,33 @@ def deduplicate_documents(docs: DataFrame, existing: DataFrame, clean_cfg) -> Da
     return docs
 
 
-def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg) -> DataFrame:
+def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
     """New bronze rows -> the same rows with `text` normalized, `drop_reason` and `duplicate`.
 
-    Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids.
+    Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids, with
+    `text_hash` computed by `dedup_hash` under the same `casefold`.
     """
-    return deduplicate_documents(normalize_documents(batch, clean_cfg), existing, clean_cfg)
+    return deduplicate_documents(normalize_documents(batch, clean_cfg, casefold), existing, clean_cfg)
 
 
 # --------------------------------------------------------------------------- job
+
+def dedup_casefold(cfg: Config) -> bool:
+    """Whether exact dedup ignores case: `clean.dedup_key`, where `auto` follows the tokenizer
+    that `tokenize` will use (a trained one's `tokenize.lowercase`, else the tokenizer's own
+    normalizer)."""
+    mode = cfg.clean.dedup_key
+    if mode != "auto":
+        return mode == "casefold"
+    tokenizer = cfg.tokenize.tokenizer
+    if tokenizer == TRAIN_TOKENIZER or (tokenizer == AUTO_TOKENIZER and not cfg.train.pretrained):
+        return cfg.tokenize.lowercase
+    from tokenization import TokenizerError, load_tokenizer, lowercases
+
+    try:
+        return lowercases(load_tokenizer(cfg.train.model if tokenizer == AUTO_TOKENIZER else tokenizer))
+    except TokenizerError:
+        return False  # tokenize will report the tokenizer; compare texts as they are meanwhile
 
 def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
     rows = classified.groupBy(DROP_REASON, DUPLICATE).count().collect()
@@ -272,10 +300,13 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
 
     start = int(done) + 1 if done is not None else 0
     batch = bronze.read_inserts(spark, start, bronze_version)
+    casefold = dedup_casefold(cfg)
     # Cached: dedup reads the normalized rows in several branches, each of which would
     # otherwise re-run the Python normalization.
-    normalized = normalize_documents(batch, cfg.clean).persist()
-    existing = silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
+    normalized = normalize_documents(batch, cfg.clean, casefold).persist()
+    # Silver's keys are recomputed, so rows cleaned under another dedup key compare correctly.
+    existing = (silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
+                .withColumn("text_hash", dedup_hash(F.col("text"), casefold)))
     classified = deduplicate_documents(normalized, existing, cfg.clean).persist()
     try:
         output, quarantined, duplicates = _counts(classified)
@@ -303,6 +334,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
 
     report = quality_report(silver.read(spark), quarantined, duplicates)
     report["label_map"] = label_ids
+    report["dedup_key"] = "casefold" if casefold else "exact"
     report_path = join_path(runs_dir(cfg, STAGE, run_id), "report.json")
     write_text(spark, report_path, json.dumps(report, indent=2))
     print("# data-quality report\n" + json.dumps(report, indent=2))
@@ -314,6 +346,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         "duplicates_by_kind": duplicates,
         "quarantined": quarantined,
         "labels": len(label_ids),
+        "dedup_key": report["dedup_key"],
         "bronze_version": bronze_version,
         "silver_version": silver.version(spark),
         "report": report_path,

@@ -208,3 +208,29 @@ def test_split_depends_only_on_doc_id_and_follows_fractions(spark):
 def test_extend_label_map_appends_sorted_new_labels_without_renumbering():
     assert extend_label_map({}, ["b", "a"]) == {"a": 0, "b": 1}
     assert extend_label_map({"z": 0, "b": 1}, ["a", "b", "c"]) == {"z": 0, "b": 1, "a": 2, "c": 3}
+
+
+def test_case_and_whitespace_variants_leave_one_row_when_the_tokenizer_lowercases(spark, tmp_path):
+    variants = [DOC, DOC.upper(), DOC.lower(), "  " + DOC.replace(" ", "   ") + " ", DOC.swapcase(), DOC.title(),
+                DOC.upper().replace(" ", "\t")]
+    rows = [{"id": f"v{i}", "text": t, "label": "economy"} for i, t in enumerate(variants)]
+    rows += [{"id": f"u{i}", "text": DOC.upper(), "label": "economy"} for i in range(10)]  # 10 upper-cased copies
+    ingested, cleaned, cfg = _pipeline(spark, tmp_path / "lh", _jsonl(tmp_path / "v.jsonl", rows))
+    assert cleaned["dedup_key"] == "casefold"  # the default tokenizer lowercases
+    assert cleaned["output"] == 1 and _silver(spark, cfg).count() == 1
+    assert cleaned["duplicates_by_kind"] == {EXACT: len(rows) - 1} and _adds_up(cleaned)
+
+
+def test_exact_dedup_key_keeps_case_variants_apart(spark, tmp_path):
+    rows = [{"id": "a", "text": DOC, "label": "economy"}, {"id": "b", "text": DOC.upper(), "label": "economy"}]
+    _, cleaned, _ = _pipeline(spark, tmp_path / "lh", _jsonl(tmp_path / "v.jsonl", rows), "clean.dedup_key=exact")
+    assert cleaned["dedup_key"] == "exact" and cleaned["output"] == 2
+
+
+def test_a_case_variant_of_an_existing_silver_row_is_a_duplicate_in_a_later_run(spark, tmp_path):
+    first = _jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": DOC, "label": "economy"}])
+    _, cleaned, cfg = _pipeline(spark, tmp_path / "lh", first)
+    later = _jsonl(tmp_path / "b.jsonl", [{"id": "b", "text": DOC.upper(), "label": "economy"}])
+    _, again, _ = _pipeline(spark, tmp_path / "lh", later)
+    assert again["output"] == 0 and again["duplicates_by_kind"] == {EXACT: 1}
+    assert [r["doc_id"] for r in _silver(spark, cfg).collect()] == ["a"]
