@@ -1,6 +1,6 @@
 """Tokenize the silver table into training-ready Parquet plus a manifest.
 
-    lakebert tokenize [--set tokenize.tokenizer=train|DIR|tokenizer.json|hub-name]
+    lakebert tokenize [--set tokenize.tokenizer=auto|train|DIR|tokenizer.json|hub-name]
     spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize.py [--set ...]
 
 Output, under `<lakehouse.root>/<tokenize.output>/`:
@@ -9,6 +9,16 @@ Output, under `<lakehouse.root>/<tokenize.output>/`:
                                             label int32, truncated bool; sorted by doc_id
     <key>/manifest.json                     written last: the dataset exists only once it is there
     LATEST                                  the key of the newest complete dataset
+
+The tokenizer follows the model (`tokenize.tokenizer=auto`): a pretrained `train.model` brings
+its own, and a WordPiece tokenizer is trained on the train split only for a from-scratch model.
+An explicit tokenizer that does not match a pretrained model's vocabulary and special tokens
+is an error before any Spark job. The manifest records which model the tokenizer belongs to.
+
+No evaluation input is a training input: a validation or test row whose token ids equal a
+train row's (different texts can give the same ids once truncated or normalized) is removed,
+and so is a test row equal to a validation row. The manifest counts them
+(`cross_split_duplicates`), and `rows` adds up: silver rows == rows + removed.
 
 `<key>` hashes the silver table, its Delta version and the tokenizer fingerprint (tokenizer
 files + encoding settings), so a rerun with the same inputs finds its manifest and does
@@ -37,16 +47,19 @@ if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: import it 
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
 
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
-from spark_jobs.clean import TRAIN
+from spark_jobs.clean import SPLITS, TRAIN
 from spark_jobs.stage import StageError, run_stage, write_text
 from spark_jobs.tables import SILVER, resolve_table
-from tokenization import Encoder, TokenizerError, fingerprint, load_tokenizer, train_wordpiece
+from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
+from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
+from training.guards import imbalance_warning
 
 STAGE = "tokenize"
 MANIFEST = "manifest.json"
@@ -54,6 +67,8 @@ LATEST = "LATEST"
 DATA_DIR = "data"
 TRAINED_TOKENIZERS = "tokenizers"
 LENGTH_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
+CROSS_SPLIT = "cross_split_duplicate"  # column: the row's ids occur in an earlier split
 
 TOKENIZED_SCHEMA = StructType([
     StructField("doc_id", StringType(), False),
@@ -103,8 +118,31 @@ def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: 
     cluster's parallelism, and by doc_id within each file.
     """
     rows = silver.select("doc_id", "text", "label_id", "split")
-    tokens = rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZED_SCHEMA)
-    return tokens.sortWithinPartitions("split", "doc_id")
+    return rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZED_SCHEMA)
+
+
+def _ids_key() -> Column:
+    """128 bits identifying a token sequence (two 64-bit hashes: collisions are negligible)."""
+    return F.struct(F.xxhash64("input_ids").alias("h1"), F.xxhash64(F.reverse("input_ids")).alias("h2"))
+
+
+def _split_rank() -> Column:
+    rank = F.lit(None).cast("int")
+    for i, split in reversed(list(enumerate(SPLITS))):
+        rank = F.when(F.col("split") == split, F.lit(i)).otherwise(rank)
+    return rank
+
+
+def mark_cross_split_duplicates(tokens: DataFrame) -> DataFrame:
+    """Add `cross_split_duplicate`: true for a row whose token ids also occur in an earlier split
+    (train < validation < test). Train rows are never marked, so evaluation never sees a
+    training input, and test never sees a validation input that picked the checkpoint."""
+    keyed = tokens.withColumn("_key", _ids_key()).withColumn("_rank", _split_rank())
+    shared = (keyed.groupBy("_key").agg(F.min("_rank").alias("_first"), F.max("_rank").alias("_last"))
+              .where(F.col("_first") < F.col("_last")).select("_key", "_first"))
+    return (keyed.join(shared, "_key", "left")
+            .withColumn(CROSS_SPLIT, F.coalesce(F.col("_rank") > F.col("_first"), F.lit(False)))
+            .drop("_key", "_rank", "_first"))
 
 
 # --------------------------------------------------------------------------- driver side
@@ -144,17 +182,33 @@ def _publish_latest(spark, root: str, key: str) -> None:
     os.replace(tmp, Path(root) / LATEST)  # atomic on POSIX filesystems
 
 
-def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version: int):
-    """Load the configured tokenizer, training one on the train split when asked."""
+def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
+    """The tokenizer for this run and the pretrained model it belongs to (None: trained here).
+
+    `auto`: a pretrained `train.model`'s own tokenizer, or a trained one for a from-scratch
+    model. `train`: a trained one. Otherwise the named one. Whatever the choice, a pretrained
+    model must get the tokenizer it was trained with."""
+    tc, model = cfg.tokenize, cfg.train.model
+    try:
+        if tc.tokenizer == AUTO_TOKENIZER and cfg.train.pretrained:
+            return load_tokenizer(model), model
+        if tc.tokenizer in (AUTO_TOKENIZER, TRAIN_TOKENIZER):
+            tokenizer = _trained_tokenizer(cfg, silver, silver_df, version)
+        else:
+            tokenizer = load_tokenizer(tc.tokenizer)
+        if not cfg.train.pretrained:
+            return tokenizer, None
+        check_matches_model(tokenizer, model)
+        return tokenizer, model
+    except TokenizerError as exc:
+        raise StageError(str(exc)) from None
+
+
+def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
+    """A WordPiece tokenizer trained on the train split, once per silver version and settings."""
     tc = cfg.tokenize
-    train = silver_df.where(F.col("split") == TRAIN)
-    if tc.tokenizer != "train":
-        try:
-            return load_tokenizer(tc.tokenizer)
-        except TokenizerError as exc:
-            raise StageError(str(exc)) from None
     if is_uri(resolve_root(cfg)):
-        raise StageError("tokenize.tokenizer=train saves the tokenizer under lakehouse.root, which must be a local "
+        raise StageError("training a tokenizer saves it under lakehouse.root, which must be a local "
                          "or mounted path (e.g. /dbfs, /Volumes); or set tokenize.tokenizer to a trained one")
     # Trained once per silver version and settings, then reused: the WordPiece trainer is not
     # deterministic (huggingface/tokenizers#1794), so retraining could change the ids.
@@ -162,6 +216,7 @@ def resolve_tokenizer(spark, cfg: Config, silver, silver_df: DataFrame, version:
                       str(tc.train_sample_rows))
     out = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS / f"wordpiece-{key}"
     if not (out / "tokenizer.json").is_file():
+        train = silver_df.where(F.col("split") == TRAIN)
         texts = (r["text"] for r in train.orderBy("doc_id").limit(tc.train_sample_rows).select("text").toLocalIterator())
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
         train_wordpiece(texts, tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
@@ -238,13 +293,13 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     label_map = {g["label"]: g["label_id"] for g in groups if g["label"] is not None}
     if not split_rows.get(TRAIN):
         raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
-    tokenizer = resolve_tokenizer(spark, cfg, silver, silver_df, version)
+    tokenizer, tokenizer_model = resolve_tokenizer(cfg, silver, silver_df, version)
     if tc.max_length > tokenizer.model_max_length:
         raise StageError(f"tokenize.max_length={tc.max_length} is larger than the model allows "
                          f"({tokenizer.model_max_length} for {tokenizer.path})")
     settings = {"max_length": tc.max_length, "truncation_side": tc.truncation_side, "add_special_tokens": True}
     tok_fp = fingerprint(tokenizer.files, settings)
-    key = dataset_key(str(silver), str(version), tok_fp)
+    key = dataset_key(str(silver), str(version), tok_fp, FORMAT)
     root = output_root(cfg)
     folder = join_path(root, key)
     manifest_path = join_path(folder, MANIFEST)
@@ -263,14 +318,21 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     previous_batch = spark.conf.get(batch_key)
     spark.conf.set(batch_key, str(tc.arrow_batch_rows))  # restored below: the session may be shared
     tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
+    data_dir = join_path(folder, DATA_DIR)
+    # Kept: the cross-split check and the write both read the tokens, which are costly to redo.
+    tokens = mark_cross_split_duplicates(
+        tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        tokens = tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
-        data_dir = join_path(folder, DATA_DIR)
-        (tokens.write.mode("overwrite").partitionBy("split")
+        removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
+        (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
+         .sortWithinPartitions("split", "doc_id")
+         .write.mode("overwrite").partitionBy("split")
          .option("maxRecordsPerFile", tc.rows_per_file)
          .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
          .parquet(data_dir))
     finally:
+        tokens.unpersist()
         tokenizer_json.unpersist()
         spark.conf.set(batch_key, previous_batch)
 
@@ -278,27 +340,45 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     splits, content_hash = dataset_stats(data)
     written = sum(s["rows"] for s in splits.values())
     manifest = {
-        "format": "lakebert.tokenized/1",
+        "format": FORMAT,
         "created_by_run": run_id,
         "source": {"table": str(silver), "delta_version": version},
         "tokenizer_path": tokenizer.path,
         "tokenizer_fingerprint": tok_fp,
+        "tokenizer_model": tokenizer_model,
         "max_length": tc.max_length,
         "truncation_side": tc.truncation_side,
         "columns": [f.name for f in TOKENIZED_SCHEMA.fields if f.name != "split"],
         "rows": written,
+        "cross_split_duplicates": {split: removed.get(split, 0) for split in SPLITS if split != TRAIN},
         "splits": splits,
         "truncation_rate": round(sum(s["truncated"] for s in splits.values()) / max(written, 1), 6),
         "label_map": dict(sorted(label_map.items(), key=lambda kv: kv[1])),
         "files": list_files(spark, data_dir),
         "content_hash": content_hash,
     }
-    if written != rows:
-        raise StageError(f"wrote {written} rows but silver version {version} has {rows}; no manifest written")
+    if written + sum(removed.values()) != rows:
+        raise StageError(f"wrote {written} rows and removed {sum(removed.values())} cross-split duplicates, but "
+                         f"silver version {version} has {rows}; no manifest written")
     write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
     _publish_latest(spark, root, key)
+    warnings = []
+    if sum(removed.values()):
+        warnings.append(f"removed {sum(removed.values()):,} validation/test rows whose token ids equal an earlier "
+                        f"split's ({', '.join(f'{k} {v:,}' for k, v in manifest['cross_split_duplicates'].items())})")
+    imbalance = imbalance_warning(_named_counts(splits.get(TRAIN, {}), label_map), cfg.train.class_weights)
+    if imbalance:
+        warnings.append(imbalance)
+    for line in warnings:
+        print(f"tokenize: warning: {line}", flush=True)
     return {"status": "done", "rows": written, "splits": {k: v["rows"] for k, v in splits.items()},
-            "truncation_rate": manifest["truncation_rate"], **base}
+            "cross_split_duplicates": manifest["cross_split_duplicates"], "truncation_rate": manifest["truncation_rate"],
+            "tokenizer_model": tokenizer_model, "warnings": warnings, **base}
+
+
+def _named_counts(split_stats: dict, label_map: dict[str, int]) -> dict[str, int]:
+    names = {str(i): label for label, i in label_map.items()}
+    return {names.get(i, i): n for i, n in split_stats.get("label_counts", {}).items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,3 +158,88 @@ def test_empty_train_split_is_an_error(spark, tmp_path):
     with pytest.raises(StageError, match="train split .* is empty"):
         tokenize(spark, cfg, "t")
     assert not Path(output_root(cfg)).exists()
+
+
+def _silver_of(spark, tmp_path, texts, *overrides):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"d{i:03d}", "text": t, "label": ["a", "b"][i % 2]})
+                              for i, t in enumerate(texts)) + "\n")
+    cfg = make_config(tmp_path / "lh", f"ingest.source={path}", "ingest.id_column=id", *overrides)
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+    return cfg
+
+
+def test_token_sequences_shared_across_splits_never_reach_validation_or_test(spark, tmp_path):
+    # Distinct texts (clean keeps them all) whose first 12 tokens are equal: the same input once truncated.
+    words = "market shares rallied while the bank weighed a cut in its main lending rate today".split()
+    shared = [" ".join(words) + f" and then story number {i} went on with details" for i in range(60)]
+    unique = [" ".join(words[i % 7:] + words[:i % 7]) + f" unique tail {i} " * 3 for i in range(40)]
+    cfg = _silver_of(spark, tmp_path, shared + unique, "tokenize.vocab_size=150", "tokenize.max_length=12",
+                     "tokenize.min_frequency=1")
+    summary = tokenize(spark, cfg, "t")
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    rows = _read(summary["manifest"], manifest)
+    seen = {split: {tuple(r["input_ids"]) for r in rows.get(split, [])} for split in ("train", "validation", "test")}
+    assert not seen["validation"] & seen["train"] and not seen["test"] & (seen["train"] | seen["validation"])
+
+    # What removal must give, from the same tokenizer over silver in one process.
+    silver = resolve_table(cfg, SILVER).read(spark).select("doc_id", "text", "split").collect()
+    encoder = Encoder(load_tokenizer(manifest["tokenizer_path"]).to_str(), 12)
+    ids, offsets, _, _ = encoder.encode([r.text for r in silver])
+    keys = {r.doc_id: (r.split, tuple(ids[offsets[i]:offsets[i + 1]].tolist())) for i, r in enumerate(silver)}
+    earlier = {"train": set(), "validation": {k for s, k in keys.values() if s == "train"}}
+    earlier["test"] = earlier["validation"] | {k for s, k in keys.values() if s == "validation"}
+    expected = {split: sum(1 for s, k in keys.values() if s == split and k in earlier[split])
+                for split in ("validation", "test")}
+    assert manifest["cross_split_duplicates"] == expected and sum(expected.values()) > 0
+    assert summary["cross_split_duplicates"] == expected
+    assert manifest["rows"] + sum(expected.values()) == len(silver)
+    assert any("token ids equal an earlier split" in w for w in summary["warnings"])
+
+
+def _pretrained_dir(root, tokenizer_dir, vocab_size):
+    """A 'pretrained' model folder as save_pretrained writes it: config, weights and its tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model_dir = root / "pretrained-bert"
+    BertForSequenceClassification(BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(model_dir)
+    return model_dir
+
+
+def test_auto_tokenizer_of_a_pretrained_model_is_its_own_and_the_manifest_names_the_model(spark, lakehouse, tmp_path):
+    from tokenization import train_wordpiece
+
+    own = train_wordpiece((f"sport word{i} goal team match" for i in range(300)), tmp_path / "own", vocab_size=200,
+                          min_frequency=1)
+    model_dir = _pretrained_dir(tmp_path, own, 200)
+    cfg = make_config(lakehouse, f"train.model={model_dir}", "tokenize.max_length=32",
+                      f"tokenize.output={tmp_path / 'tokenized'}")
+    assert cfg.tokenize.tokenizer == "auto"
+    summary = tokenize(spark, cfg, "t-auto")
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    assert manifest["tokenizer_path"] == str(model_dir) and manifest["tokenizer_model"] == str(model_dir)
+    first = next(r for split in _read(summary["manifest"], manifest).values() for r in split)
+    text = resolve_table(cfg, SILVER).read(spark).where(f"doc_id = '{first['doc_id']}'").first().text
+    assert first["input_ids"] == AutoTokenizer.from_pretrained(str(model_dir))(
+        text, truncation=True, max_length=32)["input_ids"]
+
+
+def test_an_explicit_tokenizer_that_is_not_the_pretrained_models_fails_before_any_job(spark, lakehouse, tmp_path):
+    from tokenization import train_wordpiece
+
+    own = train_wordpiece((f"sport word{i} goal team match" for i in range(300)), tmp_path / "own", vocab_size=200,
+                          min_frequency=1)
+    model_dir = _pretrained_dir(tmp_path, own, 200)
+    other = train_wordpiece((f"economy bank{i} rate" for i in range(300)), tmp_path / "other", vocab_size=150,
+                            min_frequency=1)
+    for tokenizer in (str(other), "train"):
+        cfg = make_config(lakehouse, f"train.model={model_dir}", f"tokenize.tokenizer={tokenizer}",
+                          f"tokenize.output={tmp_path / 'out'}")
+        with pytest.raises(StageError) as err:
+            tokenize(spark, cfg, "t-mismatch")
+        message = str(err.value)
+        assert "\n" not in message and "does not match model" in message and str(model_dir) in message
+    assert not (tmp_path / "out").exists()
