@@ -85,6 +85,14 @@ def human_summary(cfg: Config, stages: dict) -> str:
     if model:
         lines.append(f"registered model {model['name']} version {model['version']} "
                      f"(mlflow.pyfunc.load_model('models:/{model['name']}/{model['version']}'))")
+    champion = train.get("champion")
+    if champion:
+        lines.append(f"champion: {champion['reason']}")
+        if champion.get("version"):
+            lines.append(f"  load it: mlflow.pyfunc.load_model('models:/{model['name']}@{champion['alias']}')")
+    for name in STAGES:
+        for warning in stages[name].get("warnings", []):
+            lines.append(f"WARNING ({name}): {warning}")
     return "\n".join(lines)
 
 

@@ -65,6 +65,19 @@ def check_model(cfg: Config) -> None:
         raise StageError(f"train.model={name}: no such directory (a local model must be a save_pretrained folder)")
 
 
+def check_tokenizer_matches_model(cfg: Config, tokenizer_path: str) -> None:
+    """A pretrained model must get the ids of its own tokenizer (the data may have been
+    tokenized for another model)."""
+    if not cfg.train.pretrained:
+        return
+    from tokenization import TokenizerError, check_matches_model, load_tokenizer
+
+    try:
+        check_matches_model(load_tokenizer(tokenizer_path), cfg.train.model)
+    except TokenizerError as exc:
+        raise StageError(f"{exc}; re-run `lakebert tokenize` with train.model={cfg.train.model}") from None
+
+
 def check_gpus(spark, cfg: Config) -> None:
     """Enough GPUs for `train.num_processes`, before any process starts."""
     tc = cfg.train
@@ -117,6 +130,7 @@ def preflight(spark, cfg: Config) -> tuple[Path, dict]:
     if not tokenizer.exists():
         raise StageError(f"{manifest_path} names tokenizer {tokenizer}, which does not exist")
     check_model(cfg)
+    check_tokenizer_matches_model(cfg, str(tokenizer))
     check_gpus(spark, cfg)
     check_tracking(spark, cfg)
     return manifest_path, manifest
@@ -188,6 +202,8 @@ def train(spark, cfg: Config, run_id: str) -> dict:
     failures = output_dir(cfg, manifest) / FAILURES
     shutil.rmtree(failures, ignore_errors=True)
     tc = cfg.train
+    print(f"train: {tc.defaults_kind} defaults for train.model={tc.model} (a value you set wins): lr={tc.lr:g} "
+          f"epochs={tc.epochs} warmup_ratio={tc.warmup_ratio:g} weight_decay={tc.weight_decay:g}", flush=True)
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
@@ -205,7 +221,13 @@ def train(spark, cfg: Config, run_id: str) -> dict:
                          f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from None
     finally:
         sys.stdout = stdout
+    for line in result.get("warnings", []):
+        print(f"train: warning: {line}", flush=True)
+    if result.get("champion"):
+        print(f"train: {result['champion']['reason']}", flush=True)
     return {"status": result["status"], **base, "registered_model": result.get("registered_model"),
+            "champion": result.get("champion"), "degenerate": result.get("degenerate"),
+            "warnings": result.get("warnings", []), "defaults": result.get("defaults"),
             "metrics": result["metrics"], "steps": result.get("steps"), "world_size": result.get("world_size"),
             "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}
 

@@ -47,6 +47,11 @@ TAG_MANIFEST_HASH = "lakebert.manifest_content_hash"
 TAG_TOKENIZER = "lakebert.tokenizer_fingerprint"
 TAG_TOKENIZER_PATH = "lakebert.tokenizer_path"
 TAG_GIT_COMMIT = "lakebert.git_commit"
+# What the end-of-run guard found (training.guards), and what became of the champion alias.
+TAG_DEGENERATE = "lakebert.degenerate"
+TAG_DEGENERATE_REASON = "lakebert.degenerate_reason"
+TAG_DEFAULTS = "lakebert.train_defaults"
+TAG_CHAMPION = "lakebert.champion"
 SQLITE = "sqlite:///"
 NEW, RESUME, UP_TO_DATE = "new", "resume", "up_to_date"
 # Config keys that say where or how to report, not what is trained: not part of the job key.
@@ -295,11 +300,56 @@ class MlflowTracker:
         self.set_tags({"lakebert.registered_model_name": name, REGISTERED_VERSION_TAG: version})
         return {"name": name, "version": version}
 
+    def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
+                champion_score) -> dict | None:
+        """Move `mlflow.champion_alias` to the registered version when it is not degenerate and
+        beats the champion; `champion_score(version)` scores the champion on this run's
+        validation data (None: it cannot be compared)."""
+        alias = cfg.mlflow.champion_alias
+        if not registered or not alias:
+            return None
+        decision = champion_decision(self.client, registered["name"], registered["version"], alias, candidate,
+                                     cfg.train.select_metric, degenerate, champion_score)
+        self.set_tags({TAG_CHAMPION: decision["reason"]})
+        return decision
+
     def finish(self, status: str = "FINISHED") -> None:
         try:
             self.flush()
         finally:
             self.mlflow.end_run(status)
+
+
+def champion_decision(client, name: str, version: str, alias: str, candidate: float, metric: str,
+                      degenerate: bool, champion_score) -> dict:
+    """Set `alias` on `version` of model `name` if it earns it, and say what happened."""
+    lower_is_better = metric == "loss"
+    current = None
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
+        current = None
+    decision = {"alias": alias, "version": current.version if current else None, "moved": False}
+    if degenerate:
+        return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
+                                      f"{'on version ' + current.version if current else 'unset'}"}
+    if current is not None and str(current.version) == str(version):
+        return {**decision, "reason": f"version {version} is already @{alias}"}
+    if current is not None:
+        score = champion_score(current)
+        if score is None:
+            return {**decision, "reason": f"@{alias} (version {current.version}) cannot be scored on this run's "
+                                          f"validation data (other labels); it stays"}
+        better = candidate < score if lower_is_better else candidate > score
+        if not better:
+            return {**decision, "reason": f"version {version} ({metric} {candidate:.4f}) does not beat @{alias} "
+                                          f"version {current.version} ({score:.4f}) on the same validation data"}
+        reason = (f"version {version} ({metric} {candidate:.4f}) beats version {current.version} ({score:.4f}) "
+                  f"and is now @{alias}")
+    else:
+        reason = f"version {version} is the first @{alias}"
+    client.set_registered_model_alias(name, alias, str(version))
+    return {"alias": alias, "version": str(version), "moved": True, "reason": reason}
 
 
 def open_tracker(cfg: Config, plan: RunPlan | None, is_main: bool):

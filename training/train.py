@@ -46,8 +46,9 @@ from conf import Config
 from conf.paths import under_root
 from training import tracking
 from training.checkpoint import CheckpointManager
-from training.data import Prefetcher, TokenizedSplit, batches, resolve_manifest
-from training.metrics import MetricAccumulator, confusion_figure
+from training.data import Prefetcher, TokenizedSplit, batches, collate, resolve_manifest
+from training.guards import degenerate_check, imbalance_warning
+from training.metrics import MetricAccumulator, confusion_figure, metrics_from
 from training.model import build_model
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -169,6 +170,62 @@ def class_weights(split: TokenizedSplit, num_labels: int, mode: str | None) -> t
     counts = torch.tensor(split.label_counts(num_labels), dtype=torch.float32)
     weights = counts.sum() / (num_labels * counts)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+def score_other_model(model, tokenizer, split: TokenizedSplit, our_tokenizer, label_map: dict[str, int],
+                      same_tokenizer: bool, max_length: int, device: torch.device, batch_size: int) -> dict | None:
+    """Metrics of another registered model (`transformers` components) on this run's split, in
+    one process. Same tokenizer: the split's own ids. Another one: the rows are decoded with
+    ours and re-encoded with its. None when its labels are not ours."""
+    their = {str(label): int(i) for i, label in model.config.id2label.items()}
+    if set(their) != set(label_map):
+        return None
+    order = [their[label] for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]  # our id -> theirs
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = list(split.rows(shuffle=False))
+    if not same_tokenizer:
+        texts = our_tokenizer.decode_batch([list(map(int, ids)) for ids, _ in rows], skip_special_tokens=True)
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        rows = [(ids, label) for ids, (_, label) in zip(encoded, rows)]
+    confusion = torch.zeros(len(order), len(order), dtype=torch.long)
+    loss_sum = 0.0
+    model.to(device).eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], pad).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            logits = logits[:, order]  # columns in our label ids
+            loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            index = batch["labels"] * len(order) + logits.argmax(dim=-1)
+            confusion += torch.bincount(index.cpu(), minlength=len(order) ** 2).view(len(order), len(order))
+    return metrics_from(confusion.numpy(), loss_sum, torch.zeros(0).numpy(), torch.zeros(0).numpy())
+
+
+def champion_score_fn(cfg: Config, plan: tracking.RunPlan, manifest: dict, split: TokenizedSplit, our_tokenizer,
+                      env: DistEnv):
+    """How to score the current champion on this run's validation data (`tracking.champion_decision`).
+
+    Trained on the same data: its own logged validation metric. Otherwise its model is loaded
+    from the registry and evaluated here."""
+    metric = cfg.train.select_metric
+
+    def score(version) -> float | None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        run = MlflowClient(plan.tracking_uri).get_run(version.run_id)
+        logged = run.data.metrics.get(f"{VALIDATION}/{metric}")
+        if run.data.tags.get(tracking.TAG_MANIFEST_HASH) == manifest.get("content_hash") and logged is not None:
+            return logged
+        components = mlflow.transformers.load_model(f"models:/{version.name}/{version.version}",
+                                                    return_type="components")
+        same = run.data.tags.get(tracking.TAG_TOKENIZER) == manifest.get("tokenizer_fingerprint")
+        metrics = score_other_model(components["model"], components["tokenizer"], split, our_tokenizer,
+                                    manifest["label_map"], same, manifest.get("max_length", 512), env.device,
+                                    cfg.train.batch_size)
+        return None if metrics is None else metrics[metric]
+
+    return score
 
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
@@ -295,8 +352,16 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     num_labels = len(label_map)
     tokenizer = _tokenizer(manifest)
     vocab_size, pad_id = _vocab(tokenizer)
+    train_counts = splits[TRAIN].label_counts(num_labels)
     weights = class_weights(splits[TRAIN], num_labels, tc.class_weights)
     weights = weights.to(env.device) if weights is not None else None
+    warnings = []
+    names = [label for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
+    imbalance = imbalance_warning(dict(zip(names, train_counts)), tc.class_weights)
+    if imbalance:
+        warnings.append(imbalance)
+    if env.is_main:
+        tracker.set_tags({tracking.TAG_DEFAULTS: tc.defaults_kind})
 
     torch.manual_seed(tc.seed)  # the same initial weights on every rank
     model = build_model(tc.model, label_map, vocab_size).to(env.device)
@@ -473,21 +538,34 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     best_ckpt.load(best_path, model, restore_rng=False)
     final = {split: evaluate(model, splits[split], env, tc.batch_size, pad_id, num_labels)
              for split in (VALIDATION, TEST)}
-    registered = None
+    # The guard: is the best checkpoint clearly better than always predicting train's largest class?
+    check = degenerate_check(final[VALIDATION]["confusion_matrix"], int(torch.tensor(train_counts).argmax()),
+                             tc.degenerate_margin, tc.degenerate_max_share)
+    if check.degenerate:
+        warnings.append(check.warning())
+    registered, champion = None, None
     if env.is_main:
-        labels = [label for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
         for split, metrics in final.items():
             tracker.log_step(step, _scalars(metrics, split))
-            tracker.log_dict({"labels": labels, "matrix": metrics["confusion_matrix"]},
+            tracker.log_dict({"labels": names, "matrix": metrics["confusion_matrix"]},
                              f"eval/confusion_matrix_{split}.json")
-            figure = confusion_figure(metrics["confusion_matrix"], labels, f"{split} (best checkpoint)")
+            figure = confusion_figure(metrics["confusion_matrix"], names, f"{split} (best checkpoint)")
             figure.savefig(out_dir / f"confusion_matrix_{split}.png")
             tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
+        tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
+        tracker.set_tags({tracking.TAG_DEGENERATE: str(check.degenerate).lower(),
+                          tracking.TAG_DEGENERATE_REASON: "; ".join(check.reasons)[:5000] or "none"})
         registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
                                        _example_text(tokenizer, splits[VALIDATION]))
-    registered = _broadcast(env, registered)  # every rank returns rank 0's result (TorchDistributor keeps any one)
+        champion = tracker.promote(cfg, registered, final[VALIDATION][tc.select_metric], check.degenerate,
+                                   champion_score_fn(cfg, plan, manifest, splits[VALIDATION], tokenizer, env))
+    # every rank returns rank 0's result (TorchDistributor keeps any one)
+    registered, champion = _broadcast(env, (registered, champion))
     result = {
         "status": "done", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "registered_model": registered,
+        "champion": champion, "degenerate": check.degenerate, "warnings": warnings,
+        "defaults": {"kind": tc.defaults_kind, "lr": tc.lr, "epochs": tc.epochs, "warmup_ratio": tc.warmup_ratio,
+                     "weight_decay": tc.weight_decay},
         "metrics": final, "steps": step, "epochs": tc.epochs, "world_size": env.world_size,
         "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "output_dir": str(out_dir),
         "data": {"manifest": str(manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),

@@ -96,7 +96,7 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     root = tmp_path / "lh"
     conf = {"source": str(tmp_path / "raw" / "{ds}"),  # the logical date picks the slice
             "overrides": [f"lakehouse.root={root}", "ingest.id_column=id", "tokenize.vocab_size=1500",
-                          "tokenize.max_length=64", "train.batch_size=16", "mlflow.system_metrics=false"]}
+                          "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3", "mlflow.system_metrics=false"]}
     result = _python(RUN, str(DAGS), json.dumps(conf), env=env, timeout=1500)
     assert result["tasks"] == {"ingest": "success", "clean": "success", "tokenize": "success", "train": "success"}
     assert result["state"] == "success"

@@ -11,7 +11,7 @@ from tests.conftest import make_config
 def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_path, capsys):
     src = write_sample(tmp_path / "data", n_docs=1200, seed=8)
     cfg = make_config(tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1500",
-                      "tokenize.max_length=64", "train.batch_size=16", "mlflow.system_metrics=false")
+                      "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3", "mlflow.system_metrics=false")
     first = pipeline(spark, cfg, "r1")
     assert first["status"] == "done" and first["up_to_date"] == []
     ingest, clean, tokenize, train = (first["stages"][s] for s in STAGES)

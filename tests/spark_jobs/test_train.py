@@ -6,6 +6,7 @@ launching 2 gloo processes; a sqlite MLflow store, or a real `mlflow server` on 
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -118,6 +119,67 @@ def test_bad_config_fails_before_any_process_or_run_starts(spark, lakehouse, tmp
     with pytest.raises(StageError, match=message):
         train(spark, _cfg(lakehouse, f"sqlite:///{store}", override), "r")
     assert not store.exists()  # not even an MLflow run was created
+
+
+def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, lakehouse, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    good = train(spark, _cfg(lakehouse, store, "mlflow.system_metrics=false"), "good")
+    assert good["degenerate"] is False and good["warnings"] == []
+    assert good["champion"]["moved"] and good["champion"]["version"] == "1"
+    client = MlflowClient(store)
+    assert client.get_model_version_by_alias("lakebert-classifier", "champion").version == "1"
+    assert client.get_run(good["run_id"]).data.tags[tracking.TAG_DEGENERATE] == "false"
+
+    # An absurd learning rate: the model ends up predicting one class
+    bad = train(spark, _cfg(lakehouse, store, "mlflow.system_metrics=false", "train.lr=20"), "bad")
+    assert bad["status"] == "done" and bad["registered_model"]["version"] == "2"  # still registered...
+    assert bad["degenerate"] is True and not bad["champion"]["moved"]
+    assert client.get_model_version_by_alias("lakebert-classifier", "champion").version == "1"  # ...never champion
+    run = client.get_run(bad["run_id"])
+    assert run.data.tags[tracking.TAG_DEGENERATE] == "true" and "baseline" in run.data.tags[tracking.TAG_DEGENERATE_REASON]
+    assert run.data.metrics["validation/baseline_f1_macro"] < 0.5
+    assert any("degenerate" in w and "learning rate" in w for w in bad["warnings"])
+
+
+def _pretrained_model_dir(root):
+    """A small 'pretrained' BERT folder with its own tokenizer, as save_pretrained writes it."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from tokenization import train_wordpiece
+
+    tok = train_wordpiece((make_document(random.Random(i), LABELS[i % 4]) for i in range(400)), root / "tok",
+                          vocab_size=700)
+    model_dir = root / "pretrained"
+    BertForSequenceClassification(BertConfig(vocab_size=700, hidden_size=64, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=128)).save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(str(tok)).save_pretrained(model_dir)
+    return model_dir
+
+
+def test_pretrained_local_model_trains_on_its_own_tokenizers_ids_with_fine_tuning_defaults(spark, lakehouse, tmp_path):
+    model_dir = _pretrained_model_dir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = make_config(lakehouse, f"train.model={model_dir}", "tokenize.max_length=64",
+                      f"tokenize.output={tmp_path / 'tokenized'}", "train.num_processes=2", "train.epochs=1",
+                      f"mlflow.tracking_uri={store}", "mlflow.log_model=false", "mlflow.system_metrics=false")
+    tokenized = tokenize(spark, cfg, "t")
+    manifest = json.loads(Path(tokenized["manifest"]).read_text())
+    assert manifest["tokenizer_path"] == manifest["tokenizer_model"] == str(model_dir)
+    summary = train(spark, cfg, "r")
+    assert summary["status"] == "done" and summary["defaults"]["kind"] == "fine-tuning"
+    assert summary["defaults"]["lr"] == 3e-5
+    run = MlflowClient(store).get_run(summary["run_id"])
+    assert run.data.tags[tracking.TAG_TOKENIZER_PATH] == str(model_dir)
+    assert run.data.params["train.lr"] == "3e-05" and run.data.tags[tracking.TAG_DEFAULTS] == "fine-tuning"
+
+
+def test_data_tokenized_for_another_model_fails_before_training(spark, lakehouse, tmp_path):
+    model_dir = _pretrained_model_dir(tmp_path)
+    store = tmp_path / "mlflow.db"
+    with pytest.raises(StageError) as err:  # the lakehouse's data has a WordPiece tokenizer trained on silver
+        train(spark, _cfg(lakehouse, f"sqlite:///{store}", f"train.model={model_dir}"), "r")
+    assert "\n" not in str(err.value) and "does not match model" in str(err.value)
+    assert not store.exists()
 
 
 def test_failure_report_names_the_rank_and_its_error(tmp_path):
