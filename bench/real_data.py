@@ -96,12 +96,16 @@ def main() -> int:
     parser.add_argument("--pretrained-max-length", type=int, default=256,
                         help="tokens per article for the pretrained run (BBC articles average ~500 tokens)")
     parser.add_argument("--out", default="bench/out-real")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the lakehouse of an earlier run: finished stages are up to date, a crashed "
+                             "training resumes")
     args = parser.parse_args()
     source = Path(args.data).resolve()
     if not source.is_file():
         sys.exit(f"no data at {source} (the BBC file lives in ../shared/data beside the project)")
     out = Path(args.out).resolve()
-    shutil.rmtree(out / "lh", ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(out / "lh", ignore_errors=True)
     store = f"sqlite:///{out / 'lh' / 'mlflow.db'}"
     spark = get_spark(load_config(env="local"))
 

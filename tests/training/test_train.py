@@ -107,3 +107,32 @@ def test_class_weights_and_gradient_checkpointing_train(tokenized_root, tmp_path
                         "train.gradient_checkpointing=true"))
     assert result["status"] == "done" and result["steps"] == 30
     assert all(math.isfinite(x) for x in result["history"]["loss"])
+
+
+def test_another_registered_model_is_scored_on_this_runs_validation_rows_by_label_name(tokenized_root):
+    """How a champion trained elsewhere is compared: its own tokenizer, labels matched by name."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from training.data import TokenizedSplit
+    from training.model import build_model
+    from training.train import DistEnv, evaluate, score_other_model
+
+    manifest_path = tokenized_root / "tokenized" / "k" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    split = TokenizedSplit.open(manifest_path, "validation")
+    ours = Tokenizer.from_file(str(Path(manifest["tokenizer_path"]) / "tokenizer.json"))
+    hf = AutoTokenizer.from_pretrained(manifest["tokenizer_path"])
+    torch.manual_seed(0)
+    model = build_model("tiny", manifest["label_map"], ours.get_vocab_size()).eval()
+    env = DistEnv(0, 1, 0, torch.device("cpu"))
+    want = evaluate(model, split, env, 32, 0, len(manifest["label_map"]))
+    same = score_other_model(model, hf, split, ours, manifest["label_map"], True, 64, env.device, 32)
+    assert same["confusion_matrix"] == want["confusion_matrix"] and same["f1_macro"] == want["f1_macro"]
+    # Through text: decoded with our tokenizer, encoded with its own (here the same vocabulary)
+    text = score_other_model(model, hf, split, ours, manifest["label_map"], False, 64, env.device, 32)
+    assert text["examples"] == want["examples"] and abs(text["accuracy"] - want["accuracy"]) < 0.05
+    # Its label ids in another order: matched by name, so the same metrics
+    shuffled = {label: (i + 1) % 4 for label, i in manifest["label_map"].items()}
+    assert score_other_model(model, hf, split, ours, shuffled, True, 64, env.device, 32)["examples"] == want["examples"]
+    assert score_other_model(model, hf, split, ours, {"x": 0, "y": 1}, True, 64, env.device, 32) is None
