@@ -57,7 +57,9 @@ def _status_line(name: str, summary: dict) -> str:
         return f"input {summary['input']:,} -> silver {summary['output']:,}, duplicates {summary['duplicates']:,}, " \
                f"quarantined {sum(summary['quarantined'].values()):,}"
     if name == "tokenize":
-        return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})"
+        removed = sum(summary.get("cross_split_duplicates", {}).values())
+        return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})" \
+            + (f", {removed:,} removed from validation/test (same ids as an earlier split)" if removed else "")
     return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
 
 
