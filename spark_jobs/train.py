@@ -177,7 +177,7 @@ def train(spark, cfg: Config, run_id: str) -> dict:
 
     manifest_path, manifest = preflight(spark, cfg)
     try:
-        plan = tracking.prepare_run(cfg, manifest, str(manifest_path))
+        plan = tracking.prepare_run(cfg, manifest, str(manifest_path), quick=True)
     except tracking.TrackingError as exc:
         raise StageError(str(exc)) from None
     base = {"tracking_uri": plan.tracking_uri, "run_id": plan.run_id, "experiment": cfg.mlflow.experiment,
