@@ -53,7 +53,8 @@ def _column_name(value: str | None) -> str | None:
 
 
 TableLocation = Annotated[str, AfterValidator(_table_location)]
-ColumnName = Annotated[str | None, AfterValidator(_column_name)]
+ColumnName = Annotated[str, AfterValidator(_column_name)]
+OptionalColumnName = Annotated[str | None, AfterValidator(_column_name)]
 
 
 class Section(BaseModel):
@@ -90,9 +91,9 @@ class IngestConfig(Section):
     """File, directory, glob, Delta path or metastore table to read."""
     format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "jsonl"
     text_column: ColumnName = "text"
-    label_column: ColumnName = "label"
+    label_column: OptionalColumnName = "label"
     """None for unlabelled data."""
-    id_column: ColumnName = None
+    id_column: OptionalColumnName = None
     """Stable document id column; when None, doc_id is a hash of source and text."""
     require_label: bool = True
     """Quarantine rows without a label (ignored when label_column is None)."""
