@@ -36,7 +36,7 @@ RETRYABLE = (
     "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "TABLE_OR_VIEW_ALREADY_EXISTS",
 )
 RETRY_ATTEMPTS = 6
-RETRY_BASE_SECONDS = 0.5  # then 1, 2, 4, 8: about 15 s in all before giving up
+RETRY_BASE_SECONDS = 0.5  # then 1, 2, 4, 8, each times 1 to 2 (jitter): 15 to 30 s before giving up
 
 
 class ConcurrentWriteError(RuntimeError):
