@@ -144,6 +144,14 @@ def test_unreachable_mlflow_server_fails_the_preflight_fast_without_showing_its_
     assert "\n" not in msg
 
 
+def test_failure_report_without_rank_details_skips_runtime_warnings(tmp_path):
+    output = ("[lakebert train] step 120/120 loss 0.41\nProcess exited: killed by signal 9 (SIGKILL)\n"
+              "OMP: Info #276: omp_set_nested routine deprecated, please use omp_set_max_active_levels instead.\n"
+              "/x/torch/utils.py:12: UserWarning: something\n  warnings.warn(\n")
+    report = failure_report(tmp_path, output)
+    assert "killed by signal 9" in report and "OMP" not in report and "UserWarning" not in report
+
+
 def test_failure_report_names_the_rank_and_its_error(tmp_path):
     torchrun_output = """
     Root Cause (first observed failure):
