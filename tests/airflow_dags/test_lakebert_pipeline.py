@@ -7,6 +7,7 @@ configuration never leaks into the other tests.
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -133,5 +134,10 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     version = client.get_model_version("lakebert-classifier", "1")
     assert client.get_run(version.run_id).info.status == "FINISHED"
     # The secret reached the stages, but no log, rendered command, run record or MLflow entry.
+    # (Airflow itself keeps the trigger's conf verbatim in dag_run.conf: that is its input.)
     assert PAT not in output[0]
-    assert _files_containing(PAT, tmp_path / "airflow", root) == []
+    assert _files_containing(PAT, tmp_path / "airflow" / "logs", root) == []
+    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+        rendered = db.execute("SELECT task_id, rendered_fields FROM rendered_task_instance_fields").fetchall()
+    assert {task for task, _ in rendered} == {"ingest", "clean", "tokenize", "train"}
+    assert all(PAT not in fields and "GITHUB_PAT=***" in fields for _, fields in rendered)
