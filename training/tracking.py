@@ -149,7 +149,9 @@ class RunPlan:
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    # The registry is the same store. Without saying so, MLflow asks an active SparkSession for
+    # `spark.mlflow.modelRegistryUri`, and a session whose JVM is gone fails every call.
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _experiment_id(client, cfg: Config) -> str:
