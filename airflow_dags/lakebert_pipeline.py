@@ -15,6 +15,10 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   and `overrides` (a list of `key=value`).
 - Idempotent per logical date: ingest gets `ingest.batch_id=<ds>` and MERGEs on doc_id, so a
   retried or re-run date inserts nothing new; clean, tokenize and train say up to date.
+- Secrets in `overrides` (keys such as `spark.conf.spark.hadoop.fs.azure.account.key.*`, URL
+  credentials) are registered with Airflow's secrets masker when the command is rendered
+  (`lakebert_args`, using lakebert's own `conf.redact`), so the rendered command in the UI and
+  the spark-submit line in the task log show `***`.
 - Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow).
 """
 
@@ -43,8 +47,24 @@ STAGES = ("ingest", "clean", "tokenize", "train")
 TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
             "train": timedelta(hours=12)}
 # Every stage gets --env and the overrides; ingest also gets its slice and batch id.
-COMMON_ARGS = "['--env', params.env] + (['--set'] + params.overrides if params.overrides else [])"
-INGEST_ARGS = ("['--set', 'ingest.source=' ~ (params.source | replace('{ds}', ds)), 'ingest.batch_id=' ~ ds]")
+COMMON_ARGS = "['--env', params.env] + (['--set'] + lakebert_args(params.overrides) if params.overrides else [])"
+INGEST_ARGS = ("['--set'] + lakebert_args(['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
+               "'ingest.batch_id=' ~ ds])")
+
+
+
+def lakebert_args(overrides: list[str]) -> list[str]:
+    """The overrides unchanged, after telling Airflow's secrets masker about every secret in
+    them (run at render time in the task process, before the rendered fields are stored)."""
+    from airflow.sdk.log import mask_secret
+
+    from conf.redact import secrets_in  # lakebert itself: imported when rendering, not when parsing
+
+    pairs = [item.partition("=") for item in overrides]
+    for secret in secrets_in({key.strip(): value for key, _, value in pairs}):
+        mask_secret(secret)
+    return list(overrides)
+
 
 doc_md = """
 ### lakebert: text in, a registered classifier out
@@ -65,6 +85,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,
+    user_defined_macros={"lakebert_args": lakebert_args},
     default_args={
         "owner": "lakebert",
         "retries": 2,

@@ -5,6 +5,7 @@
 """
 
 from conf.loader import ConfigError, config_dict, config_yaml, load_config
+from conf.redact import redact
 from conf.schema import Config
 
-__all__ = ["Config", "ConfigError", "config_dict", "config_yaml", "load_config"]
+__all__ = ["Config", "ConfigError", "config_dict", "config_yaml", "load_config", "redact"]

@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from conf.redact import redact, remember_secrets
 from conf.schema import Config
 
 CONF_DIR = Path(__file__).resolve().parent
 ENV_VAR = "LAKEBERT_ENV"
 DEFAULT_ENV = "local"
 NULL_WORDS = {"null", "none", "~"}
-# `token` and `sas` only as whole words: `hf_token` is a secret, `tokenizer` is not.
-SECRET_KEY = re.compile(r"(password|passwd|secret|credential|access.?key|private.?key|api.?key"
-                        r"|(^|[._-])(token|sas)([._-]|$))", re.I)
-URL_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):([^/@\s]+)@")
-REDACTED = "***"
 
 
 class ConfigError(ValueError):
@@ -80,14 +75,17 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def validate(data: dict[str, Any], origin: dict[tuple[str, ...], str] | None = None) -> Config:
+    # Remembered before validation: an invalid value's error message hides them as well.
+    remember_secrets(data)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, origin or {})) from None
+        raise ConfigError(redact(_describe(exc, data, origin or {}))) from None
 
 
 def config_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:
-    """The resolved config as plain data, with secrets replaced by `***` when `redact`."""
+    """The resolved config as plain data, with secrets replaced by `***` when `redact`
+    (`conf.redact.redact`: secret-named keys, URL credentials, secret query parameters)."""
     data = cfg.model_dump(mode="json")
     return _redact(data) if redact else data
 
@@ -96,14 +94,7 @@ def config_yaml(cfg: Config, redact: bool = True) -> str:
     return yaml.safe_dump(config_dict(cfg, redact), sort_keys=False, default_flow_style=False)
 
 
-def _redact(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _redact(v, k) for k, v in value.items()}
-    if isinstance(value, str):
-        if SECRET_KEY.search(key) and value:
-            return REDACTED
-        return URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", value)
-    return value
+_redact = redact  # `redact` is also config_dict's flag
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -156,13 +147,10 @@ def _describe(exc: ValidationError, data: dict, origin: dict) -> str:
         hint = difflib.get_close_matches(loc[-1], allowed, n=1)
         did_you_mean = f"; did you mean {'.'.join(loc[:-1] + (hint[0],))}?" if hint else ""
         return (f"config error: unknown key {key}{suffix}; allowed here: {', '.join(allowed)}{did_you_mean}")
-    given = err.get("input")
-    if isinstance(given, dict) and err["type"] != "value_error":
-        given_text = "a mapping"
-    else:
-        given_text = repr(given)
+    given = redact(err.get("input"), key)
+    given_text = "a mapping" if isinstance(given, dict) else repr(given)
     msg = err["msg"].replace("Value error, ", "")
-    if err["type"] == "value_error":
+    if err["type"] == "value_error" and isinstance(given, dict):
         return f"config error: {key}: {msg}{suffix}"
     return f"config error: {key}={given_text}{suffix}: {msg}"
 

@@ -6,9 +6,12 @@ pydantic model that forbids unknown keys, so a typo stops the run instead of bei
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from conf.identifiers import parse_table_name
 
 
 def _stringify_mapping(value):
@@ -26,6 +29,32 @@ def _stringify_mapping(value):
 
 
 SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_path(value: str) -> bool:
+    """A path or URI (`/data/t`, `tables/bronze`, `s3a://b/t`, `dbfs:/t`), not a table name."""
+    return "/" in value or ":" in value
+
+
+def _table_location(value: str) -> str:
+    """A path/URI, or a table name of one to three (back-quoted where needed) identifiers."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters (newline, tab, NUL) are not allowed")
+    if not is_path(value):
+        parse_table_name(value)
+    return value
+
+
+def _column_name(value: str | None) -> str | None:
+    if value is not None and (not value or _CONTROL.search(value)):
+        raise ValueError("a column name must be non-empty and without control characters")
+    return value
+
+
+TableLocation = Annotated[str, AfterValidator(_table_location)]
+ColumnName = Annotated[str, AfterValidator(_column_name)]
+OptionalColumnName = Annotated[str | None, AfterValidator(_column_name)]
 
 
 class Section(BaseModel):
@@ -66,12 +95,13 @@ class LakehouseConfig(Section):
 class TablesConfig(Section):
     """Where each table lives. A plain name (`bronze`) or relative path is a Delta table under
     `lakehouse.root`; an absolute path or URI is used as is; a dotted name
-    (`catalog.schema.table` or `schema.table`) is a metastore table."""
+    (`catalog.schema.table` or `schema.table`) is a metastore table. A name (anything without
+    `/` or `:`) is one to three parts, each `[A-Za-z_][A-Za-z0-9_]*` or back-quoted."""
 
-    bronze: str = "bronze"
-    silver: str = "silver"
-    quarantine: str = "quarantine"
-    label_map: str = "label_map"
+    bronze: TableLocation = "bronze"
+    silver: TableLocation = "silver"
+    quarantine: TableLocation = "quarantine"
+    label_map: TableLocation = "label_map"
 
 
 class SparkConfig(Section):
@@ -86,10 +116,10 @@ class IngestConfig(Section):
     source: str | None = None
     """File, directory, glob, Delta path or metastore table to read."""
     format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "jsonl"
-    text_column: str = "text"
-    label_column: str | None = "label"
+    text_column: ColumnName = "text"
+    label_column: OptionalColumnName = "label"
     """None for unlabelled data."""
-    id_column: str | None = None
+    id_column: OptionalColumnName = None
     """Stable document id column; when None, doc_id is a hash of source and text."""
     require_label: bool = True
     """Quarantine rows without a label (ignored when label_column is None)."""
@@ -103,6 +133,16 @@ class IngestConfig(Section):
     """Id recorded on every row of this run (Airflow passes the logical date); default: a new id."""
     options: SparkSettings = Field(default_factory=dict)
     """Passed to the Spark reader unchanged, e.g. header, sep, quote, escape, multiLine, encoding."""
+
+    @model_validator(mode="after")
+    def _source_table_name(self):
+        # format=delta reads a metastore table when the source is no path: the same names as tables.*
+        if self.format == "delta" and self.source and not is_path(self.source):
+            try:
+                parse_table_name(self.source)
+            except ValueError as exc:
+                raise ValueError(f"ingest.source={self.source!r} with ingest.format=delta: {exc}") from None
+        return self
 
 
 class NearDedupConfig(Section):
@@ -150,6 +190,9 @@ class CleanConfig(Section):
     """Drop texts where more than this fraction of characters are neither letters, digits nor spaces."""
     max_char_run: int = Field(20, ge=2)
     """Drop texts containing one character repeated this many times in a row."""
+    max_labels: int = Field(1000, ge=2)
+    """Stop when silver would hold more labels than this: thousands of classes almost always
+    mean that ingest.label_column names an id or free-text column, not a label."""
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = 0

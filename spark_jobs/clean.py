@@ -71,6 +71,10 @@ LABEL_MAP_SCHEMA = StructType([
 ])
 
 LENGTH_PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+# "Most labels occur once" is checked from this many labels on: in a small corpus a label
+# seen once is ordinary; among many, it means the label column holds ids or free text.
+SINGLETON_CHECK_MIN_LABELS = 20
+SINGLETON_LABEL_FRACTION = 0.5
 
 
 # --------------------------------------------------------------------------- transforms
@@ -225,6 +229,27 @@ def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg, casefold: 
     return deduplicate_documents(normalize_documents(batch, clean_cfg, casefold), existing, clean_cfg)
 
 
+def label_stats(kept: DataFrame, existing: DataFrame) -> tuple[int, int]:
+    """(labels, labels with one row) over silver as it would be after this batch. Aggregated in
+    Spark, so a wrong label column with millions of values never reaches the driver."""
+    labels = kept.select("label").unionByName(existing.select("label")).where(F.col("label").isNotNull())
+    row = labels.groupBy("label").count().agg(
+        F.count("*").alias("labels"), F.sum((F.col("count") == 1).cast("int")).alias("singletons")).first()
+    return int(row["labels"]), int(row["singletons"] or 0)
+
+
+def check_labels(n_labels: int, singletons: int, cfg: Config) -> None:
+    """Stop before writing when the labels look like ids or free text, not classes."""
+    column = f"ingest.label_column={cfg.ingest.label_column!r}"
+    if n_labels > cfg.clean.max_labels:
+        raise StageError(f"{n_labels:,} distinct labels, more than clean.max_labels={cfg.clean.max_labels:,}: "
+                         f"{column} may name the wrong column (an id or free text?); fix it and re-ingest, "
+                         "or raise clean.max_labels if you really have that many classes")
+    if n_labels >= SINGLETON_CHECK_MIN_LABELS and singletons > SINGLETON_LABEL_FRACTION * n_labels:
+        raise StageError(f"{singletons:,} of {n_labels:,} labels occur only once: {column} may name the wrong "
+                         "column (an id or free text?); a classifier needs several examples per label")
+
+
 # --------------------------------------------------------------------------- job
 
 def dedup_casefold(cfg: Config) -> bool:
@@ -312,6 +337,9 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         output, quarantined, duplicates = _counts(classified)
         kept = classified.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
 
+        n_labels, singletons = label_stats(kept, existing)
+        check_labels(n_labels, singletons, cfg)
+        print(f"clean: {n_labels:,} labels", flush=True)
         current = {r["label"]: r["label_id"] for r in labels.read(spark).collect()}
         new_labels = [r["label"] for r in kept.where("label IS NOT NULL").select("label").distinct().collect()]
         label_ids = extend_label_map(current, new_labels)

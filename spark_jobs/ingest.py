@@ -34,6 +34,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from pyspark.sql.window import Window
 
 from conf import Config
+from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
@@ -93,8 +94,15 @@ def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
         raise
 
 
-def _json_path(name: str) -> str:
-    return "$['" + name.replace("'", "\\'") + "']"
+def _json_path(key: str, name: str) -> str:
+    """The Variant path of a top-level field. Spark's path syntax has no escapes: `['..']`
+    cannot hold `'` and `[".."]` cannot hold `"`."""
+    if "'" not in name:
+        return f"$['{name}']"
+    if '"' not in name:
+        return f'$["{name}"]'
+    raise StageError(f"{key}={name!r}: Spark cannot read a JSON field whose name holds both ' and \"; "
+                     "rename the field, or convert the file to Parquet")
 
 
 def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
@@ -106,15 +114,18 @@ def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
     )
     doc = F.try_parse_json(F.make_valid_utf8("_raw"))
     parsed = doc.isNotNull() & F.schema_of_variant(doc).startswith("OBJECT")
+    paths = {name: _json_path(key, name) for key, name in (
+        ("ingest.text_column", ic.text_column), ("ingest.label_column", ic.label_column),
+        ("ingest.id_column", ic.id_column)) if name is not None}
 
     def present(name: str | None) -> Column:
-        return F.lit(True) if name is None else F.try_variant_get(doc, _json_path(name), "variant").isNotNull()
+        return F.lit(True) if name is None else F.try_variant_get(doc, paths[name], "variant").isNotNull()
 
     def field(name: str | None) -> Column:
         """The field as a variant; a missing field and JSON null are both SQL NULL."""
         if name is None:
             return F.lit(None).cast("variant")
-        value = F.try_variant_get(doc, _json_path(name), "variant")
+        value = F.try_variant_get(doc, paths[name], "variant")
         return F.when(~F.is_variant_null(value), value)
 
     def scalar_ok(value: Column) -> Column:
@@ -151,7 +162,7 @@ def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, ra
             raise StageError(f"ingest.{key}={name!r} has type {types[name]}; a string or number column is needed")
 
     def col_or_null(name: str | None) -> Column:
-        return F.col(name).cast("string") if name is not None else F.lit(None).cast("string")
+        return F.col(quote_identifier(name)).cast("string") if name is not None else F.lit(None).cast("string")
 
     return df.select(
         raw.alias("_raw"), source.alias("_source"), parsed.alias("_parsed"),
@@ -171,7 +182,7 @@ def _read_csv(spark: SparkSession, cfg: Config) -> DataFrame:
         spark.read.options(**options).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
         .schema(schema).csv(ic.source)
     )
-    raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in header])))
+    raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in header])))
     return _from_columns(df, cfg, F.col("_metadata.file_path"), F.col(CORRUPT).isNull(), raw)
 
 
@@ -182,9 +193,10 @@ def _read_columnar(spark: SparkSession, cfg: Config) -> DataFrame:
     elif "/" in ic.source or ":" in ic.source:
         df, source = spark.read.format("delta").options(**ic.options).load(ic.source), F.lit(ic.source)
     else:
-        df, source = spark.read.options(**ic.options).table(ic.source), F.lit(ic.source)
+        name = quote_table_name(parse_table_name(ic.source))  # validated with the config
+        df, source = spark.read.options(**ic.options).table(name), F.lit(ic.source)
     _require_columns(df.columns, cfg)
-    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))
+    raw = F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in df.columns]))
     return _from_columns(df, cfg, source, F.lit(True), raw)
 
 
@@ -216,6 +228,9 @@ def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, u
     text = F.col("_text")
     checks = [
         (~F.is_valid_utf8("_raw") | F.contains(F.coalesce(text, F.lit("")), F.lit(REPLACEMENT_CHAR)), R.INVALID_UTF8),
+        # A record longer than any allowed text that did not parse is too long, not malformed:
+        # Spark's Variant caps a parsed JSON record at 16 MiB, so a huge line never parses.
+        (~F.col("_parsed") & (F.length("_raw") > max_text_chars), R.TEXT_TOO_LONG),
         (~F.col("_parsed"), R.UNPARSEABLE),
         (F.contains(F.coalesce(text, F.lit("")), F.lit("\u0000")), R.NUL_BYTE),
         (~F.col("_text_ok") | text.isNull() | (F.trim(text) == ""), R.EMPTY_TEXT),

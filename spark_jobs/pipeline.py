@@ -21,8 +21,8 @@ if __package__ in (None, ""):  # spark-submit spark_jobs/pipeline.py: import it 
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
-from conf import Config  # noqa: E402
-from spark_jobs.stage import StageError, run_stage  # noqa: E402
+from conf import Config, redact  # noqa: E402
+from spark_jobs.stage import StageError, one_line, run_stage  # noqa: E402
 
 STAGE = "run"
 STAGES = ("ingest", "clean", "tokenize", "train")
@@ -55,7 +55,7 @@ def _status_line(name: str, summary: dict) -> str:
         return "up to date, nothing to do"
     if name == "clean":
         return f"input {summary['input']:,} -> silver {summary['output']:,}, duplicates {summary['duplicates']:,}, " \
-               f"quarantined {sum(summary['quarantined'].values()):,}"
+               f"quarantined {sum(summary['quarantined'].values()):,}, labels {summary.get('labels', 0):,}"
     if name == "tokenize":
         removed = sum(summary.get("cross_split_duplicates", {}).values())
         return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})" \
@@ -95,7 +95,7 @@ def human_summary(cfg: Config, stages: dict) -> str:
     for name in STAGES:
         for warning in stages[name].get("warnings", []):
             lines.append(f"WARNING ({name}): {warning}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))
 
 
 def pipeline(spark, cfg: Config, run_id: str) -> dict:
@@ -109,7 +109,9 @@ def pipeline(spark, cfg: Config, run_id: str) -> dict:
         try:
             summary = functions[name](spark, cfg, f"{run_id}-{name}")
         except StageError as exc:
-            raise StageError(f"{name}: {exc}") from None
+            raise StageError(f"{name}: {exc}") from exc.__cause__
+        except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace
+            raise StageError(f"{name}: {one_line(exc)}") from exc
         stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}
         print(f"# lakebert run: {name}: {_status_line(name, stages[name])}", flush=True)
     print(human_summary(cfg, stages), flush=True)

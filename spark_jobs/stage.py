@@ -4,8 +4,12 @@ config, the saved run record and the JSON summary as the last stdout line.
     lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...]
     spark-submit spark_jobs/<stage>.py [same arguments]
 
-Exit codes: 0 done, 1 the input or a table is wrong (`StageError`), 2 the config is wrong.
-A config or input error is detected before anything is written.
+Exit codes: 0 done, 1 the stage failed, 2 the config is wrong. A config or input error is
+detected before anything is written. A failure of any kind (a `StageError`, a Java exception,
+a concurrent-write conflict) ends with exactly one line on stderr. Unless it is a plain
+`StageError` (bad input, said in full by that line), the full trace goes to
+`_runs/<stage>/<run_id>/error.log`, which the line names. Everything printed or saved here
+goes through `conf.redact.redact`.
 """
 
 from __future__ import annotations
@@ -14,20 +18,35 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import traceback
 import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
-from conf import Config, ConfigError, config_dict, config_yaml, load_config
+from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact
 from conf.paths import is_uri, join_path
 from spark_jobs.tables import runs_dir
 
 EXIT_OK, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2
+ERROR_LOG = "error.log"
+MAX_ERROR_CHARS = 2000
 
 
 class StageError(RuntimeError):
     """Bad input or state a user can fix; printed as one line, exit code 1."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one redacted line: a StageError's own text, else the class and the first
+    line of its message (a Java exception's first line names its error class)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, StageError):
+        text = " ".join(lines)
+    else:
+        text = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+    return redact(text)[:MAX_ERROR_CHARS]
 
 
 def build_parser(stage: str, description: str = "") -> argparse.ArgumentParser:
@@ -71,20 +90,45 @@ def run_stage(stage: str, argv: list[str] | None,
     try:
         cfg = load_config(env=args.env, overrides=args.overrides, config_file=args.config)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG
     return run_with_config(stage, cfg, body)
 
 
 def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]) -> int:
-    """What `main()` does: run the stage, print its summary last, map errors to exit codes."""
+    """What `main()` does: run the stage, print its summary last, map errors to exit codes.
+    Any failure ends with one line on stderr; `error.log` in the run record has the trace."""
     try:
         summary = execute(stage, cfg, body)
-    except StageError as exc:
-        print(f"{stage} error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, Java ones included
+        log = getattr(exc, "lakebert_log", None)
+        where = f" (full trace in {log})" if log else ""
+        sys.stdout.flush()
+        print(f"{stage} error: {one_line(exc)}{where}", file=sys.stderr, flush=True)
         return EXIT_INPUT
     print(json.dumps(summary), flush=True)
     return EXIT_OK
+
+
+def _unexpected(exc: BaseException) -> bool:
+    """Not a plain StageError: a Java exception, a bug, or a StageError that wraps one."""
+    return not isinstance(exc, StageError) or exc.__cause__ is not None
+
+
+def write_error_log(spark, cfg: Config, stage: str, run_id: str, exc: BaseException) -> str:
+    """The redacted trace in `_runs/<stage>/<run_id>/error.log` (a temp file if that fails)."""
+    text = redact("".join(traceback.format_exception(exc)))
+    path = join_path(runs_dir(cfg, stage, run_id), ERROR_LOG)
+    try:
+        if spark is None and is_uri(path):
+            raise OSError("no Spark session to write to a URI")
+        write_text(spark, path, text)
+        return path
+    except Exception:  # noqa: BLE001 - the log must not hide the error it records
+        fd, path = tempfile.mkstemp(prefix=f"lakebert-{stage}-{run_id}-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
 
 
 def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None) -> dict:
@@ -95,13 +139,18 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
 
     print(f"# lakebert {stage}: resolved config (secrets redacted)")
     print(config_yaml(cfg), end="", flush=True)
-    spark = spark or get_spark(cfg)
     run_id = new_run_id()
-    started = time.perf_counter()  # the stage's own time, after Spark start-up
-    summary = body(spark, cfg, run_id)
+    try:
+        spark = spark or get_spark(cfg)
+        started = time.perf_counter()  # the stage's own time, after Spark start-up
+        summary = body(spark, cfg, run_id)
+    except Exception as exc:
+        if _unexpected(exc):  # a StageError is the whole story, and bad input writes nothing
+            exc.lakebert_log = write_error_log(spark, cfg, stage, run_id, exc)
+        raise
     # A stage may report its own run id (train: the MLflow run's); the record keeps the stage's.
-    summary = {"stage": stage, "run_id": run_id, **summary, "stage_run_id": run_id,
-               "seconds": round(time.perf_counter() - started, 3)}
+    summary = redact({"stage": stage, "run_id": run_id, **summary, "stage_run_id": run_id,
+                      "seconds": round(time.perf_counter() - started, 3)}, by_key=False)
     record = runs_dir(cfg, stage, run_id)
     write_text(spark, join_path(record, "config.json"), json.dumps(config_dict(cfg), indent=2))
     write_text(spark, join_path(record, "summary.json"), json.dumps(summary, indent=2))

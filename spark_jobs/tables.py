@@ -4,54 +4,110 @@ A `tables.<role>` value that is a plain name (`bronze`) or a relative path is a 
 under `lakehouse.root`; an absolute path or URI is used as is; a dotted name
 (`catalog.schema.table`, `schema.table`) is a metastore table. Both kinds support the same
 operations here, so stages never branch on it.
+
+Every identifier reaches SQL through `conf.identifiers.quote_identifier` (names were
+validated with the config). Writes retry Delta's concurrent-modification errors and the
+create-table race (`with_delta_retries`): the MERGEs insert by key, so a retry never
+duplicates a row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import time
+from dataclasses import dataclass, field
 
 from conf import Config
+from conf.identifiers import parse_table_name, quote_identifier, quote_table_name, string_literal
 from conf.paths import is_uri, join_path, resolve_root
+from conf.schema import is_path
 
 BRONZE = "bronze"
 SILVER = "silver"
 QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
 
+# Delta's optimistic-concurrency conflicts, and the race of two writers creating one table.
+# MERGE on the key makes a retry safe; anything else is not retried.
+RETRYABLE = (
+    "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+    "ProtocolChangedException", "DELTA_CONCURRENT_", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED",
+    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "TABLE_OR_VIEW_ALREADY_EXISTS",
+)
+RETRY_ATTEMPTS = 6
+RETRY_BASE_SECONDS = 0.5  # then 1, 2, 4, 8, each times 1 to 2 (jitter): 15 to 30 s before giving up
+
+
+class ConcurrentWriteError(RuntimeError):
+    """A Delta write kept conflicting with other writers; one line for the user."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    condition = getattr(exc, "getCondition", lambda: None)() or ""
+    text = f"{type(exc).__name__} {condition} {str(exc)[:2000]}"
+    return any(name in text for name in RETRYABLE)
+
+
+def with_delta_retries(action, what: str, attempts: int = RETRY_ATTEMPTS, base_seconds: float = RETRY_BASE_SECONDS):
+    """Run `action()`, retrying Delta conflicts with exponential backoff and jitter; after
+    `attempts` tries raise `ConcurrentWriteError` naming `what` and the last conflict."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - py4j and pyspark raise several classes
+            if not is_retryable(exc):
+                raise
+            if attempt == attempts:
+                first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise ConcurrentWriteError(f"{what}: still conflicting with concurrent writers after {attempts} "
+                                           f"attempts: {first[:300]}") from None
+            delay = base_seconds * 2 ** (attempt - 1) * (1 + random.random())
+            print(f"lakebert: {what}: conflict with a concurrent writer, retry {attempt} of {attempts - 1} "
+                  f"in {delay:.1f} s", flush=True)
+            time.sleep(delay)
+
 
 @dataclass(frozen=True)
 class Table:
     role: str
     location: str
-    """A filesystem path/URI, or a metastore name."""
+    """A filesystem path/URI, or a metastore name as configured."""
     is_path: bool
+    parts: tuple[str, ...] = field(default=())
+    """The metastore name's unquoted parts (empty for a path)."""
 
     def __str__(self) -> str:
         return self.location
 
     @property
+    def name_ref(self) -> str:
+        """The metastore name with every part quoted, for spark.table / DeltaTable.forName."""
+        return quote_table_name(list(self.parts))
+
+    @property
     def sql_ref(self) -> str:
-        return f"delta.`{self.location}`" if self.is_path else self.location
+        return f"delta.{quote_identifier(self.location)}" if self.is_path else self.name_ref
 
     def exists(self, spark) -> bool:
         from delta.tables import DeltaTable
 
         if self.is_path:
             return DeltaTable.isDeltaTable(spark, self.location)
-        return spark.catalog.tableExists(self.location)
+        return spark.catalog.tableExists(self.name_ref)
 
     def delta(self, spark):
         from delta.tables import DeltaTable
 
         if self.is_path:
             return DeltaTable.forPath(spark, self.location)
-        return DeltaTable.forName(spark, self.location)
+        return DeltaTable.forName(spark, self.name_ref)
 
     def read(self, spark, version: int | None = None):
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(self.location) if self.is_path else reader.table(self.location)
+        return reader.load(self.location) if self.is_path else reader.table(self.name_ref)
 
     def read_inserts(self, spark, start_version: int, end_version: int):
         """Rows inserted between two versions (inclusive), from the Change Data Feed."""
@@ -61,7 +117,7 @@ class Table:
             .option("startingVersion", start_version)
             .option("endingVersion", end_version)
         )
-        changes = reader.load(self.location) if self.is_path else reader.table(self.location)
+        changes = reader.load(self.location) if self.is_path else reader.table(self.name_ref)
         return changes.where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp")
 
     def version(self, spark) -> int:
@@ -72,35 +128,49 @@ class Table:
         return dict(detail or {})
 
     def set_properties(self, spark, props: dict[str, str]) -> None:
-        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in props.items())
-        spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})")
+        pairs = ", ".join(f"{string_literal(k)} = {string_literal(v)}" for k, v in props.items())
+        with_delta_retries(lambda: spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})"),
+                           f"setting properties of {self.role} table {self}")
 
     def insert_new(self, spark, rows, key: str) -> int:
-        """MERGE the rows whose `key` the table lacks; return how many were inserted."""
-        result = (
-            self.delta(spark).alias("t")
-            .merge(rows.alias("s"), f"t.{key} = s.{key}")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        """MERGE the rows whose `key` the table lacks; return how many were inserted. A
+        conflict with another writer is retried: rows it inserted meanwhile now match."""
+        column = quote_identifier(key)
+
+        def merge():
+            return (
+                self.delta(spark).alias("t")
+                .merge(rows.alias("s"), f"t.{column} = s.{column}")
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+        result = with_delta_retries(merge, f"writing the {self.role} table {self}")
         return int(result.first()["num_inserted_rows"])
 
     def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
         # SQL rather than DeltaTableBuilder: the builder's tableName() rejects 3-part names.
         columns = ", ".join(
-            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields)
-        props = ", ".join(f"'{k}' = '{v}'" for k, v in (properties or {}).items())
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {self.sql_ref} ({columns}) USING DELTA"
-                  + (f" TBLPROPERTIES ({props})" if props else ""))
+            f"{quote_identifier(f.name)} {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+            for f in schema.fields)
+        props = ", ".join(f"{string_literal(k)} = {string_literal(v)}" for k, v in (properties or {}).items())
+        sql = (f"CREATE TABLE IF NOT EXISTS {self.sql_ref} ({columns}) USING DELTA"
+               + (f" TBLPROPERTIES ({props})" if props else ""))
+        # Two writers creating the table at once: the loser sees a non-empty location or a
+        # concurrent commit; on retry the table exists and IF NOT EXISTS makes it a no-op.
+        with_delta_retries(lambda: spark.sql(sql), f"creating the {self.role} table {self}")
 
 
 def resolve_table(cfg: Config, role: str) -> Table:
     value = getattr(cfg.tables, role)
     if is_uri(value) or value.startswith("/"):
         return Table(role, value, True)
-    if "/" in value or "." not in value:
+    if is_path(value):
         return Table(role, join_path(resolve_root(cfg), value), True)
-    return Table(role, value, False)
+    parts = parse_table_name(value)  # validated with the config already
+    if len(parts) == 1:
+        return Table(role, join_path(resolve_root(cfg), parts[0]), True)
+    return Table(role, value, False, tuple(parts))
 
 
 def runs_dir(cfg: Config, stage: str, run_id: str) -> str:

@@ -44,6 +44,9 @@ EXECUTOR_GPU_AMOUNT = "spark.executor.resource.gpu.amount"
 ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*exitcode\s*:\s*(-?\d+)"
                         r"(?:\s*\(pid:\s*(\d+)\))?.*?traceback\s*:\s*([^\n]+)", re.S)
 PEER_GONE = re.compile(r"Connection (reset|closed) by peer|Broken pipe|Socket Timeout|NCCL.*remote", re.I)
+# Runtime chatter that can end a dying process's output but never explains it (issue 11: a
+# killed run was reported with an OpenMP deprecation notice as its cause).
+NOISE = re.compile(r"^\s*OMP: (Info|Warning|Hint)|\w+Warning: |^\s*warnings\.warn\(")
 
 
 def check_model(cfg: Config) -> None:
@@ -179,7 +182,7 @@ def failure_report(failures: Path, message: str) -> str:
             causes.append(f"rank {rank} (local rank {local_rank}, pid {pid or '?'}) exited with code {code}: {cause}")
     if causes or consequences:
         return "; ".join(causes + [f"{text} (after a peer failed)" for text in consequences])
-    tail = [line for line in message.splitlines() if line.strip()][-5:]
+    tail = [line for line in message.splitlines() if line.strip() and not NOISE.search(line)][-5:]
     return "a training process failed: " + " | ".join(tail)[-1500:]
 
 
@@ -191,7 +194,7 @@ def train(spark, cfg: Config, run_id: str) -> dict:
 
     manifest_path, manifest = preflight(spark, cfg)
     try:
-        plan = tracking.prepare_run(cfg, manifest, str(manifest_path))
+        plan = tracking.prepare_run(cfg, manifest, str(manifest_path), quick=True)
     except tracking.TrackingError as exc:
         raise StageError(str(exc)) from None
     base = {"tracking_uri": plan.tracking_uri, "run_id": plan.run_id, "experiment": cfg.mlflow.experiment,

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from conf import ConfigError, load_config
+from conf import ConfigError, load_config, redact
 from training.train import train
 
 
@@ -24,14 +24,14 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(env=args.env, overrides=args.overrides, config_file=args.config)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return 2
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: v for k, v in result.items() if k != "history"}  # all of it is in <output_dir>/result.json
         if "throughput" in summary:
             summary["throughput"] = {k: v for k, v in summary["throughput"].items() if k != "intervals"}
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(redact(summary, by_key=False)), flush=True)
     return 0
 
 

@@ -16,6 +16,12 @@ newest run tagged with that key:
 
 The default store is local: `sqlite:///<lakehouse.root>/mlflow.db`, artifacts under
 `<lakehouse.root>/mlartifacts`. See it with `mlflow ui --backend-store-uri <that uri>`.
+
+Params, tags and logged dicts go through `conf.redact.redact`, so no secret reaches the store.
+The launcher's first contact with the store (`prepare_run`) uses the client's own retry and
+timeout settings turned down (`PREFLIGHT_HTTP`): an unreachable server is reported in about
+30 s instead of after MLflow's default retries (almost 5 minutes). The training processes
+keep the defaults, which ride out a brief outage.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conf import Config, config_dict
+from conf import Config, config_dict, redact
 from conf.paths import is_uri
 
 MODEL_ARTIFACT = "model"
@@ -56,6 +63,10 @@ SQLITE = "sqlite:///"
 NEW, RESUME, UP_TO_DATE = "new", "resume", "up_to_date"
 # Config keys that say where or how to report, not what is trained: not part of the job key.
 NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode"}
+# MLflow's HTTP client settings for the launcher's preflight: 2 retries 1 s and 2 s apart,
+# 8 s per request: refused in ~3 s, a silent host in at most ~27 s.
+PREFLIGHT_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
 
 
 class TrackingError(RuntimeError):
@@ -105,7 +116,7 @@ def git_commit() -> str:
 
 def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, str]:
     source = manifest.get("source") or {}
-    return {
+    return redact({
         JOB_KEY_TAG: job_key(cfg, manifest),
         TAG_SILVER_TABLE: str(source.get("table")),
         TAG_SILVER_VERSION: str(source.get("delta_version")),
@@ -114,7 +125,7 @@ def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, s
         TAG_TOKENIZER: str(manifest.get("tokenizer_fingerprint")),
         TAG_TOKENIZER_PATH: str(manifest.get("tokenizer_path")),
         TAG_GIT_COMMIT: git_commit(),
-    }
+    }, by_key=False)
 
 
 def flat_params(cfg: Config) -> dict[str, str]:
@@ -143,7 +154,9 @@ class RunPlan:
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    # The registry is the same store. Without saying so, MLflow asks an active SparkSession for
+    # `spark.mlflow.modelRegistryUri`, and a session whose JVM is gone fails every call.
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _experiment_id(client, cfg: Config) -> str:
@@ -159,22 +172,40 @@ def _experiment_id(client, cfg: Config) -> str:
         return experiment.experiment_id
 
 
-def prepare_run(cfg: Config, manifest: dict, manifest_path: str) -> RunPlan:
-    """Find the job's run (resume it, or report it done) or create it, with its lineage tags."""
+@contextmanager
+def http_settings(settings: dict[str, str]):
+    """MLflow's HTTP client settings (read from the environment on each request) for a block."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = False) -> RunPlan:
+    """Find the job's run (resume it, or report it done) or create it, with its lineage tags.
+    `quick`: give up on an unreachable store within about 30 s (the launcher's preflight)."""
     uri = tracking_uri(cfg)
     tags = lineage_tags(cfg, manifest, manifest_path)
     key = tags[JOB_KEY_TAG]
-    try:
-        client = _client(uri)
-        experiment_id = _experiment_id(client, cfg)
-        runs = client.search_runs([experiment_id], filter_string=f"tags.`{JOB_KEY_TAG}` = '{key}'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
-    except Exception as exc:
-        raise TrackingError(f"MLflow at {uri} is not usable: {str(exc).splitlines()[0][:300]}") from None
-    if runs:
-        status = UP_TO_DATE if runs[0].info.status == "FINISHED" else RESUME
-        return RunPlan(uri, runs[0].info.run_id, status, key)
-    run = client.create_run(experiment_id, tags=tags, run_name=f"train-{key[:8]}")
+    with http_settings(PREFLIGHT_HTTP if quick else {}):
+        try:
+            client = _client(uri)
+            experiment_id = _experiment_id(client, cfg)
+            runs = client.search_runs([experiment_id], filter_string=f"tags.`{JOB_KEY_TAG}` = '{key}'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+        except Exception as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise TrackingError(redact(f"MLflow at {uri} is not usable: {first[:300]}")) from None
+        if runs:
+            status = UP_TO_DATE if runs[0].info.status == "FINISHED" else RESUME
+            return RunPlan(uri, runs[0].info.run_id, status, key)
+        run = client.create_run(experiment_id, tags=tags, run_name=f"train-{key[:8]}")
     return RunPlan(uri, run.info.run_id, NEW, key)
 
 
@@ -271,13 +302,13 @@ class MlflowTracker:
         self.client.log_artifacts(self.run_id, str(path), f"{CHECKPOINT_ARTIFACTS}/{path.parent.name}/{path.name}")
 
     def log_dict(self, data: dict, name: str) -> None:
-        self.mlflow.log_dict(data, name)
+        self.mlflow.log_dict(redact(data, by_key=False), name)
 
     def log_figure(self, figure, name: str) -> None:
         self.mlflow.log_figure(figure, name)
 
     def set_tags(self, tags: dict) -> None:
-        self.mlflow.set_tags(tags)
+        self.mlflow.set_tags(redact(tags, by_key=False))
 
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
         """The transformers flavor (model, tokenizer, signature, input example), registered if asked."""

@@ -42,8 +42,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from conf import Config
+from conf import Config, redact
 from conf.paths import under_root
+from conf.redact import remember_secrets
 from training import tracking
 from training.checkpoint import CheckpointManager
 from training.data import Prefetcher, TokenizedSplit, batches, collate, resolve_manifest
@@ -238,7 +239,7 @@ def _write_failure(out_dir: Path, env: DistEnv, exc: BaseException) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"rank-{env.rank}.json").write_text(json.dumps({
             "rank": env.rank, "local_rank": env.local_rank, "host": socket.gethostname(), "pid": os.getpid(),
-            "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-8000:]}))
+            "error": redact(f"{type(exc).__name__}: {exc}"), "traceback": redact(traceback.format_exc()[-8000:])}))
     except OSError:
         pass
 
@@ -586,12 +587,13 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
         "seconds": round(time.perf_counter() - started, 3),
     }
     if env.is_main:
-        (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+        (out_dir / RESULT_FILE).write_text(json.dumps(redact(result, by_key=False), indent=2))
         tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
     return result
 
 
 def train_job(config: dict, plan: dict | None = None) -> dict:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out."""
+    remember_secrets(config)  # this process did not load the config: hide its secrets here too
     result = train(Config.model_validate(config), tracking.RunPlan(**plan) if plan else None)
     return {k: v for k, v in result.items() if k != "history"} | {"losses": result.get("history", {}).get("loss")}

@@ -7,6 +7,7 @@ configuration never leaks into the other tests.
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from spark_jobs.session import delta_package
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow_dags"
+PAT = "ghp_AirflowRenderedSecret0123456789"
 HEAVY = ("pyspark", "torch", "transformers", "mlflow", "spark_jobs", "training")
 
 INSPECT = """
@@ -55,11 +57,18 @@ def _airflow_env(home: Path) -> dict:
             "PYSPARK_PYTHON": sys.executable}
 
 
-def _python(code: str, *args, env, timeout=900) -> dict:
+def _python(code: str, *args, env, timeout=900, output: list | None = None) -> dict:
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    if output is not None:
+        output.append(proc.stdout + proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _files_containing(secret: str, *folders: Path) -> list[str]:
+    return [str(p) for folder in folders for p in folder.rglob("*")
+            if p.is_file() and secret.encode() in p.read_bytes()]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +97,22 @@ def test_dag_runs_the_four_stages_in_order_with_retries_timeouts_and_one_active_
     assert parsed["params"] == ["env", "overrides", "source"]
 
 
+def test_lakebert_args_macro_registers_override_secrets_with_airflows_masker(tmp_path):
+    code = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.execution_time.secrets_masker import redact
+dag = DagBag(dag_folder=sys.argv[1]).dags["lakebert_pipeline"]
+args = [sys.argv[2], "clean.min_chars=20"]
+same = dag.user_defined_macros["lakebert_args"](args)
+print(json.dumps({"same": same == args, "rendered": redact(same)}))
+"""
+    out = _python(code, str(DAGS), f"spark.conf.spark.executorEnv.GITHUB_PAT={PAT}",
+                  env=_airflow_env(tmp_path / "airflow"))
+    assert out["same"] is True
+    assert PAT not in json.dumps(out["rendered"]) and "clean.min_chars=20" in out["rendered"]
+
+
 def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     env = _airflow_env(tmp_path / "airflow")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
@@ -96,8 +121,11 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     root = tmp_path / "lh"
     conf = {"source": str(tmp_path / "raw" / "{ds}"),  # the logical date picks the slice
             "overrides": [f"lakehouse.root={root}", "ingest.id_column=id", "tokenize.vocab_size=1500",
-                          "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3", "mlflow.system_metrics=false"]}
-    result = _python(RUN, str(DAGS), json.dumps(conf), env=env, timeout=1500)
+                          "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3",
+                          "mlflow.system_metrics=false",
+                          f"spark.conf.spark.executorEnv.GITHUB_PAT={PAT}"]}
+    output: list[str] = []
+    result = _python(RUN, str(DAGS), json.dumps(conf), env=env, timeout=1500, output=output)
     assert result["tasks"] == {"ingest": "success", "clean": "success", "tokenize": "success", "train": "success"}
     assert result["state"] == "success"
     assert src.is_dir()
@@ -106,3 +134,13 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     version = client.get_model_version("lakebert-classifier", "1")
     assert client.get_run(version.run_id).info.status == "FINISHED"
+    # The secret reached the stages, but no log, rendered command, run record or MLflow entry.
+    # (Airflow itself keeps the trigger's conf verbatim in dag_run.conf: that is its input.)
+    # Known gap: under dag.test the SparkSubmitHook's own "Spark-Submit cmd" log line still
+    # shows the value on the console (the masker registration does not reach that logger
+    # there), so the console output is not asserted here.
+    assert _files_containing(PAT, tmp_path / "airflow" / "logs", root) == []
+    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+        rendered = db.execute("SELECT task_id, rendered_fields FROM rendered_task_instance_fields").fetchall()
+    assert {task for task, _ in rendered} == {"ingest", "clean", "tokenize", "train"}
+    assert all(PAT not in fields and "GITHUB_PAT=***" in fields for _, fields in rendered)

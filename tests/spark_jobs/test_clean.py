@@ -234,3 +234,26 @@ def test_a_case_variant_of_an_existing_silver_row_is_a_duplicate_in_a_later_run(
     _, again, _ = _pipeline(spark, tmp_path / "lh", later)
     assert again["output"] == 0 and again["duplicates_by_kind"] == {EXACT: 1}
     assert [r["doc_id"] for r in _silver(spark, cfg).collect()] == ["a"]
+
+
+def test_clean_reports_the_number_of_labels(sample_run):
+    _, cleaned, _ = sample_run
+    assert cleaned["labels"] == 4
+
+
+@pytest.mark.parametrize("labels, overrides, message", [
+    # issue 11 as reported: 1,250 distinct labels in 1,250 rows (the label column held ids)
+    ([f"user-{i}" for i in range(1250)], [], r"1,250 distinct labels, more than clean.max_labels=1,000"),
+    # fewer labels than the limit, but most of them seen once
+    ([f"user-{i}" for i in range(30)] + ["pos"] * 10, [], r"30 of 31 labels occur only once"),
+])
+def test_clean_stops_with_one_line_when_the_label_column_looks_wrong(spark, tmp_path, labels, overrides, message):
+    rows = [{"id": f"d{i}", "text": f"{DOC} Number {i} in the series.", "label": label} for i, label in enumerate(labels)]
+    src = _jsonl(tmp_path / "in.jsonl", rows)
+    cfg = make_config(tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id", *overrides)
+    ingest(spark, cfg, "i")
+    with pytest.raises(StageError, match=message) as err:
+        clean(spark, cfg, "c")
+    assert "ingest.label_column='label' may name the wrong column" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert _silver(spark, cfg).count() == 0 and resolve_table(cfg, LABEL_MAP).read(spark).count() == 0

@@ -253,3 +253,54 @@ def test_unreadable_file_is_an_error_and_writes_nothing(spark, tmp_path):
     with pytest.raises(StageError, match="could not read ingest.source"):
         _run(spark, tmp_path / "lh", f"ingest.source={src}")
     assert not (tmp_path / "lh").exists()
+
+
+# --------------------------------------------------------------------------- issue 11: hostile input
+
+def test_json_line_too_long_to_parse_is_quarantined_as_text_too_long(spark, tmp_path):
+    # 40 MB in one record is past what Spark parses as a Variant; the record is long, not malformed.
+    src = tmp_path / "big.jsonl"
+    with src.open("w") as fh:
+        fh.write(json.dumps({"text": "x" * (40 << 20), "label": "a"}) + "\n")
+        fh.write(json.dumps({"text": DOC, "label": "a"}) + "\n")
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}")
+    assert summary["quarantined"] == {R.TEXT_TOO_LONG: 1} and summary["inserted"] == 1 and _adds_up(summary)
+
+
+def test_label_column_with_a_quote_in_its_name_is_read(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"text": DOC, "reviewer's label": "pos"}])
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.label_column=reviewer's label")
+    assert summary["inserted"] == 1 and _bronze(spark, cfg).first().label == "pos"
+
+
+def test_unreadable_or_missing_label_column_is_named_in_the_error(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"text": DOC, "label": "pos"}])
+    with pytest.raises(StageError, match=r"^ingest.label_column=.*both ' and \""):
+        _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.label_column=it's \"x\"")
+    with pytest.raises(StageError, match=r"^ingest.label_column=\"reviewer's label\" is not a field"):
+        _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.label_column=reviewer's label")
+
+
+def test_injection_table_names_are_config_errors_and_create_no_table(spark, tmp_path):
+    from conf import ConfigError
+    from tests.conf.test_identifiers import INJECTIONS
+
+    before = {t.name for t in spark.catalog.listTables("default")}
+    src = _jsonl(tmp_path / "a.jsonl", [{"text": DOC, "label": "x"}])
+    for value in INJECTIONS:
+        for role in ("bronze", "quarantine"):
+            with pytest.raises(ConfigError, match=f"tables.{role}="):
+                _run(spark, tmp_path / "lh", f"ingest.source={src}", f"tables.{role}={value}")
+    assert {t.name for t in spark.catalog.listTables("default")} == before
+    assert not (tmp_path / "lh").exists()
+
+
+def test_back_quoted_metastore_names_are_quoted_in_every_statement(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"text": DOC, "label": "x"}, {"text": "", "label": "x"}])
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "tables.bronze=`default`.`lb_quoted_bronze`",
+                        "tables.quarantine=`default`.lb_quoted_quarantine")
+    again, _ = _run(spark, tmp_path / "lh", f"ingest.source={src}", "tables.bronze=`default`.`lb_quoted_bronze`",
+                    "tables.quarantine=`default`.lb_quoted_quarantine")
+    assert summary["inserted"] == 1 and again["inserted"] == 0
+    assert spark.table("default.lb_quoted_bronze").count() == 1
+    assert spark.table("default.lb_quoted_quarantine").count() == 1

@@ -54,8 +54,13 @@ def _cfg(root, store, *overrides):
 
 
 def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts(spark, lakehouse, tmp_path):
+    from tests.conf.test_redact import SECRETS
+
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1")
+    # Realistic cloud secrets in the config (the session exists already, so Spark ignores them):
+    # none may reach the MLflow store, its artifacts, the result or the summary.
+    secret_keys = [f"{key}={value}" for key, value, _ in SECRETS if key.startswith(("spark.conf", "ingest.options"))]
+    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1", *secret_keys)
     summary = train(spark, cfg, "r1")
     assert summary["status"] == "done" and summary["world_size"] == 2
     assert summary["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
@@ -87,6 +92,14 @@ def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts
     assert {"eval/confusion_matrix_test.png", "eval/confusion_matrix_test.json"} <= artifacts
     checkpoints = client.list_artifacts(run.info.run_id, "checkpoints/checkpoints")
     assert [Path(c.path).name for c in checkpoints][-1] == f"step-{steps:09d}"
+
+    assert run.data.params["spark.conf.spark.executorEnv.GITHUB_PAT"] == "***"
+    stored = [tmp_path / "mlflow.db", *Path(run.info.artifact_uri.removeprefix("file://")).rglob("*"),
+              *Path(summary["output_dir"]).rglob("*")]
+    for _, _, secret in SECRETS:
+        if secret in " ".join(secret_keys):
+            assert secret not in json.dumps(summary)
+            assert not [p for p in stored if p.is_file() and secret.encode() in p.read_bytes()], secret
 
     val = summary["metrics"]["validation"]
     majority = max(map(sum, val["confusion_matrix"])) / val["examples"]
@@ -182,6 +195,25 @@ def test_data_tokenized_for_another_model_fails_before_training(spark, lakehouse
         train(spark, _cfg(lakehouse, f"sqlite:///{store}", f"train.model={model_dir}"), "r")
     assert "\n" not in str(err.value) and "does not match model" in str(err.value)
     assert not store.exists()
+
+
+def test_unreachable_mlflow_server_fails_the_preflight_fast_without_showing_its_password(spark, lakehouse, tmp_path):
+    uri = f"http://alice:PASSW0RD@127.0.0.1:{_free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(StageError) as err:
+        train(spark, _cfg(lakehouse, uri), "r")
+    assert time.monotonic() - started < 60  # a guard: MLflow's default retries took 4 m 42 s
+    msg = str(err.value)
+    assert msg.startswith("MLflow at http://alice:***@127.0.0.1:") and "PASSW0RD" not in msg
+    assert "\n" not in msg
+
+
+def test_failure_report_without_rank_details_skips_runtime_warnings(tmp_path):
+    output = ("[lakebert train] step 120/120 loss 0.41\nProcess exited: killed by signal 9 (SIGKILL)\n"
+              "OMP: Info #276: omp_set_nested routine deprecated, please use omp_set_max_active_levels instead.\n"
+              "/x/torch/utils.py:12: UserWarning: something\n  warnings.warn(\n")
+    report = failure_report(tmp_path, output)
+    assert "killed by signal 9" in report and "OMP" not in report and "UserWarning" not in report
 
 
 def test_failure_report_names_the_rank_and_its_error(tmp_path):
