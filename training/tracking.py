@@ -151,7 +151,7 @@ class RunPlan:
     job_key: str
 
 
-def _client(uri: str):
+def store_client(uri: str):
     from mlflow import MlflowClient
 
     # The registry is the same store. Without saying so, MLflow asks an active SparkSession for
@@ -195,7 +195,7 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
     key = tags[JOB_KEY_TAG]
     with http_settings(PREFLIGHT_HTTP if quick else {}):
         try:
-            client = _client(uri)
+            client = store_client(uri)
             experiment_id = _experiment_id(client, cfg)
             runs = client.search_runs([experiment_id], filter_string=f"tags.`{JOB_KEY_TAG}` = '{key}'",
                                       order_by=["attributes.start_time DESC"], max_results=1)
@@ -211,14 +211,14 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
 
 def end_run(plan: RunPlan, status: str) -> None:
     """Set the run's final status from outside the training processes (the launcher)."""
-    client = _client(plan.tracking_uri)
+    client = store_client(plan.tracking_uri)
     if client.get_run(plan.run_id).info.status not in ("FINISHED", "FAILED", "KILLED"):
         client.set_terminated(plan.run_id, status)
 
 
 def finished_result(plan: RunPlan) -> dict:
     """What a FINISHED run reports: its final metrics and registered model, for an up-to-date job."""
-    run = _client(plan.tracking_uri).get_run(plan.run_id)
+    run = store_client(plan.tracking_uri).get_run(plan.run_id)
     metrics: dict[str, dict] = {}
     for key, value in run.data.metrics.items():
         split, _, name = key.partition("/")
@@ -258,12 +258,13 @@ class MlflowTracker:
         import mlflow
 
         self.mlflow = mlflow
-        self.client = _client(plan.tracking_uri)
+        self.client = store_client(plan.tracking_uri)
         self.run_id = plan.run_id
         self.resumed = plan.status == RESUME
         self.last_step: dict[str, int] = {}
         self.buffer: list = []
         mlflow.set_tracking_uri(plan.tracking_uri)
+        mlflow.set_registry_uri(plan.tracking_uri)  # log_model and the champion's load_model: not from Spark's conf
         if cfg.mlflow.system_metrics:
             mlflow.set_system_metrics_sampling_interval(cfg.mlflow.system_metrics_interval)
         mlflow.start_run(run_id=plan.run_id, log_system_metrics=cfg.mlflow.system_metrics)
@@ -389,7 +390,7 @@ def open_tracker(cfg: Config, plan: RunPlan | None, is_main: bool):
 def fetch_checkpoints(plan: RunPlan, group: str, dest: Path, is_complete) -> Path | None:
     """Copy the newest complete checkpoint of `group` from the run's artifacts into `dest`
     (a restart on a machine that lacks the local copy). Returns its local path, or None."""
-    client = _client(plan.tracking_uri)
+    client = store_client(plan.tracking_uri)
     try:
         listed = client.list_artifacts(plan.run_id, f"{CHECKPOINT_ARTIFACTS}/{group}")
     except Exception:

@@ -212,9 +212,8 @@ def champion_score_fn(cfg: Config, plan: tracking.RunPlan, manifest: dict, split
 
     def score(version) -> float | None:
         import mlflow
-        from mlflow import MlflowClient
 
-        run = MlflowClient(plan.tracking_uri).get_run(version.run_id)
+        run = tracking.store_client(plan.tracking_uri).get_run(version.run_id)
         logged = run.data.metrics.get(f"{VALIDATION}/{metric}")
         if run.data.tags.get(tracking.TAG_MANIFEST_HASH) == manifest.get("content_hash") and logged is not None:
             return logged
