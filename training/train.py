@@ -164,12 +164,13 @@ def _better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric in LOWER_IS_BETTER else new > best
 
 
-def class_weights(split: TokenizedSplit, num_labels: int, mode: str | None) -> torch.Tensor | None:
-    """None: unweighted. `balanced`: n_rows / (n_labels * n_label_rows), 0 for a label the train split lacks."""
+def class_weights(label_counts: list[int], mode: str | None) -> torch.Tensor | None:
+    """None: unweighted. `balanced`: n_rows / (n_labels * n_label_rows) over the train split's
+    rows per label id, 0 for a label the train split lacks."""
     if mode is None:
         return None
-    counts = torch.tensor(split.label_counts(num_labels), dtype=torch.float32)
-    weights = counts.sum() / (num_labels * counts)
+    counts = torch.tensor(label_counts, dtype=torch.float32)
+    weights = counts.sum() / (len(label_counts) * counts)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
@@ -373,7 +374,7 @@ def _train(cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, manifest_
     tokenizer = _tokenizer(manifest)
     vocab_size, pad_id = _vocab(tokenizer)
     train_counts = splits[TRAIN].label_counts(num_labels)
-    weights = class_weights(splits[TRAIN], num_labels, tc.class_weights)
+    weights = class_weights(train_counts, tc.class_weights)  # the counts are read once (a scan without stats)
     weights = weights.to(env.device) if weights is not None else None
     warnings = []
     names = [label for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
