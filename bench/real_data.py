@@ -95,6 +95,8 @@ def main() -> int:
     parser.add_argument("--pretrained", default=None, help="a save_pretrained folder, or `auto` (MiniLM package)")
     parser.add_argument("--pretrained-max-length", type=int, default=256,
                         help="tokens per article for the pretrained run (BBC articles average ~500 tokens)")
+    parser.add_argument("--pretrained-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another override for the pretrained run only (repeatable), e.g. train.epochs=6")
     parser.add_argument("--out", default="bench/out-real")
     parser.add_argument("--keep", action="store_true",
                         help="keep the lakehouse of an earlier run: finished stages are up to date, a crashed "
@@ -114,9 +116,10 @@ def main() -> int:
     results["runs"]["tiny (from scratch, defaults)"] = tiny
     if args.pretrained:
         model = minilm_dir(out) if args.pretrained == "auto" else Path(args.pretrained).resolve()
-        results["runs"][f"{model.name} (fine-tuned, defaults, max_length {args.pretrained_max_length})"] = run(
+        settings = ", ".join([f"max_length {args.pretrained_max_length}", *args.pretrained_set])
+        results["runs"][f"{model.name} (fine-tuned, defaults but {settings})"] = run(
             spark, out / "lh", source, store, f"train.model={model}",
-            f"tokenize.max_length={args.pretrained_max_length}")
+            f"tokenize.max_length={args.pretrained_max_length}", *args.pretrained_set)
     results["tfidf_logreg"] = tfidf_baseline(spark, tiny["cfg"], tiny["manifest"])
 
     lines = ["| model | steps | validation acc | validation macro F1 | test acc | test macro F1 | degenerate | "

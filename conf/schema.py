@@ -6,7 +6,9 @@ pydantic model that forbids unknown keys, so a typo stops the run instead of bei
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -70,8 +72,40 @@ AUTO_TOKENIZER = "auto"
 TRAIN_TOKENIZER = "train"
 
 
+# The random-weight architectures `preset:<name>` builds (their sizes: training.model.PRESETS).
+PRESET_NAMES = ("small", "bert-base", "distilbert-base")
+# The splits clean assigns, tokenize writes and training reads.
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
+
 def is_pretrained(model: str) -> bool:
     return model != TINY and not model.startswith(PRESET)
+
+
+def looks_like_path(name: str) -> bool:
+    """A model or tokenizer name that can only be a local path: a hub name is `name` or `org/name`."""
+    return (name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+            or os.sep in name.strip("/").split("/", 1)[-1])
+
+
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with `train.model=name` before anything is loaded, or None. The one rule
+    behind the launcher's preflight and `training.model.build_model`."""
+    if name.startswith(PRESET):
+        if name[len(PRESET):] not in PRESET_NAMES:
+            return f"train.model={name}: unknown preset (presets: {', '.join(PRESET_NAMES)}, and {TINY})"
+        return None
+    if name == TINY:
+        return None
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            return f"train.model={name} has no config.json: give a save_pretrained directory"
+        return None
+    if looks_like_path(name):
+        return f"train.model={name}: no such directory (a local model must be a save_pretrained folder)"
+    return None  # a hub name: whether it exists is known only when it is loaded
 
 
 # Fine-tuning a pretrained BERT: the BERT paper's recipe (Devlin et al. 2019, appendix A.3: lr
