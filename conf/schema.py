@@ -104,7 +104,7 @@ def model_name_problem(name: str) -> str | None:
             return f"train.model={name} has no config.json: give a save_pretrained directory"
         return None
     if looks_like_path(name):
-        return f"train.model={name}: no such directory (a local model must be a save_pretrained folder)"
+        return f"train.model={name} does not exist: no such directory (a local model is a save_pretrained folder)"
     return None  # a hub name: whether it exists is known only when it is loaded
 
 

@@ -20,23 +20,17 @@ seconds.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import io
+import re
+import shutil
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/train.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
-
-import collections  # noqa: E402  (after the sys.path fix: dataclasses imports tokenize via inspect)
-import dataclasses  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-
-from conf import Config, config_dict  # noqa: E402
-from spark_jobs.stage import StageError, run_stage  # noqa: E402
+from conf import Config, config_dict
+from conf.schema import model_name_problem
+from spark_jobs.stage import StageError, run_stage
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -50,22 +44,9 @@ NOISE = re.compile(r"^\s*OMP: (Info|Warning|Hint)|\w+Warning: |^\s*warnings\.war
 
 
 def check_model(cfg: Config) -> None:
-    from training.model import PRESET, PRESETS, TINY
-
-    name = cfg.train.model
-    if name.startswith(PRESET):
-        if name[len(PRESET):] not in PRESETS:
-            raise StageError(f"train.model={name}: unknown preset (presets: {', '.join(PRESETS)})")
-        return
-    if name == TINY:
-        return
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise StageError(f"train.model={name} has no config.json: give a save_pretrained directory")
-        return
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
-        raise StageError(f"train.model={name}: no such directory (a local model must be a save_pretrained folder)")
+    problem = model_name_problem(cfg.train.model)
+    if problem:
+        raise StageError(problem)
 
 
 def check_tokenizer_matches_model(cfg: Config, tokenizer_path: str) -> None:
@@ -122,8 +103,8 @@ def check_tracking(spark, cfg: Config) -> None:
 
 def preflight(spark, cfg: Config) -> tuple[Path, dict]:
     """Every check that can fail before a process starts."""
-    from training.data import DataError
-    from training.train import read_manifest
+    from tokenization.dataset import DataError
+    from training.job import read_manifest
 
     try:
         manifest_path, manifest = read_manifest(cfg)
@@ -164,12 +145,11 @@ def failure_report(failures: Path, message: str) -> str:
     A rank that raised wrote its own error file; a rank killed by a signal did not, and
     torchrun's summary in `message` names it. Ranks whose error is only that a peer went away
     (gloo/NCCL connection errors) are listed last, as consequences."""
+    from training.job import read_failures
+
     exits = {int(rank): (local_rank, code, pid, cause.strip())
              for rank, local_rank, code, pid, cause in ROOT_CAUSE.findall(message)}
-    files = {}
-    for file in sorted(failures.glob("rank-*.json")):
-        info = json.loads(file.read_text())
-        files[int(info["rank"])] = info
+    files = read_failures(failures)
     causes, consequences = [], []
     for rank in sorted(set(exits) | set(files)):
         if rank in files:
@@ -189,8 +169,8 @@ def failure_report(failures: Path, message: str) -> str:
 def train(spark, cfg: Config, run_id: str) -> dict:
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from training import tracking
-    from training.train import FAILURES, output_dir, train_job
+    from training import job, tracking
+    from training.train import train_job
 
     manifest_path, manifest = preflight(spark, cfg)
     try:
@@ -202,7 +182,7 @@ def train(spark, cfg: Config, run_id: str) -> dict:
     if plan.status == tracking.UP_TO_DATE:
         print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
         return {"status": "up_to_date", **base, **tracking.finished_result(plan)}
-    failures = output_dir(cfg, manifest) / FAILURES
+    failures = job.failures_dir(job.output_dir(cfg, manifest))
     shutil.rmtree(failures, ignore_errors=True)
     tc = cfg.train
     print(f"train: {tc.defaults_kind} defaults for train.model={tc.model} (a value you set wins): lr={tc.lr:g} "

@@ -1,9 +1,9 @@
 """Checkpoints that are either complete or ignored.
 
     ckpt = CheckpointManager("runs/ckpt", keep_last=3)
-    ckpt.save(step, model, optimizer, scheduler, state={"epoch": 1, "rows_done": 640}, rng=rng_state())
+    ckpt.save(step, model, optimizer, scheduler, state={"epoch": 1}, rng={"rank0": rng_state()})
     path = ckpt.latest()            # the newest complete, uncorrupted checkpoint, or None
-    state = ckpt.load(path, model, optimizer, scheduler)
+    state = ckpt.load(path, model, optimizer, scheduler, rank=0)   # rank 0's RNG state restored too
 
 Design: a checkpoint is written into a temporary folder, every file's sha256 goes into the
 `COMPLETE` marker, which is written last, and the folder is then renamed to `step-<N>` (an
@@ -11,9 +11,9 @@ atomic rename on POSIX filesystems). `latest()` walks back from the newest `step
 takes the first one whose marker exists and whose files still match their hashes, so a
 half-written, truncated or corrupted checkpoint is skipped for the one before it.
 
-Nothing is pickled: the model goes to safetensors, and the optimizer and scheduler state go
-through `torch.save`, to be read back with `torch.load(weights_only=True)`. The counters and
-Python/NumPy RNG states go to JSON.
+Nothing is pickled: the model goes to safetensors; the optimizer and scheduler state and
+every rank's torch RNG state go through `torch.save`, to be read back with
+`torch.load(weights_only=True)`. The counters go to JSON.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
 import torch
 
 COMPLETE = "COMPLETE"
@@ -35,37 +33,23 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 STATE_FILE = "state.json"
 TORCH_RNG_FILE = "torch_rng.pt"
-TENSORS_FILE = "tensors.pt"
 PREFIX = "step-"
 
 
-def rng_state() -> dict:
-    """This process's RNG states: torch (CPU and CUDA) as tensors, Python and NumPy as JSON."""
-    tensors = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    py = random.getstate()
-    return {"tensors": tensors, "python": [py[0], list(py[1]), py[2]],
-            "numpy": _jsonable(np.random.get_state())}
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch RNG states: the CPU generator's, and its current CUDA device's.
+    (lakebert's own randomness, shuffling and bucketing, is seeded by (seed, epoch) and
+    needs no saving.)"""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["tensors"]["cpu"])
-    cuda = [state["tensors"][k] for k in sorted(state["tensors"]) if k.startswith("cuda")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def _sha256(path: Path) -> str:
@@ -85,8 +69,8 @@ class CheckpointManager:
         return self.root / f"{PREFIX}{step:09d}"
 
     def save(self, step: int, model, optimizer=None, scheduler=None, state: dict | None = None,
-             rng: dict | None = None, tensors: dict[str, torch.Tensor] | None = None) -> Path:
-        """`tensors`: anything else to restore exactly (e.g. every rank's RNG state)."""
+             rng: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+        """`state`: JSON counters; `rng`: every rank's `rng_state()`, by rank (`"rank0"`, ...)."""
         from safetensors.torch import save_model
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -97,13 +81,9 @@ class CheckpointManager:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
-        extra = {"step": step, **(state or {})}
         if rng is not None:
-            torch.save(rng["tensors"], tmp / TORCH_RNG_FILE)
-            extra["rng"] = {"python": rng["python"], "numpy": rng["numpy"]}
-        if tensors:
-            torch.save(tensors, tmp / TENSORS_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps(extra))
+            torch.save(rng, tmp / TORCH_RNG_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **(state or {})}))
         hashes = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         (tmp / COMPLETE).write_text(json.dumps(hashes, indent=1))  # last: the checkpoint counts from here
         final = self.path(step)
@@ -129,7 +109,9 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         return next((p for p in self.candidates() if self.is_complete(p)), None)
 
-    def load(self, path: Path, model, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
+    def load(self, path: Path, model, optimizer=None, scheduler=None, rank: int | None = 0) -> dict:
+        """Restore what `save` wrote, and `rank`'s RNG state (None: leave the RNG alone);
+        returns the saved `state` with its `step`."""
         from safetensors.torch import load_model
 
         load_model(model, str(path / MODEL_FILE))
@@ -137,16 +119,9 @@ class CheckpointManager:
             optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
         if scheduler is not None and (path / SCHEDULER_FILE).exists():
             scheduler.load_state_dict(torch.load(path / SCHEDULER_FILE, weights_only=True))
-        state = json.loads((path / STATE_FILE).read_text())
-        if restore_rng and "rng" in state:
-            tensors = torch.load(path / TORCH_RNG_FILE, weights_only=True)
-            set_rng_state({"tensors": tensors, **state["rng"]})
-        state.pop("rng", None)
-        return state
-
-    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
-        file = path / TENSORS_FILE
-        return torch.load(file, weights_only=True) if file.exists() else {}
+        if rank is not None and (path / TORCH_RNG_FILE).exists():
+            set_rng_state(torch.load(path / TORCH_RNG_FILE, weights_only=True)[f"rank{rank}"])
+        return json.loads((path / STATE_FILE).read_text())
 
     def prune(self) -> None:
         """Keep the newest `keep_last` complete checkpoints; drop older ones and stale temp folders."""

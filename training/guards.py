@@ -5,7 +5,7 @@
     check = degenerate_check(confusion, majority_label=0)             # on the validation confusion matrix
     check.degenerate, check.reasons, check.baseline_f1_macro
 
-Pure Python and numpy: the tokenize stage (Spark's driver) and the training processes both
+Pure Python and numpy (`training.confusion`): the tokenize stage (Spark's driver) and the training processes both
 use them. A model that predicts one class for nearly everything, or whose macro F1 is not
 clearly above the majority-class baseline's, finishes like any other run, so nothing else
 would say it learned nothing. The run gets `TAG_DEGENERATE`, the summary a warning line naming
@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from training.confusion import class_scores
 
 IMBALANCE_RATIO = 3.0
 """Majority/minority row ratio in train from which imbalance is reported."""
@@ -59,15 +61,6 @@ class DegenerateCheck:
                 + ". Likely causes: " + ", ".join(LIKELY_CAUSES))
 
 
-def _f1_macro(confusion: np.ndarray) -> float:
-    tp = np.diag(confusion).astype(float)
-    predicted, actual = confusion.sum(axis=0).astype(float), confusion.sum(axis=1).astype(float)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    return float(f1.mean())
-
-
 def majority_baseline(confusion: np.ndarray, majority_label: int) -> np.ndarray:
     """The confusion matrix of a model that always predicts `majority_label` (train's largest class)."""
     baseline = np.zeros_like(confusion)
@@ -82,7 +75,7 @@ def degenerate_check(confusion, majority_label: int, margin: float = 0.05, max_s
     if total == 0:
         return DegenerateCheck(True, ["the validation split is empty, so nothing shows the model learned"])
     baseline = majority_baseline(confusion, majority_label)
-    f1, base_f1 = _f1_macro(confusion), _f1_macro(baseline)
+    f1, base_f1 = float(class_scores(confusion)[2].mean()), float(class_scores(baseline)[2].mean())
     base_accuracy = float(np.trace(baseline) / total)
     predicted = confusion.sum(axis=0)
     top = int(predicted.argmax())

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from training.confusion import metrics_from
+
 
 ANNOTATE_MAX_LABELS = 30
 """Write each cell's count into the image up to this many labels."""
@@ -77,37 +79,6 @@ def _all_gather_1d(t: torch.Tensor) -> torch.Tensor:
     out = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(out, padded)
     return torch.cat([o[:int(s.item())] for o, s in zip(out, sizes)])
-
-
-def metrics_from(confusion: np.ndarray, loss_sum: float, scores: np.ndarray, targets: np.ndarray) -> dict:
-    """Loss, accuracy, macro precision/recall/F1, binary ROC-AUC and the confusion matrix."""
-    total = int(confusion.sum())
-    tp = np.diag(confusion).astype(float)
-    predicted, actual = confusion.sum(axis=0).astype(float), confusion.sum(axis=1).astype(float)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    out = {
-        "loss": loss_sum / max(total, 1),
-        "accuracy": float(tp.sum() / max(total, 1)),
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
-        "examples": total,
-        "confusion_matrix": confusion.tolist(),
-    }
-    if len(confusion) == 2 and len(scores):
-        out["roc_auc"] = roc_auc(scores, targets)
-    return out
-
-
-def roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Binary ROC-AUC; NaN when the evaluation set holds one class only."""
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(targets)) < 2:
-        return float("nan")
-    return float(roc_auc_score(targets, scores))
 
 
 def confusion_figure(matrix: list[list[int]], labels: list[str], title: str):

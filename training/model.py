@@ -11,9 +11,8 @@ uses PyTorch's scaled-dot-product kernels (SDPA).
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from conf.schema import PRESET, TINY
+from conf.schema import PRESET, PRESET_NAMES, TINY, model_name_problem
 
 # Small enough to train in seconds on a laptop CPU, big enough to beat the majority class.
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
@@ -25,6 +24,7 @@ PRESETS = {
     "bert-base": ("bert", {}),
     "distilbert-base": ("distilbert", {}),
 }
+assert tuple(PRESETS) == PRESET_NAMES, "conf.schema.PRESET_NAMES names the presets the config accepts"
 ATTENTION = "sdpa"
 
 
@@ -43,6 +43,9 @@ def _labels(label_map: dict[str, int]) -> dict:
 def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | None = None):
     from transformers import AutoModelForSequenceClassification, BertConfig
 
+    problem = model_name_problem(name_or_path)
+    if problem:
+        raise ModelError(problem)
     labels = _labels(label_map)
     if name_or_path.startswith(PRESET):
         return _preset(name_or_path[len(PRESET):], labels, vocab_size)
@@ -51,9 +54,6 @@ def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | 
             raise ModelError("train.model=tiny needs the tokenizer's vocab_size")
         config = BertConfig(vocab_size=vocab_size, **TINY_CONFIG, **labels)
         return AutoModelForSequenceClassification.from_config(config, attn_implementation=ATTENTION)
-    path = Path(name_or_path)
-    if name_or_path.startswith((".", "/", "~")) and not path.exists():
-        raise ModelError(f"model path {name_or_path} does not exist")
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             name_or_path, attn_implementation=ATTENTION, ignore_mismatched_sizes=True, **labels)
@@ -65,8 +65,6 @@ def build_model(name_or_path: str, label_map: dict[str, int], vocab_size: int | 
 def _preset(name: str, labels: dict, vocab_size: int | None):
     from transformers import AutoModelForSequenceClassification, BertConfig, DistilBertConfig
 
-    if name not in PRESETS:
-        raise ModelError(f"unknown model preset {name!r} (presets: {', '.join(PRESETS)}, and {TINY})")
     if not vocab_size:
         raise ModelError(f"train.model={PRESET}{name} needs the tokenizer's vocab_size")
     kind, sizes = PRESETS[name]

@@ -26,47 +26,35 @@ keep the defaults, which ride out a brief outage.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conf import Config, config_dict, redact
+from conf import Config, redact
 from conf.paths import is_uri
+from training.champion import champion_decision
+from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
+    TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
+    TAG_MANIFEST_HASH, TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_SILVER_TABLE, TAG_SILVER_VERSION,
+    TAG_TOKENIZER, TAG_TOKENIZER_PATH, flat_params, lineage_tags, registered_model,
+)
 
 MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 RESULT_ARTIFACT = "result.json"
-JOB_KEY_TAG = "lakebert.job_key"
-REGISTERED_VERSION_TAG = "lakebert.registered_model_version"
-# Lineage tags: which data, tokenizer and code made the model.
-TAG_SILVER_TABLE = "lakebert.silver_table"
-TAG_SILVER_VERSION = "lakebert.silver_delta_version"
-TAG_MANIFEST = "lakebert.manifest"
-TAG_MANIFEST_HASH = "lakebert.manifest_content_hash"
-TAG_TOKENIZER = "lakebert.tokenizer_fingerprint"
-TAG_TOKENIZER_PATH = "lakebert.tokenizer_path"
-TAG_GIT_COMMIT = "lakebert.git_commit"
-# What the end-of-run guard found (training.guards), and what became of the champion alias.
-TAG_DEGENERATE = "lakebert.degenerate"
-TAG_DEGENERATE_REASON = "lakebert.degenerate_reason"
-TAG_DEFAULTS = "lakebert.train_defaults"
-TAG_CHAMPION = "lakebert.champion"
 SQLITE = "sqlite:///"
 NEW, RESUME, UP_TO_DATE = "new", "resume", "up_to_date"
-# Config keys that say where or how to report, not what is trained: not part of the job key.
-NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode"}
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
 # MLflow's HTTP client settings for the launcher's preflight: 2 retries 1 s and 2 s apart,
 # 8 s per request: refused in ~3 s, a silent host in at most ~27 s.
 PREFLIGHT_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
+MAX_TAG_CHARS = 5000
 
 
 class TrackingError(RuntimeError):
@@ -89,58 +77,6 @@ def artifact_root(cfg: Config) -> str | None:
     if not uri.startswith(SQLITE):
         return None
     return (Path(uri[len(SQLITE):]).parent / "mlartifacts").as_uri()
-
-
-def job_key(cfg: Config, manifest: dict) -> str:
-    train = {k: v for k, v in cfg.train.model_dump().items() if k not in NOT_IN_JOB_KEY}
-    identity = {"train": train, "data": manifest.get("content_hash"),
-                "tokenizer": manifest.get("tokenizer_fingerprint"), "rows": manifest.get("rows")}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def git_commit() -> str:
-    """The commit of the code that trains: $LAKEBERT_GIT_COMMIT, else `git rev-parse HEAD` here."""
-    if os.environ.get("LAKEBERT_GIT_COMMIT"):
-        return os.environ["LAKEBERT_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, str]:
-    source = manifest.get("source") or {}
-    return redact({
-        JOB_KEY_TAG: job_key(cfg, manifest),
-        TAG_SILVER_TABLE: str(source.get("table")),
-        TAG_SILVER_VERSION: str(source.get("delta_version")),
-        TAG_MANIFEST: str(manifest_path),
-        TAG_MANIFEST_HASH: str(manifest.get("content_hash")),
-        TAG_TOKENIZER: str(manifest.get("tokenizer_fingerprint")),
-        TAG_TOKENIZER_PATH: str(manifest.get("tokenizer_path")),
-        TAG_GIT_COMMIT: git_commit(),
-    }, by_key=False)
-
-
-def flat_params(cfg: Config) -> dict[str, str]:
-    """The resolved config (secrets redacted) as `section.key` params."""
-    out = {}
-
-    def walk(prefix, value):
-        if isinstance(value, dict) and value:
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        else:
-            out[prefix] = str(value)[:6000]
-
-    walk("", config_dict(cfg))
-    return out
 
 
 @dataclass(frozen=True)
@@ -192,12 +128,12 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
     `quick`: give up on an unreachable store within about 30 s (the launcher's preflight)."""
     uri = tracking_uri(cfg)
     tags = lineage_tags(cfg, manifest, manifest_path)
-    key = tags[JOB_KEY_TAG]
+    key = tags[TAG_JOB_KEY]
     with http_settings(PREFLIGHT_HTTP if quick else {}):
         try:
             client = store_client(uri)
             experiment_id = _experiment_id(client, cfg)
-            runs = client.search_runs([experiment_id], filter_string=f"tags.`{JOB_KEY_TAG}` = '{key}'",
+            runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_JOB_KEY}` = '{key}'",
                                       order_by=["attributes.start_time DESC"], max_results=1)
         except Exception as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
@@ -212,7 +148,7 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
 def end_run(plan: RunPlan, status: str) -> None:
     """Set the run's final status from outside the training processes (the launcher)."""
     client = store_client(plan.tracking_uri)
-    if client.get_run(plan.run_id).info.status not in ("FINISHED", "FAILED", "KILLED"):
+    if client.get_run(plan.run_id).info.status not in TERMINAL:
         client.set_terminated(plan.run_id, status)
 
 
@@ -227,11 +163,6 @@ def finished_result(plan: RunPlan) -> dict:
     return {"metrics": metrics, "registered_model": registered_model(run.data.tags)}
 
 
-def registered_model(tags: dict) -> dict | None:
-    name, version = tags.get("lakebert.registered_model_name"), tags.get(REGISTERED_VERSION_TAG)
-    return {"name": name, "version": version} if name and version else None
-
-
 def model_requirements() -> list[str]:
     """What serving the model needs, pinned to what trained it. (MLflow's own inference of
     requirements imports optional packages such as torchvision and fails without them.)"""
@@ -241,16 +172,45 @@ def model_requirements() -> list[str]:
 
 
 class NullTracker:
-    """What ranks other than 0 get: every call does nothing."""
+    """The tracker's interface, doing nothing: what ranks other than 0 hold. A misspelled call
+    is an AttributeError here as on the real one."""
 
-    run_id = None
+    run_id: str | None = None
 
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def log_checkpoint(self, path: Path) -> None:
+        pass
+
+    def log_dict(self, data: dict, name: str) -> None:
+        pass
+
+    def log_figure(self, figure, name: str) -> None:
+        pass
+
+    def set_tags(self, tags: dict) -> None:
+        pass
+
+    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
+        return None
+
+    def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
+                champion_score) -> dict | None:
+        return None
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass
 
 
-class MlflowTracker:
-    """Rank 0's handle on the job's run. Step metrics are buffered and sent in batches."""
+class MlflowTracker(NullTracker):
+    """Rank 0's handle on the job's run. Every call names the run: `self.client` with
+    `self.run_id`. The run is also MLflow's active run for this process, because two things
+    have only MLflow's fluent API: system metrics and `mlflow.transformers.log_model`.
+    Step metrics are buffered and sent in batches."""
 
     FLUSH_EVERY = 200
 
@@ -269,9 +229,14 @@ class MlflowTracker:
             mlflow.set_system_metrics_sampling_interval(cfg.mlflow.system_metrics_interval)
         mlflow.start_run(run_id=plan.run_id, log_system_metrics=cfg.mlflow.system_metrics)
         known = self.client.get_run(self.run_id).data.params
-        params = {k: v for k, v in flat_params(cfg).items() if k not in known}
-        if params:
-            mlflow.log_params(params)
+        self._log_params({k: v for k, v in flat_params(cfg).items() if k not in known})
+
+    def _log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's limit per batch
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
 
     def _already_logged(self, key: str, step: int) -> bool:
         """After a resume, the points up to where the crashed attempt got are already there."""
@@ -303,13 +268,16 @@ class MlflowTracker:
         self.client.log_artifacts(self.run_id, str(path), f"{CHECKPOINT_ARTIFACTS}/{path.parent.name}/{path.name}")
 
     def log_dict(self, data: dict, name: str) -> None:
-        self.mlflow.log_dict(redact(data, by_key=False), name)
+        self.client.log_dict(self.run_id, redact(data, by_key=False), name)
 
     def log_figure(self, figure, name: str) -> None:
-        self.mlflow.log_figure(figure, name)
+        self.client.log_figure(self.run_id, figure, name)
 
     def set_tags(self, tags: dict) -> None:
-        self.mlflow.set_tags(redact(tags, by_key=False))
+        from mlflow.entities import RunTag
+
+        tags = redact(tags, by_key=False)
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items()])
 
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
         """The transformers flavor (model, tokenizer, signature, input example), registered if asked."""
@@ -319,6 +287,9 @@ class MlflowTracker:
         self.flush()
         if not cfg.mlflow.log_model:
             return None
+        active = self.mlflow.active_run()
+        if active is None or active.info.run_id != self.run_id:  # log_model writes into the active run
+            raise RuntimeError(f"MLflow's active run is {active and active.info.run_id}, not this job's {self.run_id}")
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         name = cfg.mlflow.registered_model
         info = self.mlflow.transformers.log_model(
@@ -329,7 +300,7 @@ class MlflowTracker:
         if not name:
             return None
         version = str(info.registered_model_version)
-        self.set_tags({"lakebert.registered_model_name": name, REGISTERED_VERSION_TAG: version})
+        self.set_tags({TAG_REGISTERED_NAME: name, TAG_REGISTERED_VERSION: version})
         return {"name": name, "version": version}
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
@@ -349,41 +320,10 @@ class MlflowTracker:
         try:
             self.flush()
         finally:
-            self.mlflow.end_run(status)
+            self.mlflow.end_run(status)  # closes the active run (and its system metrics) with the status
 
 
-def champion_decision(client, name: str, version: str, alias: str, candidate: float, metric: str,
-                      degenerate: bool, champion_score) -> dict:
-    """Set `alias` on `version` of model `name` if it earns it, and say what happened."""
-    lower_is_better = metric == "loss"
-    try:
-        current = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
-        current = None
-    decision = {"alias": alias, "version": str(current.version) if current else None, "moved": False}
-    if degenerate:
-        return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
-                                      f"{f'on version {current.version}' if current else 'unset'}"}
-    if current is not None and str(current.version) == str(version):
-        return {**decision, "reason": f"version {version} is already @{alias}"}
-    if current is not None:
-        score = champion_score(current)
-        if score is None:
-            return {**decision, "reason": f"@{alias} (version {current.version}) cannot be scored on this run's "
-                                          f"validation data (other labels); it stays"}
-        better = candidate < score if lower_is_better else candidate > score
-        if not better:
-            return {**decision, "reason": f"version {version} ({metric} {candidate:.4f}) does not beat @{alias} "
-                                          f"version {current.version} ({score:.4f}) on the same validation data"}
-        reason = (f"version {version} ({metric} {candidate:.4f}) beats version {current.version} ({score:.4f}) "
-                  f"and is now @{alias}")
-    else:
-        reason = f"version {version} is the first @{alias}"
-    client.set_registered_model_alias(name, alias, str(version))
-    return {"alias": alias, "version": str(version), "moved": True, "reason": reason}
-
-
-def open_tracker(cfg: Config, plan: RunPlan | None, is_main: bool):
+def open_tracker(cfg: Config, plan: RunPlan | None, is_main: bool) -> NullTracker:
     return MlflowTracker(cfg, plan) if is_main and plan is not None else NullTracker()
 
 

@@ -1,9 +1,7 @@
 """training.checkpoint: atomic, complete-marked, last-K, weights-only checkpoints."""
 
 import json
-import random
 
-import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, get_linear_schedule_with_warmup
@@ -41,7 +39,7 @@ def test_resume_from_checkpoint_reproduces_an_uninterrupted_run_bitwise(tmp_path
     torch.manual_seed(1)
     train_steps(model, opt, sched, 3)
     ckpt = CheckpointManager(tmp_path)
-    ckpt.save(3, model, opt, sched, state={"epoch": 0, "rows_done": 12}, rng=rng_state())
+    ckpt.save(3, model, opt, sched, state={"epoch": 0, "rows_done": 12}, rng={"rank0": rng_state()})
     expected_loss = train_steps(model, opt, sched, 4)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -52,14 +50,21 @@ def test_resume_from_checkpoint_reproduces_an_uninterrupted_run_bitwise(tmp_path
     assert all(torch.equal(expected[k], v) for k, v in model2.state_dict().items())
 
 
-def test_python_and_numpy_rng_are_restored(tmp_path):
+def test_each_rank_gets_its_own_rng_state_back(tmp_path):
     model, opt, sched = setup()
     ckpt = CheckpointManager(tmp_path)
-    ckpt.save(1, model, rng=rng_state())
-    want = (random.random(), np.random.rand(), torch.rand(1).item())
-    random.seed(99), np.random.seed(99), torch.manual_seed(99)
-    ckpt.load(ckpt.latest(), model)
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
+    torch.manual_seed(1)
+    rank0 = rng_state()
+    torch.manual_seed(2)
+    rank1 = rng_state()
+    want = torch.rand(1).item()  # rank 1's next draw
+    ckpt.save(1, model, rng={"rank0": rank0, "rank1": rank1})
+    torch.manual_seed(99)
+    ckpt.load(ckpt.latest(), model, rank=1)
+    assert torch.rand(1).item() == want
+    torch.manual_seed(99)
+    ckpt.load(ckpt.latest(), model, rank=None)  # None: the RNG is left alone
+    assert torch.rand(1).item() != want
 
 
 def test_keeps_only_the_last_k(tmp_path):
@@ -93,7 +98,7 @@ def test_files_load_with_weights_only_and_safetensors(tmp_path):
 
     model, opt, sched = setup()
     train_steps(model, opt, sched, 1)
-    path = CheckpointManager(tmp_path).save(1, model, opt, sched, rng=rng_state())
+    path = CheckpointManager(tmp_path).save(1, model, opt, sched, rng={"rank0": rng_state()})
     assert set(load_file(str(path / MODEL_FILE))) == set(model.state_dict())
     for name in ("optimizer.pt", "scheduler.pt", "torch_rng.pt"):
         torch.load(path / name, weights_only=True)

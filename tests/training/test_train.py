@@ -92,7 +92,7 @@ def test_torchrun_with_two_gloo_processes(tokenized_root, tmp_path):
 
 def test_balanced_class_weights_are_inverse_label_frequencies(tokenized_root):
     from training.data import TokenizedSplit
-    from training.train import class_weights
+    from training.trainer import class_weights
 
     split = TokenizedSplit.open(tokenized_root / "tokenized", "train")
     counts = torch.tensor(split.label_counts(4), dtype=torch.float32)
@@ -116,7 +116,9 @@ def test_another_registered_model_is_scored_on_this_runs_validation_rows_by_labe
 
     from training.data import TokenizedSplit
     from training.model import build_model
-    from training.train import DistEnv, evaluate, score_other_model
+    from training.champion import score_other_model
+    from training.distributed import DistEnv
+    from training.trainer import evaluate
 
     manifest_path = tokenized_root / "tokenized" / "k" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

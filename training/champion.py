@@ -1,0 +1,104 @@
+"""The `@champion` alias: it moves to a newly registered version only when that version is not
+degenerate and beats the current champion on this run's validation data.
+
+    decision = champion_decision(client, "lakebert-classifier", "7", "champion", 0.93, "f1_macro",
+                                 degenerate=False, champion_score=champion_score_fn(...))
+    decision["reason"]   # "version 7 (f1_macro 0.9300) beats version 5 (0.9100) and is now @champion"
+
+The champion is scored on the same validation rows: with its own logged metric when it was
+trained on the same tokenized data, else by loading it from the registry and evaluating it
+here (`score_other_model`, which re-encodes the rows with its own tokenizer if it has another).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from conf import Config
+from conf.schema import VALIDATION
+from training.data import TokenizedSplit, collate
+from training.lineage import TAG_MANIFEST_HASH, TAG_TOKENIZER
+from training.confusion import LOWER_IS_BETTER, metrics_from
+
+
+def champion_decision(client, name: str, version: str, alias: str, candidate: float, metric: str,
+                      degenerate: bool, champion_score) -> dict:
+    """Set `alias` on `version` of model `name` if it earns it, and say what happened."""
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
+        current = None
+    decision = {"alias": alias, "version": str(current.version) if current else None, "moved": False}
+    if degenerate:
+        return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
+                                      f"{f'on version {current.version}' if current else 'unset'}"}
+    if current is not None and str(current.version) == str(version):
+        return {**decision, "reason": f"version {version} is already @{alias}"}
+    if current is not None:
+        score = champion_score(current)
+        if score is None:
+            return {**decision, "reason": f"@{alias} (version {current.version}) cannot be scored on this run's "
+                                          f"validation data (other labels); it stays"}
+        better = candidate < score if metric in LOWER_IS_BETTER else candidate > score
+        if not better:
+            return {**decision, "reason": f"version {version} ({metric} {candidate:.4f}) does not beat @{alias} "
+                                          f"version {current.version} ({score:.4f}) on the same validation data"}
+        reason = (f"version {version} ({metric} {candidate:.4f}) beats version {current.version} ({score:.4f}) "
+                  f"and is now @{alias}")
+    else:
+        reason = f"version {version} is the first @{alias}"
+    client.set_registered_model_alias(name, alias, str(version))
+    return {"alias": alias, "version": str(version), "moved": True, "reason": reason}
+
+
+def score_other_model(model, tokenizer, split: TokenizedSplit, our_tokenizer, label_map: dict[str, int],
+                      same_tokenizer: bool, max_length: int, device: torch.device, batch_size: int) -> dict | None:
+    """Metrics of another registered model (`transformers` components) on this run's split, in
+    one process. Same tokenizer: the split's own ids. Another one: the rows are decoded with
+    ours and re-encoded with its. None when its labels are not ours."""
+    their = {str(label): int(i) for i, label in model.config.id2label.items()}
+    if set(their) != set(label_map):
+        return None
+    order = [their[label] for label, _ in sorted(label_map.items(), key=lambda kv: kv[1])]  # our id -> theirs
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = list(split.rows(shuffle=False))
+    if not same_tokenizer:
+        texts = our_tokenizer.decode_batch([list(map(int, ids)) for ids, _ in rows], skip_special_tokens=True)
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        rows = [(ids, label) for ids, (_, label) in zip(encoded, rows)]
+    confusion = torch.zeros(len(order), len(order), dtype=torch.long)
+    loss_sum = 0.0
+    model.to(device).eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], pad).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            logits = logits[:, order]  # columns in our label ids
+            loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            index = batch["labels"] * len(order) + logits.argmax(dim=-1)
+            confusion += torch.bincount(index.cpu(), minlength=len(order) ** 2).view(len(order), len(order))
+    return metrics_from(confusion.numpy(), loss_sum, torch.zeros(0).numpy(), torch.zeros(0).numpy())
+
+
+def champion_score_fn(cfg: Config, client, manifest: dict, split: TokenizedSplit, our_tokenizer,
+                      device: torch.device):
+    """How to score the current champion (a model version) on this run's validation data."""
+    metric = cfg.train.select_metric
+
+    def score(version) -> float | None:
+        import mlflow
+
+        run = client.get_run(version.run_id)
+        logged = run.data.metrics.get(f"{VALIDATION}/{metric}")
+        if run.data.tags.get(TAG_MANIFEST_HASH) == manifest.get("content_hash") and logged is not None:
+            return logged
+        components = mlflow.transformers.load_model(f"models:/{version.name}/{version.version}",
+                                                    return_type="components")
+        same = run.data.tags.get(TAG_TOKENIZER) == manifest.get("tokenizer_fingerprint")
+        metrics = score_other_model(components["model"], components["tokenizer"], split, our_tokenizer,
+                                    manifest["label_map"], same, manifest.get("max_length", 512), device,
+                                    cfg.train.batch_size)
+        return None if metrics is None else metrics[metric]
+
+    return score
