@@ -4,15 +4,18 @@
     tracker = open_tracker(cfg, plan, is_main)    # MlflowTracker on rank 0, NullTracker elsewhere
     tracker.log_step(step, {"train/loss": 0.7})   # buffered; steps already in the run are skipped
 
-A job is identified by its key: a hash of the `train` config (except where it writes) and of
-the tokenized data's content hash and tokenizer fingerprint. `prepare_run` looks for the
-newest run tagged with that key:
+A job is identified by its key (`training.job.job_key`: the `train` config, except where it
+reports, and the tokenized data's content hash and tokenizer fingerprint). `prepare_run`
+looks for the newest run tagged with that key:
 
 - FINISHED: the job is done; `lakebert train` reports it as up to date and trains nothing.
 - RUNNING, FAILED or KILLED: a crashed or killed attempt. The same run is resumed, and the
   points it already has are not logged again (a replayed step after a resume adds nothing).
-- none: a new run, tagged with the lineage: silver table and Delta version, manifest path
-  and content hash, tokenizer fingerprint, git commit.
+- none: a new run, tagged with the lineage (`training.lineage`): silver table and Delta
+  version, manifest path and content hash, tokenizer fingerprint, git commit.
+
+The tracker names the run in every call (an `MlflowClient` and the run id). `NullTracker`,
+what ranks other than 0 hold, has the same methods, each doing nothing.
 
 The default store is local: `sqlite:///<lakehouse.root>/mlflow.db`, artifacts under
 `<lakehouse.root>/mlartifacts`. See it with `mlflow ui --backend-store-uri <that uri>`.
