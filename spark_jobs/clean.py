@@ -23,12 +23,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # spark-submit spark_jobs/clean.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F

@@ -21,12 +21,6 @@ The stored raw record has invalid byte sequences replaced by U+FFFD.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # spark-submit spark_jobs/ingest.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F

@@ -14,18 +14,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/pipeline.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
-
-from conf import Config, redact  # noqa: E402
-from spark_jobs.stage import StageError, one_line, run_stage  # noqa: E402
+from conf import Config, redact
+from spark_jobs.cli import STAGES
+from spark_jobs.stage import StageError, one_line, run_stage
 
 STAGE = "run"
-STAGES = ("ingest", "clean", "tokenize", "train")
 UP_TO_DATE = "up_to_date"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss")
 
@@ -33,7 +27,7 @@ SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "l
 def stage_functions():
     from spark_jobs.clean import clean
     from spark_jobs.ingest import ingest
-    from spark_jobs.tokenize import tokenize
+    from spark_jobs.tokenize_silver import tokenize
     from spark_jobs.train import train
 
     return {"ingest": ingest, "clean": clean, "tokenize": tokenize, "train": train}

@@ -1,9 +1,14 @@
 """Tokenize the silver table into training-ready Parquet plus a manifest.
 
     lakebert tokenize [--set tokenize.tokenizer=auto|train|DIR|tokenizer.json|hub-name]
-    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize.py [--set ...]
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize_silver.py [--set ...]
 
-Output, under `<lakehouse.root>/<tokenize.output>/`:
+The stage is `tokenize`; its file is `tokenize_silver.py` because spark-submit puts this folder
+first on sys.path, where a file named after the stage would shadow the standard library's
+`tokenize` module.
+
+Output, under `<lakehouse.root>/<tokenize.output>/`, in the layout that `tokenization.dataset`
+describes and training reads:
 
     <key>/data/split=train/part-*.parquet   doc_id, input_ids list<int32> (unpadded), length int32,
                                             label int32, truncated bool; sorted by doc_id
@@ -41,11 +46,6 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-
-if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
