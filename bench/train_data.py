@@ -1,6 +1,6 @@
 """Tokenized Parquet for the training benchmarks, in `lakebert tokenize`'s layout, without Spark.
 
-    from bench.train_data import write_dataset
+    from train_data import write_dataset      # in a script in bench/ (its folder is on sys.path)
     location = write_dataset(Path("bench/out-train/data"), train_rows=20000, max_length=128)
 
 Documents are 1 to ~40 sentences of the sample corpus's four topics, with a lognormal number
