@@ -31,7 +31,7 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from conf.paths import join_path
-from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
+from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
@@ -40,8 +40,6 @@ from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_tab
 
 STAGE = "clean"
 STATE_PROPERTY = "lakebert.clean.bronze_version"
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
-SPLITS = (TRAIN, VALIDATION, TEST)
 EXACT, NEAR = "exact", "near"
 DUPLICATE = "duplicate"  # column: null, EXACT or NEAR
 

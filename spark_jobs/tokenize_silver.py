@@ -54,20 +54,17 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
-from spark_jobs.clean import SPLITS, TRAIN
+from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
 from spark_jobs.stage import StageError, run_stage, write_text
 from spark_jobs.tables import SILVER, resolve_table
-from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
+from tokenization import dataset
+from tokenization.dataset import DATA_DIR, FORMAT, LATEST, MANIFEST
 from training.guards import imbalance_warning
 
 STAGE = "tokenize"
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
-DATA_DIR = "data"
 TRAINED_TOKENIZERS = "tokenizers"
 LENGTH_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
-FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
 CROSS_SPLIT = "cross_split_duplicate"  # column: the row's ids occur in an earlier split
 
 TOKENIZED_SCHEMA = StructType([
@@ -165,12 +162,8 @@ def read_manifest(spark, path: str) -> dict | None:
 
 def latest_manifest(cfg: Config) -> str | None:
     """Path of the newest complete dataset's manifest (local lakehouse), or None."""
-    root = Path(output_root(cfg))
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    manifest = root / pointer.read_text().strip() / MANIFEST
-    return str(manifest) if manifest.is_file() else None
+    manifest = dataset.latest_manifest(output_root(cfg))
+    return None if manifest is None else str(manifest)
 
 
 def _publish_latest(spark, root: str, key: str) -> None:
