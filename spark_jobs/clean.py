@@ -295,7 +295,7 @@ def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: d
     }
 
 
-def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     bronze = resolve_table(cfg, BRONZE)
     if not bronze.exists(spark):
         raise StageError(f"bronze table {bronze} does not exist; run `lakebert ingest` first")
@@ -345,7 +345,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         if quarantined:
             rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
                 F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
-            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
+            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, stage_run_id), "quarantine_id")
     finally:
         classified.unpersist()
         normalized.unpersist()
@@ -355,7 +355,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     report = quality_report(silver.read(spark), quarantined, duplicates)
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
-    report_path = join_path(runs_dir(cfg, STAGE, run_id), "report.json")
+    report_path = join_path(runs_dir(cfg, STAGE, stage_run_id), "report.json")
     write_text(spark, report_path, json.dumps(report, indent=2))
     print("# data-quality report\n" + json.dumps(report, indent=2))
     return {

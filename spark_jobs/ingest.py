@@ -288,9 +288,9 @@ def _require_fields(cfg: Config, seen: dict[str, bool]) -> None:
                          "set ingest.label_column=null for unlabelled data")
 
 
-def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     ic = cfg.ingest
-    batch_id = ic.batch_id or run_id
+    batch_id = ic.batch_id or stage_run_id
     use_id = ic.id_column is not None and ic.format != "text"
     raw = read_source(spark, cfg)
     classified = classify_records(raw, ic.max_text_chars, ic.require_label and has_labels(cfg), use_id)

@@ -72,7 +72,8 @@ def human_summary(cfg: Config, stages: dict) -> str:
         metrics = train.get("metrics", {}).get(split, {})
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SUMMARY_METRICS if k in metrics)
         lines.append(f"model on {split:<10} {shown}")
-    lines.append(f"MLflow run {train['run_id']} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
+    mlflow_run_id = train["run_id"]  # train's summary reports its MLflow run as `run_id`
+    lines.append(f"MLflow run {mlflow_run_id} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
     if train["tracking_uri"].startswith("sqlite:") or train["tracking_uri"].startswith("file:"):
         lines.append(f"  open it: mlflow ui --backend-store-uri {train['tracking_uri']}")
     else:
@@ -92,7 +93,7 @@ def human_summary(cfg: Config, stages: dict) -> str:
     return redact("\n".join(lines))
 
 
-def pipeline(spark, cfg: Config, run_id: str) -> dict:
+def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
     if not cfg.ingest.source:
         raise StageError("ingest.source is not set: lakebert run --set ingest.source=<file, folder, glob or table>")
     functions = stage_functions()
@@ -101,7 +102,7 @@ def pipeline(spark, cfg: Config, run_id: str) -> dict:
         print(f"# lakebert run: {name}", flush=True)
         started = time.perf_counter()
         try:
-            summary = functions[name](spark, cfg, f"{run_id}-{name}")
+            summary = functions[name](spark, cfg, f"{stage_run_id}-{name}")
         except StageError as exc:
             raise StageError(f"{name}: {exc}") from exc.__cause__
         except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace

@@ -273,7 +273,7 @@ def list_files(spark, data_dir: str) -> dict[str, list[str]]:
     return files
 
 
-def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     tc = cfg.tokenize
     silver = resolve_table(cfg, SILVER)
     if not silver.exists(spark):
@@ -334,7 +334,7 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     written = sum(s["rows"] for s in splits.values())
     manifest = {
         "format": FORMAT,
-        "created_by_run": run_id,
+        "created_by_run": stage_run_id,
         "source": {"table": str(silver), "delta_version": version},
         "tokenizer_path": tokenizer.path,
         "tokenizer_fingerprint": tok_fp,
