@@ -212,15 +212,6 @@ def deduplicate_documents(docs: DataFrame, existing: DataFrame, clean_cfg) -> Da
     return docs
 
 
-def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
-    """New bronze rows -> the same rows with `text` normalized, `drop_reason` and `duplicate`.
-
-    Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids, with
-    `text_hash` computed by `dedup_hash` under the same `casefold`.
-    """
-    return deduplicate_documents(normalize_documents(batch, clean_cfg, casefold), existing, clean_cfg)
-
-
 def label_stats(kept: DataFrame, existing: DataFrame) -> tuple[int, int]:
     """(labels, labels with one row) over silver as it would be after this batch. Aggregated in
     Spark, so a wrong label column with millions of values never reaches the driver."""
@@ -260,6 +251,7 @@ def dedup_casefold(cfg: Config) -> bool:
         return lowercases(load_tokenizer(cfg.train.model if tokenizer == AUTO_TOKENIZER else tokenizer))
     except TokenizerError:
         return False  # tokenize will report the tokenizer; compare texts as they are meanwhile
+
 
 def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
     rows = classified.groupBy(DROP_REASON, DUPLICATE).count().collect()
