@@ -35,7 +35,7 @@ test: install
 
 bench: install
 	$(PY) bench/etl.py
-	$(PY) bench/tokenize.py
+	$(PY) bench/tokenization_speed.py
 	$(PY) bench/train_cpu.py
 
 clean-demo:

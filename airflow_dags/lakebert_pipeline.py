@@ -19,12 +19,15 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   credentials) are registered with Airflow's secrets masker when the command is rendered
   (`lakebert_args`, using lakebert's own `conf.redact`), so the rendered command in the UI and
   the spark-submit line in the task log show `***`.
-- Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow).
+- Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow): the
+  stages and their scripts come from `spark_jobs/cli.py` (`STAGE_SCRIPTS`), which imports only
+  the standard library and is read as a file, not imported as part of lakebert.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,7 +46,9 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 PYTHON = os.environ.get("PYSPARK_PYTHON", sys.executable)
-STAGES = ("ingest", "clean", "tokenize", "train")
+# stage -> its spark-submit script under LAKEBERT_HOME (tokenize: spark_jobs/tokenize_silver.py), in order
+STAGE_SCRIPTS = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "cli.py"))["STAGE_SCRIPTS"]
+STAGES = tuple(STAGE_SCRIPTS)
 TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
             "train": timedelta(hours=12)}
 # Every stage gets --env and the overrides; ingest also gets its slice and batch id.
@@ -69,9 +74,10 @@ def lakebert_args(overrides: list[str]) -> list[str]:
 doc_md = """
 ### lakebert: text in, a registered classifier out
 
-`ingest >> clean >> tokenize >> train`, each a `spark-submit` of `spark_jobs/<stage>.py` with
-the same config (`--env {{ params.env }}` plus `overrides`). The logical date picks the
-ingest slice (`source` with `{ds}`) and is the ingest batch id, so reruns are idempotent.
+`ingest >> clean >> tokenize >> train`, each a `spark-submit` of its stage's script
+(`spark_jobs/ingest.py`, `clean.py`, `tokenize_silver.py`, `train.py`) with the same config
+(`--env {{ params.env }}` plus `overrides`). The logical date picks the ingest slice (`source`
+with `{ds}`) and is the ingest batch id, so reruns are idempotent.
 Results: Delta tables and tokenized data under `lakehouse.root`, the model in MLflow
 (`mlflow.registered_model`). Each task's log ends with the stage's JSON summary.
 """
@@ -107,7 +113,7 @@ with DAG(
         task = SparkSubmitOperator(
             task_id=stage,
             conn_id=SPARK_CONN_ID,
-            application=str(LAKEBERT_HOME / "spark_jobs" / f"{stage}.py"),
+            application=str(LAKEBERT_HOME / STAGE_SCRIPTS[stage]),
             application_args=args,
             packages=DELTA_PACKAGE,
             conf=DELTA_CONF,
@@ -115,7 +121,7 @@ with DAG(
             # spark-submit's driver must run the Python that has lakebert (this one, by default)
             env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
             execution_timeout=TIMEOUTS[stage],
-            doc_md=f"`spark-submit spark_jobs/{stage}.py` (see `lakebert {stage} --help`).",
+            doc_md=f"`spark-submit {STAGE_SCRIPTS[stage]}` (see `lakebert {stage} --help`).",
         )
         if previous is not None:
             previous >> task

@@ -18,13 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from conf import load_config  # noqa: E402
-from spark_jobs.clean import clean  # noqa: E402
-from spark_jobs.ingest import ingest  # noqa: E402
-from spark_jobs.sample_data import write_sample  # noqa: E402
-from spark_jobs.session import get_spark  # noqa: E402
+from conf import load_config
+from spark_jobs.clean import clean
+from spark_jobs.ingest import ingest
+from spark_jobs.sample_data import write_sample
+from spark_jobs.session import get_spark
 
 
 def main() -> int:

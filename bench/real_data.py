@@ -25,13 +25,10 @@ import time
 import zipfile
 from pathlib import Path
 
-# The project root instead of bench/, whose tokenize.py would shadow the standard library's.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
-from conf import load_config  # noqa: E402
-from spark_jobs.pipeline import pipeline  # noqa: E402
-from spark_jobs.session import get_spark  # noqa: E402
-from spark_jobs.tables import SILVER, resolve_table  # noqa: E402
+from conf import load_config
+from spark_jobs.pipeline import pipeline
+from spark_jobs.session import get_spark
+from spark_jobs.tables import SILVER, resolve_table
 
 REPO = Path(__file__).resolve().parent.parent
 BBC = REPO.parent / "shared" / "data" / "bbc-text.csv"

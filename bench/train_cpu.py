@@ -24,24 +24,19 @@ steps).
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent  # bench/tokenize.py must not shadow the standard library
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-
-from bench.train_data import length_stats, write_dataset  # noqa: E402
-from conf import load_config  # noqa: E402
+from conf import load_config
+from train_data import length_stats, write_dataset  # beside this script, which Python puts on sys.path
 
 MODEL = "preset:small"
 LR, WEIGHT_DECAY, WARMUP_RATIO, MAX_GRAD_NORM, SEED = 5e-4, 0.01, 0.1, 1.0, 7

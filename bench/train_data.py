@@ -1,6 +1,6 @@
 """Tokenized Parquet for the training benchmarks, in `lakebert tokenize`'s layout, without Spark.
 
-    from bench.train_data import write_dataset
+    from train_data import write_dataset      # in a script in bench/ (its folder is on sys.path)
     location = write_dataset(Path("bench/out-train/data"), train_rows=20000, max_length=128)
 
 Documents are 1 to ~40 sentences of the sample corpus's four topics, with a lognormal number
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from spark_jobs.sample_data import LABELS, _sentence
 from tokenization import Encoder, load_tokenizer, train_wordpiece
+from tokenization.dataset import DATA_DIR, LATEST, MANIFEST
 
 
 def document(rng: random.Random, label: str) -> str:
@@ -34,8 +35,8 @@ def write_dataset(folder: Path, train_rows: int, max_length: int, eval_rows: int
     """Write (or reuse) the dataset under `folder`; returns the tokenized root (holding LATEST)."""
     key = f"rows{train_rows}-len{max_length}-seed{seed}"
     root = folder / "tokenized"
-    if (root / key / "manifest.json").is_file():
-        (root / "LATEST").write_text(key)
+    if (root / key / MANIFEST).is_file():
+        (root / LATEST).write_text(key)
         return root
     rng = random.Random(seed)
     tok_dir = folder / "tokenizer"
@@ -52,7 +53,7 @@ def write_dataset(folder: Path, train_rows: int, max_length: int, eval_rows: int
             "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids)),
             "length": pa.array(lengths), "label": pa.array(labels, pa.int32()),
         })
-        rel = f"data/split={split}/part-00000.parquet"
+        rel = f"{DATA_DIR}/split={split}/part-00000.parquet"
         (root / key / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, root / key / rel, row_group_size=8192)
         files[split] = [rel]
@@ -64,14 +65,14 @@ def write_dataset(folder: Path, train_rows: int, max_length: int, eval_rows: int
                 "label_map": {label: i for i, label in enumerate(LABELS)},
                 "source": {"table": "bench/train_data.py", "delta_version": None},
                 "content_hash": key, "tokenizer_fingerprint": key}
-    (root / key / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (root / "LATEST").write_text(key)
+    (root / key / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    (root / LATEST).write_text(key)
     return root
 
 
 def length_stats(root: Path, split: str = "train") -> dict:
     """Mean length and the padding a plain (unbucketed) batch of 32 would carry."""
-    key = (root / "LATEST").read_text().strip()
-    lengths = pq.read_table(root / key / f"data/split={split}/part-00000.parquet", columns=["length"])
+    key = (root / LATEST).read_text().strip()
+    lengths = pq.read_table(root / key / f"{DATA_DIR}/split={split}/part-00000.parquet", columns=["length"])
     values = lengths.column("length").to_pylist()
     return {"rows": len(values), "mean_length": sum(values) / len(values), "max_length": max(values)}

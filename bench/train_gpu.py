@@ -20,22 +20,17 @@ the speed-ups do not change the result. Prints one JSON line.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent  # bench/tokenize.py must not shadow the standard library
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
 H200_BF16_FLOPS = 790e12
-REPO = _HERE.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 def flops_per_token(model_preset: str, seq: int, vocab_size: int) -> tuple[float, int]:
@@ -219,7 +214,7 @@ def main(argv=None) -> int:
 
 
 def write_data(work: Path, opts, seq: int) -> Path:
-    from bench.train_data import write_dataset
+    from train_data import write_dataset  # beside this script, which Python puts on sys.path
 
     rows = opts.steps * opts.batch_size * opts.nproc
     return write_dataset(work / f"data-{seq}", train_rows=rows, max_length=seq, eval_rows=min(512, rows))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|`(?:[^`\r\n]|``)+`")
 MAX_PARTS = 3
 ALLOWED = ("one to three dot-separated parts, each a plain identifier ([A-Za-z_][A-Za-z0-9_]*) "

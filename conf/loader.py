@@ -80,7 +80,7 @@ def validate(data: dict[str, Any], origin: dict[tuple[str, ...], str] | None = N
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(redact(_describe(exc, data, origin or {}))) from None
+        raise ConfigError(redact(_describe(exc, origin or {}))) from None
 
 
 def config_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def _set_path(tree: dict, parts: list[str], value: Any) -> None:
     tree[parts[-1]] = value
 
 
-def _describe(exc: ValidationError, data: dict, origin: dict) -> str:
+def _describe(exc: ValidationError, origin: dict) -> str:
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc) or "<root>"

@@ -23,12 +23,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # spark-submit spark_jobs/clean.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,7 +31,7 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from conf.paths import join_path
-from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
+from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
@@ -46,8 +40,6 @@ from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_tab
 
 STAGE = "clean"
 STATE_PROPERTY = "lakebert.clean.bronze_version"
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
-SPLITS = (TRAIN, VALIDATION, TEST)
 EXACT, NEAR = "exact", "near"
 DUPLICATE = "duplicate"  # column: null, EXACT or NEAR
 
@@ -220,15 +212,6 @@ def deduplicate_documents(docs: DataFrame, existing: DataFrame, clean_cfg) -> Da
     return docs
 
 
-def clean_documents(batch: DataFrame, existing: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
-    """New bronze rows -> the same rows with `text` normalized, `drop_reason` and `duplicate`.
-
-    Rows with neither are silver rows; `existing` is silver minus the batch's doc_ids, with
-    `text_hash` computed by `dedup_hash` under the same `casefold`.
-    """
-    return deduplicate_documents(normalize_documents(batch, clean_cfg, casefold), existing, clean_cfg)
-
-
 def label_stats(kept: DataFrame, existing: DataFrame) -> tuple[int, int]:
     """(labels, labels with one row) over silver as it would be after this batch. Aggregated in
     Spark, so a wrong label column with millions of values never reaches the driver."""
@@ -269,6 +252,7 @@ def dedup_casefold(cfg: Config) -> bool:
     except TokenizerError:
         return False  # tokenize will report the tokenizer; compare texts as they are meanwhile
 
+
 def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
     rows = classified.groupBy(DROP_REASON, DUPLICATE).count().collect()
     output, quarantined, duplicates = 0, {}, {}
@@ -303,7 +287,7 @@ def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: d
     }
 
 
-def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     bronze = resolve_table(cfg, BRONZE)
     if not bronze.exists(spark):
         raise StageError(f"bronze table {bronze} does not exist; run `lakebert ingest` first")
@@ -353,7 +337,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
         if quarantined:
             rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
                 F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
-            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, run_id), "quarantine_id")
+            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, stage_run_id), "quarantine_id")
     finally:
         classified.unpersist()
         normalized.unpersist()
@@ -363,7 +347,7 @@ def clean(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     report = quality_report(silver.read(spark), quarantined, duplicates)
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
-    report_path = join_path(runs_dir(cfg, STAGE, run_id), "report.json")
+    report_path = join_path(runs_dir(cfg, STAGE, stage_run_id), "report.json")
     write_text(spark, report_path, json.dumps(report, indent=2))
     print("# data-quality report\n" + json.dumps(report, indent=2))
     return {

@@ -3,9 +3,14 @@
     lakebert run --set ingest.source=data/sample     # every stage
     lakebert ingest --set ingest.source=data/sample
     lakebert clean
+    lakebert tokenize
     lakebert train
     lakebert sample-data --out data/sample
     lakebert --help
+
+Also the one home of the stages' names and their spark-submit scripts (`STAGE_SCRIPTS`).
+This file imports nothing but the standard library: the Airflow DAG reads it at parse time
+without importing lakebert.
 """
 
 from __future__ import annotations
@@ -13,13 +18,30 @@ from __future__ import annotations
 import importlib
 import sys
 
+# The pipeline's stages in order, each with the module that runs it. A stage's name is what
+# users see (`lakebert tokenize`, the summary's `stage`, Airflow's task ids, `_runs/<stage>/`);
+# its spark-submit script is its module's file. spark-submit puts the script's folder first on
+# sys.path, so no script may share a standard library module's name: tokenize's module is
+# `tokenize_silver`, not `tokenize`.
+STAGE_MODULES = {
+    "ingest": "spark_jobs.ingest",
+    "clean": "spark_jobs.clean",
+    "tokenize": "spark_jobs.tokenize_silver",
+    "train": "spark_jobs.train",
+}
+STAGES = tuple(STAGE_MODULES)
+# stage -> its script, relative to the repository root: `spark-submit spark_jobs/tokenize_silver.py`
+STAGE_SCRIPTS = {stage: module.replace(".", "/") + ".py" for stage, module in STAGE_MODULES.items()}
+
 # sub-command -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS = {
     "run": ("spark_jobs.pipeline", "the whole pipeline: ingest -> clean -> tokenize -> train, one config"),
-    "ingest": ("spark_jobs.ingest", "raw files or a table -> bronze Delta table (+ quarantine)"),
-    "clean": ("spark_jobs.clean", "bronze -> silver: normalize, filter, deduplicate, label, split"),
-    "tokenize": ("spark_jobs.tokenize", "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),
-    "train": ("spark_jobs.train", "tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)"),
+    "ingest": (STAGE_MODULES["ingest"], "raw files or a table -> bronze Delta table (+ quarantine)"),
+    "clean": (STAGE_MODULES["clean"], "bronze -> silver: normalize, filter, deduplicate, label, split"),
+    "tokenize": (STAGE_MODULES["tokenize"],
+                 "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),
+    "train": (STAGE_MODULES["train"],
+              "tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)"),
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 

@@ -64,9 +64,15 @@ def quality_filters(text: Column, clean_cfg) -> list[tuple[str, Column]]:
     ]
 
 
+def first_reason(checks: list[tuple[str, Column]]) -> Column:
+    """The name of the first (name, condition) check whose condition holds, else null; a null
+    condition does not hold. Ingest and clean both route a row by the first reason it fails."""
+    reason = F.lit(None).cast("string")
+    for name, failed in reversed(checks):
+        reason = F.when(F.coalesce(failed, F.lit(False)), F.lit(name)).otherwise(reason)
+    return reason
+
+
 def apply_filters(df: DataFrame, filters: list[tuple[str, Column]]) -> DataFrame:
     """Add `drop_reason`: the first filter whose condition holds, else null."""
-    reason = F.lit(None).cast("string")
-    for name, drop in reversed(filters):
-        reason = F.when(F.coalesce(drop, F.lit(False)), F.lit(name)).otherwise(reason)
-    return df.withColumn(DROP_REASON, reason)
+    return df.withColumn(DROP_REASON, first_reason(filters))

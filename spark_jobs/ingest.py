@@ -21,12 +21,6 @@ The stored raw record has invalid byte sequences replaced by U+FFFD.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # spark-submit spark_jobs/ingest.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -35,6 +29,7 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
+from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
@@ -227,24 +222,21 @@ def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, u
     R = IngestReason
     text = F.col("_text")
     checks = [
-        (~F.is_valid_utf8("_raw") | F.contains(F.coalesce(text, F.lit("")), F.lit(REPLACEMENT_CHAR)), R.INVALID_UTF8),
+        (R.INVALID_UTF8, ~F.is_valid_utf8("_raw") | F.contains(F.coalesce(text, F.lit("")), F.lit(REPLACEMENT_CHAR))),
         # A record longer than any allowed text that did not parse is too long, not malformed:
         # Spark's Variant caps a parsed JSON record at 16 MiB, so a huge line never parses.
-        (~F.col("_parsed") & (F.length("_raw") > max_text_chars), R.TEXT_TOO_LONG),
-        (~F.col("_parsed"), R.UNPARSEABLE),
-        (F.contains(F.coalesce(text, F.lit("")), F.lit("\u0000")), R.NUL_BYTE),
-        (~F.col("_text_ok") | text.isNull() | (F.trim(text) == ""), R.EMPTY_TEXT),
-        (F.length(text) > max_text_chars, R.TEXT_TOO_LONG),
-        (~F.col("_label_ok"), R.INVALID_LABEL),
+        (R.TEXT_TOO_LONG, ~F.col("_parsed") & (F.length("_raw") > max_text_chars)),
+        (R.UNPARSEABLE, ~F.col("_parsed")),
+        (R.NUL_BYTE, F.contains(F.coalesce(text, F.lit("")), F.lit("\u0000"))),
+        (R.EMPTY_TEXT, ~F.col("_text_ok") | text.isNull() | (F.trim(text) == "")),
+        (R.TEXT_TOO_LONG, F.length(text) > max_text_chars),
+        (R.INVALID_LABEL, ~F.col("_label_ok")),
     ]
     if require_label:
-        checks.append((F.col("_label").isNull() | (F.trim("_label") == ""), R.MISSING_LABEL))
+        checks.append((R.MISSING_LABEL, F.col("_label").isNull() | (F.trim("_label") == "")))
     if use_id:
-        checks.append((F.col("_id").isNull() | (F.trim("_id") == ""), R.MISSING_ID))
-    reason = F.lit(None).cast("string")
-    for failed, name in reversed(checks):
-        reason = F.when(failed, F.lit(name)).otherwise(reason)
-    return raw.withColumn("_reason", reason)
+        checks.append((R.MISSING_ID, F.col("_id").isNull() | (F.trim("_id") == "")))
+    return raw.withColumn("_reason", first_reason(checks))
 
 
 def to_bronze(classified: DataFrame, batch_id: str, use_id: bool) -> DataFrame:
@@ -296,9 +288,9 @@ def _require_fields(cfg: Config, seen: dict[str, bool]) -> None:
                          "set ingest.label_column=null for unlabelled data")
 
 
-def ingest(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     ic = cfg.ingest
-    batch_id = ic.batch_id or run_id
+    batch_id = ic.batch_id or stage_run_id
     use_id = ic.id_column is not None and ic.format != "text"
     raw = read_source(spark, cfg)
     classified = classify_records(raw, ic.max_text_chars, ic.require_label and has_labels(cfg), use_id)

@@ -14,18 +14,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/pipeline.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
-
-from conf import Config, redact  # noqa: E402
-from spark_jobs.stage import StageError, one_line, run_stage  # noqa: E402
+from conf import Config, redact
+from spark_jobs.cli import STAGES
+from spark_jobs.stage import StageError, one_line, run_stage
 
 STAGE = "run"
-STAGES = ("ingest", "clean", "tokenize", "train")
 UP_TO_DATE = "up_to_date"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss")
 
@@ -33,7 +27,7 @@ SUMMARY_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "l
 def stage_functions():
     from spark_jobs.clean import clean
     from spark_jobs.ingest import ingest
-    from spark_jobs.tokenize import tokenize
+    from spark_jobs.tokenize_silver import tokenize
     from spark_jobs.train import train
 
     return {"ingest": ingest, "clean": clean, "tokenize": tokenize, "train": train}
@@ -78,7 +72,8 @@ def human_summary(cfg: Config, stages: dict) -> str:
         metrics = train.get("metrics", {}).get(split, {})
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SUMMARY_METRICS if k in metrics)
         lines.append(f"model on {split:<10} {shown}")
-    lines.append(f"MLflow run {train['run_id']} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
+    mlflow_run_id = train["run_id"]  # train's summary reports its MLflow run as `run_id`
+    lines.append(f"MLflow run {mlflow_run_id} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
     if train["tracking_uri"].startswith("sqlite:") or train["tracking_uri"].startswith("file:"):
         lines.append(f"  open it: mlflow ui --backend-store-uri {train['tracking_uri']}")
     else:
@@ -98,7 +93,7 @@ def human_summary(cfg: Config, stages: dict) -> str:
     return redact("\n".join(lines))
 
 
-def pipeline(spark, cfg: Config, run_id: str) -> dict:
+def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
     if not cfg.ingest.source:
         raise StageError("ingest.source is not set: lakebert run --set ingest.source=<file, folder, glob or table>")
     functions = stage_functions()
@@ -107,7 +102,7 @@ def pipeline(spark, cfg: Config, run_id: str) -> dict:
         print(f"# lakebert run: {name}", flush=True)
         started = time.perf_counter()
         try:
-            summary = functions[name](spark, cfg, f"{run_id}-{name}")
+            summary = functions[name](spark, cfg, f"{stage_run_id}-{name}")
         except StageError as exc:
             raise StageError(f"{name}: {exc}") from exc.__cause__
         except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace

@@ -2,14 +2,19 @@
 config, the saved run record and the JSON summary as the last stdout line.
 
     lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...]
-    spark-submit spark_jobs/<stage>.py [same arguments]
+    spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.cli.STAGE_SCRIPTS
 
 Exit codes: 0 done, 1 the stage failed, 2 the config is wrong. A config or input error is
 detected before anything is written. A failure of any kind (a `StageError`, a Java exception,
 a concurrent-write conflict) ends with exactly one line on stderr. Unless it is a plain
 `StageError` (bad input, said in full by that line), the full trace goes to
-`_runs/<stage>/<run_id>/error.log`, which the line names. Everything printed or saved here
-goes through `conf.redact.redact`.
+`_runs/<stage>/<stage_run_id>/error.log`, which the line names. Everything printed or saved
+here goes through `conf.redact.redact`.
+
+Run ids: each stage run gets a `stage_run_id`, which names its record folder
+(`_runs/<stage>/<stage_run_id>/`) and is handed to the stage. The summary reports it as
+`stage_run_id`, and as `run_id` too unless the stage reports a `run_id` of its own (train:
+its MLflow run's id).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override keys, e.g. --set ingest.format=csv clean.min_chars=20 (repeatable)")
 
 
-def new_run_id() -> str:
+def new_stage_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
@@ -85,7 +90,7 @@ def write_text(spark, path: str, text: str) -> None:
 
 def run_stage(stage: str, argv: list[str] | None,
               body: Callable[[object, Config, str], dict], description: str = "") -> int:
-    """Load config, start Spark, run `body(spark, cfg, run_id) -> summary`, report."""
+    """Load config, start Spark, run `body(spark, cfg, stage_run_id) -> summary`, report."""
     args = build_parser(stage, description).parse_args(argv)
     try:
         cfg = load_config(env=args.env, overrides=args.overrides, config_file=args.config)
@@ -115,43 +120,44 @@ def _unexpected(exc: BaseException) -> bool:
     return not isinstance(exc, StageError) or exc.__cause__ is not None
 
 
-def write_error_log(spark, cfg: Config, stage: str, run_id: str, exc: BaseException) -> str:
-    """The redacted trace in `_runs/<stage>/<run_id>/error.log` (a temp file if that fails)."""
+def write_error_log(spark, cfg: Config, stage: str, stage_run_id: str, exc: BaseException) -> str:
+    """The redacted trace in `_runs/<stage>/<stage_run_id>/error.log` (a temp file if that fails)."""
     text = redact("".join(traceback.format_exception(exc)))
-    path = join_path(runs_dir(cfg, stage, run_id), ERROR_LOG)
+    path = join_path(runs_dir(cfg, stage, stage_run_id), ERROR_LOG)
     try:
         if spark is None and is_uri(path):
             raise OSError("no Spark session to write to a URI")
         write_text(spark, path, text)
         return path
     except Exception:  # noqa: BLE001 - the log must not hide the error it records
-        fd, path = tempfile.mkstemp(prefix=f"lakebert-{stage}-{run_id}-", suffix=".log")
+        fd, path = tempfile.mkstemp(prefix=f"lakebert-{stage}-{stage_run_id}-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         return path
 
 
 def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None) -> dict:
-    """Print the resolved config, run `body(spark, cfg, run_id)`, save the run record
-    (`_runs/<stage>/<run_id>/{config,summary}.json`) and return the summary. Notebooks and
+    """Print the resolved config, run `body(spark, cfg, stage_run_id)`, save the run record
+    (`_runs/<stage>/<stage_run_id>/{config,summary}.json`) and return the summary. Notebooks and
     the Airflow tasks' scripts call this; `StageError` propagates."""
     from spark_jobs.session import get_spark
 
     print(f"# lakebert {stage}: resolved config (secrets redacted)")
     print(config_yaml(cfg), end="", flush=True)
-    run_id = new_run_id()
+    stage_run_id = new_stage_run_id()
     try:
         spark = spark or get_spark(cfg)
         started = time.perf_counter()  # the stage's own time, after Spark start-up
-        summary = body(spark, cfg, run_id)
+        summary = body(spark, cfg, stage_run_id)
     except Exception as exc:
         if _unexpected(exc):  # a StageError is the whole story, and bad input writes nothing
-            exc.lakebert_log = write_error_log(spark, cfg, stage, run_id, exc)
+            exc.lakebert_log = write_error_log(spark, cfg, stage, stage_run_id, exc)
         raise
-    # A stage may report its own run id (train: the MLflow run's); the record keeps the stage's.
-    summary = redact({"stage": stage, "run_id": run_id, **summary, "stage_run_id": run_id,
+    # `run_id`: the stage's own run id (train: the MLflow run's), else the stage run's;
+    # `stage_run_id`: always the stage run's, which names the record folder.
+    summary = redact({"stage": stage, "run_id": stage_run_id, **summary, "stage_run_id": stage_run_id,
                       "seconds": round(time.perf_counter() - started, 3)}, by_key=False)
-    record = runs_dir(cfg, stage, run_id)
-    write_text(spark, join_path(record, "config.json"), json.dumps(config_dict(cfg), indent=2))
-    write_text(spark, join_path(record, "summary.json"), json.dumps(summary, indent=2))
+    record_dir = runs_dir(cfg, stage, stage_run_id)
+    write_text(spark, join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
+    write_text(spark, join_path(record_dir, "summary.json"), json.dumps(summary, indent=2))
     return summary

@@ -173,6 +173,6 @@ def resolve_table(cfg: Config, role: str) -> Table:
     return Table(role, value, False, tuple(parts))
 
 
-def runs_dir(cfg: Config, stage: str, run_id: str) -> str:
+def runs_dir(cfg: Config, stage: str, stage_run_id: str) -> str:
     """Where a stage run's resolved config, summary and report are saved."""
-    return join_path(resolve_root(cfg), "_runs", stage, run_id)
+    return join_path(resolve_root(cfg), "_runs", stage, stage_run_id)

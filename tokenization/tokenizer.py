@@ -22,6 +22,8 @@ from typing import Iterable
 
 import numpy as np
 
+from conf.schema import looks_like_path
+
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_MODEL_MAX_LENGTH = 512  # BERT's position embeddings
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -61,7 +63,7 @@ def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
         files = {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
         backend = _parse(Tokenizer.from_str, files[TOKENIZER_FILE].decode(), path)
         return LoadedTokenizer(backend, str(path), files, _model_max_length(files))
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         raise TokenizerError(f"tokenizer path {name_or_path} does not exist")
     return _load_from_hub(name_or_path)
 
@@ -71,10 +73,6 @@ def _parse(parse, text: str, path: Path):
         return parse(text)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions on bad JSON
         raise TokenizerError(f"tokenizer at {path} is corrupt: {str(exc).splitlines()[0][:200]}") from None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.count("/") > 1
 
 
 def _model_max_length(files: dict[str, bytes]) -> int:

@@ -28,28 +28,10 @@ from typing import Iterator
 
 import numpy as np
 
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
+# The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
+from tokenization.dataset import DataError, resolve_manifest
+
 COLUMNS = ["input_ids", "label"]
-
-
-class DataError(ValueError):
-    """The tokenized data cannot be found or read; one line for the user."""
-
-
-def resolve_manifest(location: str | Path) -> Path:
-    """A manifest.json, a dataset folder holding one, or a tokenized root with a LATEST pointer."""
-    path = Path(location)
-    if path.is_file():
-        return path
-    if (path / MANIFEST).is_file():
-        return path / MANIFEST
-    if (path / LATEST).is_file():
-        manifest = path / (path / LATEST).read_text().strip() / MANIFEST
-        if manifest.is_file():
-            return manifest
-    raise DataError(f"no tokenized data at {location}: expected a manifest.json, a dataset folder or a "
-                    "tokenized root with LATEST (run `lakebert tokenize`)")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow_dags"
 PAT = "ghp_AirflowRenderedSecret0123456789"
 HEAVY = ("pyspark", "torch", "transformers", "mlflow", "spark_jobs", "training")
+SCRIPTS = {"ingest": "ingest.py", "clean": "clean.py", "tokenize": "tokenize_silver.py", "train": "train.py"}
 
 INSPECT = """
 import json, sys
@@ -91,7 +92,7 @@ def test_dag_runs_the_four_stages_in_order_with_retries_timeouts_and_one_active_
         assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 120
         assert task["timeout"] == (12 if name == "train" else 2) * 3600
         assert task["conn_id"] == "lakebert_spark"
-        assert Path(task["application"]) == REPO / "spark_jobs" / f"{name}.py"
+        assert Path(task["application"]) == REPO / "spark_jobs" / SCRIPTS[name]
         assert task["packages"] == delta_package()  # the DAG's constant matches the installed pair
     assert parsed["max_active_runs"] == 1 and parsed["doc_md"] is True
     assert parsed["params"] == ["env", "overrides", "source"]

@@ -77,7 +77,7 @@ def test_stage_runs_through_the_real_spark_submit_binary(tmp_path):
     cleaned = _summary(_run([*submit, "spark_jobs/clean.py", *args]))
     assert cleaned["input"] == ingested["inserted"]
     assert cleaned["output"] + cleaned["duplicates"] + sum(cleaned["quarantined"].values()) == cleaned["input"]
-    tokenized = _summary(_run([*submit, "spark_jobs/tokenize.py", *args, "--set", "tokenize.vocab_size=500"]))
+    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args, "--set", "tokenize.vocab_size=500"]))
     assert tokenized["status"] == "done" and tokenized["rows"] == cleaned["output"]
     assert json.loads(Path(tokenized["manifest"]).read_text())["rows"] == cleaned["output"]
 

@@ -27,7 +27,7 @@ from spark_jobs.clean import clean
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import LABELS, make_document, write_sample
 from spark_jobs.stage import StageError
-from spark_jobs.tokenize import tokenize
+from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.train import failure_report, train
 from tests.conftest import TEST_SPARK, make_config
 from training import tracking

@@ -15,7 +15,7 @@ from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import write_sample
 from spark_jobs.stage import StageError
 from spark_jobs.tables import SILVER, resolve_table
-from spark_jobs.tokenize import LATEST, MANIFEST, latest_manifest, output_root, tokenize
+from spark_jobs.tokenize_silver import LATEST, MANIFEST, latest_manifest, output_root, tokenize
 from tests.conftest import TEST_SPARK, make_config
 from tokenization import Encoder, load_tokenizer
 

@@ -1,9 +1,14 @@
 """Tokenize the silver table into training-ready Parquet plus a manifest.
 
     lakebert tokenize [--set tokenize.tokenizer=auto|train|DIR|tokenizer.json|hub-name]
-    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize.py [--set ...]
+    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/tokenize_silver.py [--set ...]
 
-Output, under `<lakehouse.root>/<tokenize.output>/`:
+The stage is `tokenize`; its file is `tokenize_silver.py` because spark-submit puts this folder
+first on sys.path, where a file named after the stage would shadow the standard library's
+`tokenize` module.
+
+Output, under `<lakehouse.root>/<tokenize.output>/`, in the layout that `tokenization.dataset`
+describes and training reads:
 
     <key>/data/split=train/part-*.parquet   doc_id, input_ids list<int32> (unpadded), length int32,
                                             label int32, truncated bool; sorted by doc_id
@@ -42,11 +47,6 @@ import sys
 import uuid
 from pathlib import Path
 
-if __package__ in (None, ""):  # spark-submit spark_jobs/tokenize.py: import it as the package, and keep
-    # this folder off sys.path, where tokenize.py would shadow the standard library's tokenize
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here] + [str(_here.parent)]
-
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -54,20 +54,17 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
-from spark_jobs.clean import SPLITS, TRAIN
+from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
 from spark_jobs.stage import StageError, run_stage, write_text
 from spark_jobs.tables import SILVER, resolve_table
-from conf.schema import AUTO_TOKENIZER, TRAIN_TOKENIZER
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
+from tokenization import dataset
+from tokenization.dataset import DATA_DIR, FORMAT, LATEST, MANIFEST
 from training.guards import imbalance_warning
 
 STAGE = "tokenize"
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
-DATA_DIR = "data"
 TRAINED_TOKENIZERS = "tokenizers"
 LENGTH_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
-FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
 CROSS_SPLIT = "cross_split_duplicate"  # column: the row's ids occur in an earlier split
 
 TOKENIZED_SCHEMA = StructType([
@@ -165,12 +162,8 @@ def read_manifest(spark, path: str) -> dict | None:
 
 def latest_manifest(cfg: Config) -> str | None:
     """Path of the newest complete dataset's manifest (local lakehouse), or None."""
-    root = Path(output_root(cfg))
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    manifest = root / pointer.read_text().strip() / MANIFEST
-    return str(manifest) if manifest.is_file() else None
+    manifest = dataset.latest_manifest(output_root(cfg))
+    return None if manifest is None else str(manifest)
 
 
 def _publish_latest(spark, root: str, key: str) -> None:
@@ -280,7 +273,7 @@ def list_files(spark, data_dir: str) -> dict[str, list[str]]:
     return files
 
 
-def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
+def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     tc = cfg.tokenize
     silver = resolve_table(cfg, SILVER)
     if not silver.exists(spark):
@@ -341,7 +334,7 @@ def tokenize(spark: SparkSession, cfg: Config, run_id: str) -> dict:
     written = sum(s["rows"] for s in splits.values())
     manifest = {
         "format": FORMAT,
-        "created_by_run": run_id,
+        "created_by_run": stage_run_id,
         "source": {"table": str(silver), "delta_version": version},
         "tokenizer_path": tokenizer.path,
         "tokenizer_fingerprint": tok_fp,

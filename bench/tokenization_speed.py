@@ -1,6 +1,6 @@
 """Tokenization throughput: our Spark stage against raw `tokenizers` and `datasets.map`, in one run.
 
-    .venv/bin/python bench/tokenize.py [--docs 100000] [--max-length 128] [--out bench/out-tok]
+    .venv/bin/python bench/tokenization_speed.py [--docs 100000] [--max-length 128] [--out bench/out-tok]
 
 Builds silver from the generated corpus (not timed), trains one WordPiece tokenizer on it (not
 timed), then measures on the same silver texts, tokenizer and settings (truncation to
@@ -8,36 +8,29 @@ max_length, special tokens added):
   (a) the limit: `tokenizers` batch encoding on all cores, texts in memory, no I/O;
   (b) the peer:  Hugging Face `datasets.map(batched=True)` with the fast tokenizer, the better of
                  num_proc None and 2;
-  (c) our stage: `spark_jobs.tokenize.tokenize`, silver Delta -> Parquet + manifest, JVM
+  (c) our stage: `spark_jobs.tokenize_silver.tokenize`, silver Delta -> Parquet + manifest, JVM
                  start-up excluded, read and write included.
 Prints one JSON line with docs/s and the ratios c/a and c/b.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file's name shadows the standard library's `tokenize` (which pydantic imports via
-# inspect): run from the repository root, never from bench/ on sys.path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
 import argparse
 import json
 import os
 import shutil
+import sys
 import time
+from pathlib import Path
 
-from conf import load_config  # noqa: E402
-from spark_jobs.clean import clean  # noqa: E402
-from spark_jobs.ingest import ingest  # noqa: E402
-from spark_jobs.sample_data import write_sample  # noqa: E402
-from spark_jobs.session import get_spark  # noqa: E402
-from spark_jobs.tables import SILVER, resolve_table  # noqa: E402
-from spark_jobs.tokenize import tokenize  # noqa: E402
-from tokenization import load_tokenizer, train_wordpiece  # noqa: E402
+from conf import load_config
+from spark_jobs.clean import clean
+from spark_jobs.ingest import ingest
+from spark_jobs.sample_data import write_sample
+from spark_jobs.session import get_spark
+from spark_jobs.tables import SILVER, resolve_table
+from spark_jobs.tokenize_silver import tokenize
+from tokenization import load_tokenizer, train_wordpiece
 
 
 def best_of(runs: int, fn) -> float:
