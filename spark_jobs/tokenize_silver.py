@@ -273,6 +273,46 @@ def list_files(spark, data_dir: str) -> dict[str, list[str]]:
     return files
 
 
+def write_tokens(spark, tc, silver_df: DataFrame, tokenizer, tok_fp: str, data_dir: str) -> dict[str, int]:
+    """Tokenize silver into `data_dir` (Parquet by split), without the validation/test rows
+    whose ids equal an earlier split's. -> those removed rows per split."""
+    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous_batch = spark.conf.get(batch_key)
+    spark.conf.set(batch_key, str(tc.arrow_batch_rows))  # restored below: the session may be shared
+    tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
+    # Kept: the cross-split check and the write both read the tokens, which are costly to redo.
+    tokens = mark_cross_split_duplicates(
+        tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
+        (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
+         .sortWithinPartitions("split", "doc_id")
+         .write.mode("overwrite").partitionBy("split")
+         .option("maxRecordsPerFile", tc.rows_per_file)
+         .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
+         .parquet(data_dir))
+    finally:
+        tokens.unpersist()
+        tokenizer_json.unpersist()
+        spark.conf.set(batch_key, previous_batch)
+    return removed
+
+
+def data_warnings(manifest: dict, class_weights: str | None) -> list[str]:
+    """What a user should know about the written data: rows removed across splits, imbalance."""
+    warnings = []
+    removed = manifest["cross_split_duplicates"]
+    if sum(removed.values()):
+        warnings.append(f"removed {sum(removed.values()):,} validation/test rows whose token ids equal an earlier "
+                        f"split's ({', '.join(f'{k} {v:,}' for k, v in removed.items())})")
+    imbalance = imbalance_warning(_named_counts(manifest["splits"].get(TRAIN, {}), manifest["label_map"]),
+                                  class_weights)
+    if imbalance:
+        warnings.append(imbalance)
+    return warnings
+
+
 def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     tc = cfg.tokenize
     silver = resolve_table(cfg, SILVER)
@@ -307,28 +347,8 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     if not is_uri(folder):
         shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
     rows = sum(split_rows.values())
-    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    previous_batch = spark.conf.get(batch_key)
-    spark.conf.set(batch_key, str(tc.arrow_batch_rows))  # restored below: the session may be shared
-    tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
     data_dir = join_path(folder, DATA_DIR)
-    # Kept: the cross-split check and the write both read the tokens, which are costly to redo.
-    tokens = mark_cross_split_duplicates(
-        tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
-        (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
-         .sortWithinPartitions("split", "doc_id")
-         .write.mode("overwrite").partitionBy("split")
-         .option("maxRecordsPerFile", tc.rows_per_file)
-         .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
-         .parquet(data_dir))
-    finally:
-        tokens.unpersist()
-        tokenizer_json.unpersist()
-        spark.conf.set(batch_key, previous_batch)
-
+    removed = write_tokens(spark, tc, silver_df, tokenizer, tok_fp, data_dir)
     data = spark.read.parquet(data_dir)
     splits, content_hash = dataset_stats(data)
     written = sum(s["rows"] for s in splits.values())
@@ -355,13 +375,7 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
                          f"silver version {version} has {rows}; no manifest written")
     write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
     _publish_latest(spark, root, key)
-    warnings = []
-    if sum(removed.values()):
-        warnings.append(f"removed {sum(removed.values()):,} validation/test rows whose token ids equal an earlier "
-                        f"split's ({', '.join(f'{k} {v:,}' for k, v in manifest['cross_split_duplicates'].items())})")
-    imbalance = imbalance_warning(_named_counts(splits.get(TRAIN, {}), label_map), cfg.train.class_weights)
-    if imbalance:
-        warnings.append(imbalance)
+    warnings = data_warnings(manifest, cfg.train.class_weights)
     for line in warnings:
         print(f"tokenize: warning: {line}", flush=True)
     return {"status": "done", "rows": written, "splits": {k: v["rows"] for k, v in splits.items()},
