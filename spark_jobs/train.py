@@ -166,7 +166,7 @@ def failure_report(failures: Path, message: str) -> str:
     return "a training process failed: " + " | ".join(tail)[-1500:]
 
 
-def train(spark, cfg: Config, run_id: str) -> dict:
+def train(spark, cfg: Config, stage_run_id: str) -> dict:
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training import job, tracking
