@@ -234,13 +234,14 @@ class Trainer:
                     tracking.fetch_checkpoints(self.plan, manager.root.name, manager.root, manager.is_complete)
         barrier(self.env)
         latest = self.ckpt.latest()
-        if latest is None:
-            return
-        self.state = TrainState.restored(self.ckpt.load(latest, self.model, self.optimizer, self.scheduler,
-                                                        rank=self.env.rank))
-        self.meter.progress = Progress(self.total_steps, self.state.step, self.tc.epochs)
-        if self.env.is_main:
-            print(f"{PROGRESS_PREFIX} resuming from {latest} (step {self.state.step}/{self.total_steps})", flush=True)
+        if latest is not None:
+            self.state = TrainState.restored(self.ckpt.load(latest, self.model, self.optimizer, self.scheduler,
+                                                            rank=self.env.rank))
+            self.meter.progress = Progress(self.total_steps, self.state.step, self.tc.epochs)
+            if self.env.is_main:
+                print(f"{PROGRESS_PREFIX} resuming from {latest} (step {self.state.step}/{self.total_steps})",
+                      flush=True)
+        self.meter.restart_clock()  # throughput counts training, not the time to get here
 
     def train_epoch(self, stop_after_steps: int | None) -> None:
         """The epoch's micro-batches, from where a resumed run left off, in optimizer steps."""
