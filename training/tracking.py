@@ -40,7 +40,6 @@ from pathlib import Path
 
 from conf import Config, redact
 from conf.paths import is_uri
-from training.champion import champion_decision
 from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
     TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
     TAG_MANIFEST_HASH, TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_SILVER_TABLE, TAG_SILVER_VERSION,
@@ -311,6 +310,8 @@ class MlflowTracker(NullTracker):
         """Move `mlflow.champion_alias` to the registered version when it is not degenerate and
         beats the champion; `champion_score(version)` scores the champion on this run's
         validation data (None: it cannot be compared)."""
+        from training.champion import champion_decision  # torch: only rank 0's end of run needs it
+
         alias = cfg.mlflow.champion_alias
         if not registered or not alias:
             return None
