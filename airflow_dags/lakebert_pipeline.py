@@ -1,4 +1,4 @@
-"""Airflow 3 DAG: ingest >> clean >> tokenize >> train, one SparkSubmitOperator per stage.
+"""Airflow 3 DAG: ingest >> clean >> tokenize >> train [>> score], one SparkSubmitOperator per stage.
 
 Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebert with its
 `airflow` extra where the scheduler's workers run (`pip install "lakebert[airflow]"`), and make
@@ -12,7 +12,7 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   `--conn-type spark --conn-host yarn`).
 - Params (trigger with `--conf` or the UI): `env` (a conf/env overlay), `source` (ingest.source;
   `{ds}` is replaced by the run's logical date, so each scheduled run reads its own slice)
-  and `overrides` (a list of `key=value`).
+  `overrides` (a list of `key=value`) and `score` (true: `lakebert score` after train).
 - Idempotent per logical date: ingest gets `ingest.batch_id=<ds>` and MERGEs on doc_id, so a
   retried or re-run date inserts nothing new; clean, tokenize and train say up to date.
 - Secrets in `overrides` (keys such as `spark.conf.spark.hadoop.fs.azure.account.key.*`, URL
@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
 LAKEBERT_HOME = Path(os.environ.get("LAKEBERT_HOME", Path(__file__).resolve().parents[1]))
@@ -47,10 +48,12 @@ DELTA_CONF = {
 }
 PYTHON = os.environ.get("PYSPARK_PYTHON", sys.executable)
 # stage -> its spark-submit script under LAKEBERT_HOME (tokenize: spark_jobs/tokenize_silver.py), in order
-STAGE_SCRIPTS = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "cli.py"))["STAGE_SCRIPTS"]
+CLI = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "cli.py"))
+STAGE_SCRIPTS = CLI["STAGE_SCRIPTS"]
 STAGES = tuple(STAGE_SCRIPTS)
+SCORE_SCRIPT = CLI["SCORE_SCRIPT"]  # the optional task after train: `params.score`
 TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
-            "train": timedelta(hours=12)}
+            "train": timedelta(hours=12), "score": timedelta(hours=4)}
 # Every stage gets --env and the overrides; ingest also gets its slice and batch id.
 COMMON_ARGS = "['--env', params.env] + (['--set'] + lakebert_args(params.overrides) if params.overrides else [])"
 INGEST_ARGS = ("['--set'] + lakebert_args(['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
@@ -76,7 +79,8 @@ doc_md = """
 
 `ingest >> clean >> tokenize >> train`, each a `spark-submit` of its stage's script
 (`spark_jobs/ingest.py`, `clean.py`, `tokenize_silver.py`, `train.py`) with the same config
-(`--env {{ params.env }}` plus `overrides`). The logical date picks the ingest slice (`source`
+(`--env {{ params.env }}` plus `overrides`). With `score` true, `score` (`spark_jobs/score.py`)
+follows: the `@champion` model over silver, or over `score.source` from the overrides. The logical date picks the ingest slice (`source`
 with `{ds}`) and is the ingest batch id, so reruns are idempotent.
 Results: Delta tables and tokenized data under `lakehouse.root`, the model in MLflow
 (`mlflow.registered_model`). Each task's log ends with the stage's JSON summary.
@@ -104,16 +108,15 @@ with DAG(
         "source": Param("", type="string", description="ingest.source; {ds} becomes the logical date"),
         "overrides": Param([], type="array", items={"type": "string"},
                            description="config overrides, key=value each"),
+        "score": Param(False, type="boolean", description="after train, run lakebert score (score.* overrides)"),
     },
     tags=["lakebert"],
 ) as dag:
-    previous = None
-    for stage in STAGES:
-        args = f"{{{{ {COMMON_ARGS} + {INGEST_ARGS} }}}}" if stage == "ingest" else f"{{{{ {COMMON_ARGS} }}}}"
-        task = SparkSubmitOperator(
+    def submit(stage: str, script: str, args: str) -> SparkSubmitOperator:
+        return SparkSubmitOperator(
             task_id=stage,
             conn_id=SPARK_CONN_ID,
-            application=str(LAKEBERT_HOME / STAGE_SCRIPTS[stage]),
+            application=str(LAKEBERT_HOME / script),
             application_args=args,
             packages=DELTA_PACKAGE,
             conf=DELTA_CONF,
@@ -121,8 +124,19 @@ with DAG(
             # spark-submit's driver must run the Python that has lakebert (this one, by default)
             env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
             execution_timeout=TIMEOUTS[stage],
-            doc_md=f"`spark-submit {STAGE_SCRIPTS[stage]}` (see `lakebert {stage} --help`).",
+            doc_md=f"`spark-submit {script}` (see `lakebert {stage} --help`).",
         )
+
+    previous = None
+    for stage in STAGES:
+        args = f"{{{{ {COMMON_ARGS} + {INGEST_ARGS} }}}}" if stage == "ingest" else f"{{{{ {COMMON_ARGS} }}}}"
+        task = submit(stage, STAGE_SCRIPTS[stage], args)
         if previous is not None:
             previous >> task
         previous = task
+
+    # The optional scoring task: skipped (not failed) unless the run's `score` param is true.
+    score_requested = ShortCircuitOperator(
+        task_id="score_requested", python_callable=lambda params: bool(params["score"]),
+        doc_md="Goes on to `score` only when the run's `score` param is true.")
+    previous >> score_requested >> submit("score", SCORE_SCRIPT, f"{{{{ {COMMON_ARGS} }}}}")

@@ -136,6 +136,8 @@ class TablesConfig(Section):
     silver: TableLocation = "silver"
     quarantine: TableLocation = "quarantine"
     label_map: TableLocation = "label_map"
+    predictions: TableLocation = "predictions"
+    """`lakebert score`'s output: one row per (doc_id, model name, model version)."""
 
 
 class SparkConfig(Section):
@@ -366,6 +368,34 @@ class MlflowConfig(Section):
     (`train.select_metric`). None = never set an alias."""
 
 
+class ScoreConfig(Section):
+    """`lakebert score`: a registered model over new documents, on the executors."""
+
+    source: str | None = None
+    """None = the silver table (already normalized by clean). Else a path, glob or table in
+    `score.format`, read as ingest reads it (ingest's text/label/id columns and reader options)."""
+    format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "delta"
+    split: Literal["train", "validation", "test"] | None = None
+    """Score only the rows of this split (sources with a `split` column, such as silver)."""
+    model: str | None = None
+    """An MLflow model URI: `models:/<name>/<version>`, `models:/<name>@<alias>` or `runs:/<id>/model`.
+    None = `models:/<mlflow.registered_model>@<mlflow.champion_alias>` when that alias is set,
+    else the latest version of `mlflow.registered_model`."""
+    normalize: Literal["auto", "always", "never"] = "auto"
+    """Apply clean's normalization with the settings the model's training recorded. auto = yes,
+    except for the silver table, whose text clean already normalized."""
+    batch_size: int = Field(64, ge=1)
+    """Texts per forward pass (sorted by length within each Arrow batch)."""
+    arrow_batch_rows: int = Field(2048, ge=16)
+    drift_threshold: float = Field(0.2, gt=0)
+    """Population stability index above which the summary warns (0.1 moderate, 0.25 major shift)."""
+    drift_min_rows: int = Field(500, ge=1)
+    """Judge drift only over at least this many scored rows: PSI over a few dozen rows is mostly
+    sampling noise (the report is still logged)."""
+    mistakes: int = Field(20, ge=0)
+    """The most confident mistakes listed in the evaluation (when the source has labels)."""
+
+
 class Config(Section):
     lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
     tables: TablesConfig = Field(default_factory=TablesConfig)
@@ -375,4 +405,5 @@ class Config(Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
 

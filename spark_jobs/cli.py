@@ -5,6 +5,7 @@
     lakebert clean
     lakebert tokenize
     lakebert train
+    lakebert score                                   # the @champion model over silver (or score.source)
     lakebert sample-data --out data/sample
     lakebert --help
 
@@ -30,8 +31,12 @@ STAGE_MODULES = {
     "train": "spark_jobs.train",
 }
 STAGES = tuple(STAGE_MODULES)
+# After the pipeline, on demand: score new documents with the registered model (the DAG's
+# optional `score` task).
+SCORE_MODULE = "spark_jobs.score"
 # stage -> its script, relative to the repository root: `spark-submit spark_jobs/tokenize_silver.py`
 STAGE_SCRIPTS = {stage: module.replace(".", "/") + ".py" for stage, module in STAGE_MODULES.items()}
+SCORE_SCRIPT = SCORE_MODULE.replace(".", "/") + ".py"
 
 # sub-command -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS = {
@@ -42,6 +47,7 @@ COMMANDS = {
                  "silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)"),
     "train": (STAGE_MODULES["train"],
               "tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)"),
+    "score": (SCORE_MODULE, "score documents with the registered model -> predictions table, evaluation, drift"),
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 

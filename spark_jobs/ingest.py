@@ -239,12 +239,16 @@ def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, u
     return raw.withColumn("_reason", first_reason(checks))
 
 
+def doc_id_column(use_id: bool) -> Column:
+    """A record's document id: the trimmed id column, else sha256 of its source and text."""
+    return F.trim("_id") if use_id else F.sha2(F.concat_ws("\u0000", "_source", "_text"), 256)
+
+
 def to_bronze(classified: DataFrame, batch_id: str, use_id: bool) -> DataFrame:
     """Valid records as bronze rows, one per doc_id (the first by source and text)."""
     valid = classified.where(F.col("_reason").isNull())
-    doc_id = F.trim("_id") if use_id else F.sha2(F.concat_ws("\u0000", "_source", "_text"), 256)
     rows = valid.select(
-        doc_id.alias("doc_id"), F.col("_text").alias("text"),
+        doc_id_column(use_id).alias("doc_id"), F.col("_text").alias("text"),
         F.trim("_label").alias("label"), F.col("_source").alias("source"),
         F.current_timestamp().alias("ingested_at"), F.lit(batch_id).alias("batch_id"),
     )

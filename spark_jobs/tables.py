@@ -1,4 +1,4 @@
-"""Delta tables by role (bronze, silver, quarantine, label_map): path-based or metastore names.
+"""Delta tables by role (bronze, silver, quarantine, label_map, predictions): path-based or metastore names.
 
 A `tables.<role>` value that is a plain name (`bronze`) or a relative path is a Delta table
 under `lakehouse.root`; an absolute path or URI is used as is; a dotted name
@@ -26,6 +26,7 @@ BRONZE = "bronze"
 SILVER = "silver"
 QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
+PREDICTIONS = "predictions"
 
 # Delta's optimistic-concurrency conflicts, and the race of two writers creating one table.
 # MERGE on the key makes a retry safe; anything else is not retried.
@@ -132,15 +133,17 @@ class Table:
         with_delta_retries(lambda: spark.sql(f"ALTER TABLE {self.sql_ref} SET TBLPROPERTIES ({pairs})"),
                            f"setting properties of {self.role} table {self}")
 
-    def insert_new(self, spark, rows, key: str) -> int:
-        """MERGE the rows whose `key` the table lacks; return how many were inserted. A
-        conflict with another writer is retried: rows it inserted meanwhile now match."""
-        column = quote_identifier(key)
+    def insert_new(self, spark, rows, key: str | tuple[str, ...]) -> int:
+        """MERGE the rows whose `key` (a column, or several) the table lacks; return how many
+        were inserted. A conflict with another writer is retried: rows it inserted meanwhile
+        now match."""
+        columns = [quote_identifier(k) for k in ((key,) if isinstance(key, str) else key)]
+        condition = " AND ".join(f"t.{c} = s.{c}" for c in columns)
 
         def merge():
             return (
                 self.delta(spark).alias("t")
-                .merge(rows.alias("s"), f"t.{column} = s.{column}")
+                .merge(rows.alias("s"), condition)
                 .whenNotMatchedInsertAll()
                 .execute()
             )

@@ -32,6 +32,14 @@ TAG_DEGENERATE = "lakebert.degenerate"
 TAG_DEGENERATE_REASON = "lakebert.degenerate_reason"
 TAG_DEFAULTS = "lakebert.train_defaults"
 TAG_CHAMPION = "lakebert.champion"
+# A `lakebert score` run: which model version it scored, on what.
+TAG_STAGE = "lakebert.stage"
+TAG_SCORED_MODEL = "lakebert.scored_model_uri"
+TAG_SCORED_NAME = "lakebert.scored_model_name"
+TAG_SCORED_VERSION = "lakebert.scored_model_version"
+TAG_SCORED_RUN = "lakebert.scored_model_run_id"
+TAG_SCORE_SOURCE = "lakebert.score_source"
+TAG_SCORE_SOURCE_VERSION = "lakebert.score_source_delta_version"
 MAX_PARAM_CHARS = 6000
 
 

@@ -97,7 +97,8 @@ def store_client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _experiment_id(client, cfg: Config) -> str:
+def experiment_id(client, cfg: Config) -> str:
+    """The id of `mlflow.experiment`, created (with its artifact root) when it does not exist."""
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is not None:
         return experiment.experiment_id
@@ -134,8 +135,8 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
     with http_settings(PREFLIGHT_HTTP if quick else {}):
         try:
             client = store_client(uri)
-            experiment_id = _experiment_id(client, cfg)
-            runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_JOB_KEY}` = '{key}'",
+            experiment = experiment_id(client, cfg)
+            runs = client.search_runs([experiment], filter_string=f"tags.`{TAG_JOB_KEY}` = '{key}'",
                                       order_by=["attributes.start_time DESC"], max_results=1)
         except Exception as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
@@ -143,7 +144,7 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
         if runs:
             status = UP_TO_DATE if runs[0].info.status == "FINISHED" else RESUME
             return RunPlan(uri, runs[0].info.run_id, status, key)
-        run = client.create_run(experiment_id, tags=tags, run_name=f"train-{key[:8]}")
+        run = client.create_run(experiment, tags=tags, run_name=f"train-{key[:8]}")
     return RunPlan(uri, run.info.run_id, NEW, key)
 
 
@@ -197,7 +198,8 @@ class NullTracker:
     def set_tags(self, tags: dict) -> None:
         pass
 
-    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
+    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
+                  example_text: str) -> dict | None:
         return None
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
@@ -281,8 +283,11 @@ class MlflowTracker(NullTracker):
         tags = redact(tags, by_key=False)
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items()])
 
-    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, example_text: str) -> dict | None:
-        """The transformers flavor (model, tokenizer, signature, input example), registered if asked."""
+    def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
+                  example_text: str) -> dict | None:
+        """The transformers flavor (model, tokenizer, signature, input example), registered if asked.
+        The model carries its input settings: `max_length` in the pyfunc config, the truncation
+        side in the tokenizer's config (what `lakebert score` and `pyfunc.load_model` use)."""
         import pandas as pd
         from transformers import AutoTokenizer
 
@@ -293,6 +298,7 @@ class MlflowTracker(NullTracker):
         if active is None or active.info.run_id != self.run_id:  # log_model writes into the active run
             raise RuntimeError(f"MLflow's active run is {active and active.info.run_id}, not this job's {self.run_id}")
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        tokenizer.truncation_side = truncation_side
         name = cfg.mlflow.registered_model
         info = self.mlflow.transformers.log_model(
             {"model": model, "tokenizer": tokenizer}, name=MODEL_ARTIFACT, task="text-classification",

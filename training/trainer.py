@@ -375,7 +375,8 @@ class Trainer:
                           TAG_DEGENERATE_REASON: "; ".join(check.reasons) or "none"})
         manifest = self.data.manifest
         registered = tracker.log_model(self.cfg, self.model, manifest["tokenizer_path"],
-                                       manifest.get("max_length", 512), self.data.example_text())
+                                       manifest.get("max_length", 512), manifest.get("truncation_side", "right"),
+                                       self.data.example_text())
         score = champion_score_fn(self.cfg, tracking.store_client(self.plan.tracking_uri), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,

@@ -45,6 +45,9 @@ def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_d
     assert train["status"] == "done" and train["registered_model"]["version"] == "1"
     everything = _run("00_end_to_end", monkeypatch, overrides)
     assert everything["status"] == "up_to_date" and everything["mlflow_run_id"] == train["run_id"]
+    scored = _run("05_score", monkeypatch, overrides + ";score.split=test")
+    assert scored["stage"] == "score" and scored["scored"] == scored["read"] > 0
+    assert scored["model_version"] == "1" and scored["evaluation"]["examples"] == scored["scored"]
 
 
 def test_end_to_end_notebook_trains_on_a_fresh_lakehouse(spark, tmp_path, monkeypatch):

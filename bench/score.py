@@ -1,0 +1,122 @@
+"""Batch scoring throughput: `lakebert score` against `mlflow.pyfunc.spark_udf` and a plain PyTorch loop.
+
+    .venv/bin/python bench/score.py [--docs 100000] [--max-length 128] [--out bench/out-score]
+
+Not timed: a small sample lakehouse trains and registers the tiny model (`lakebert run`, 3,000
+documents), and a second lakehouse's silver holds `--docs` generated documents (ingest + clean).
+Then, on the same registered model, the same silver texts and the same Spark cores, in one run:
+  (a) the limit: a plain PyTorch loop over the texts in memory: the model's fast tokenizer,
+      length-sorted batches, `torch.inference_mode`, all cores to torch;
+  (b) the peer:  `mlflow.pyfunc.spark_udf` (env_manager=local) over silver's text column,
+      written to a Delta table;
+  (c) our stage: `spark_jobs.score.score` from silver into a fresh predictions table (MERGE),
+      with its evaluation and drift report, JVM start-up excluded; `score.normalize=never`
+      as silver is already clean (the same work as (b)).
+Prints one JSON line with rows/s and the ratios c/b and c/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from conf import load_config
+from spark_jobs.clean import clean
+from spark_jobs.ingest import ingest
+from spark_jobs.pipeline import pipeline
+from spark_jobs.sample_data import write_sample
+from spark_jobs.score import load_model, score
+from spark_jobs.session import get_spark
+from spark_jobs.tables import SILVER, resolve_table
+
+MODEL = "models:/lakebert-classifier/1"
+
+
+def plain_loop(model_dir: Path, texts: list[str], max_length: int, batch_size: int) -> float:
+    """Seconds for the limit: fast tokenizer + length-sorted batches + inference_mode, in memory."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "components" / "tokenizer")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir / "model").eval()
+    started = time.perf_counter()
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = [encoded[i] for i in order[start:start + batch_size]]
+            batch = tokenizer.pad({"input_ids": chunk}, return_tensors="pt")
+            torch.softmax(model(**batch).logits, dim=-1)
+    return time.perf_counter() - started
+
+
+def spark_udf(spark, cfg, silver, out: Path) -> float:
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(tracking_uri(cfg))
+    started = time.perf_counter()
+    predict = mlflow.pyfunc.spark_udf(spark, MODEL, result_type="label string, score double", env_manager="local")
+    silver.select("doc_id", predict(F.struct("text")).alias("prediction")).write.format("delta").save(str(out))
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default="bench/out-score")
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    out = Path(args.out).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    common = [f"tokenize.max_length={args.max_length}", "mlflow.system_metrics=false", "ingest.id_column=id"]
+    small = load_config(env="local", overrides=[
+        f"lakehouse.root={out / 'train'}", f"ingest.source={write_sample(out / 'small', n_docs=3000, seed=3)}",
+        "tokenize.vocab_size=4000", "train.epochs=1", *common])
+    spark = get_spark(small)
+    pipeline(spark, small, "bench-train")
+    big = load_config(env="local", overrides=[
+        f"lakehouse.root={out / 'big'}", f"ingest.source={write_sample(out / 'big-src', n_docs=args.docs, seed=11)}",
+        *common])
+    ingest(spark, big, "bench-ingest")
+    clean(spark, big, "bench-clean")
+    silver_path = str(resolve_table(big, SILVER))
+    silver = spark.read.format("delta").load(silver_path).select("doc_id", "text").cache()
+    rows = silver.count()
+    texts = [r.text for r in silver.select("text").collect()]
+
+    stage_cfg = load_config(env="local", overrides=[
+        f"lakehouse.root={out / 'train'}", f"score.source={silver_path}", "score.format=delta", "score.normalize=never",
+        f"score.model={MODEL}", f"score.batch_size={args.batch_size}", f"tables.predictions={out / 'pred-ours'}",
+        *common])
+    model_dir = Path(load_model(stage_cfg).local_dir)
+    limit = plain_loop(model_dir, texts, args.max_length, args.batch_size)
+    peer = spark_udf(spark, stage_cfg, silver, out / "pred-spark-udf")
+    started = time.perf_counter()
+    summary = score(spark, stage_cfg, "bench-score")
+    ours = time.perf_counter() - started
+    assert summary["scored"] == rows, summary
+
+    result = {"rows": rows, "max_length": args.max_length, "cores": os.cpu_count(),
+              "seconds": {"a_plain_loop": round(limit, 1), "b_spark_udf": round(peer, 1), "c_lakebert_score": round(ours, 1)},
+              "rows_per_s": {"a_plain_loop": round(rows / limit), "b_spark_udf": round(rows / peer),
+                             "c_lakebert_score": round(rows / ours)},
+              "c_over_b": round(peer / ours, 2), "c_over_a": round(limit / ours, 2),
+              "score_summary": {k: summary.get(k) for k in ("scored", "evaluation", "drift_psi", "warnings")}}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

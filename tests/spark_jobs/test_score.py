@@ -1,0 +1,190 @@
+"""lakebert score: the registered model over new documents, on the executors (real Spark, Delta, MLflow).
+
+One sample pipeline is trained for the whole module; every test scores with its registered model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from spark_jobs.filters import DropReason
+from spark_jobs.ingest import IngestReason
+from spark_jobs.pipeline import pipeline
+from spark_jobs.sample_data import write_sample
+from spark_jobs.score import main, score
+from spark_jobs.stage import StageError
+from spark_jobs.tables import PREDICTIONS, SILVER, resolve_table
+from tests.conftest import TEST_SPARK, make_config
+from training.lineage import TAG_SCORED_VERSION, TAG_STAGE
+from training.tracking import tracking_uri
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINED = ("tokenize.vocab_size=1500", "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3",
+           "mlflow.system_metrics=false")
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """A lakehouse with silver and a registered model (the sample pipeline), and its config."""
+    root = tmp_path_factory.mktemp("score")
+    src = write_sample(root / "data", n_docs=800, seed=21)
+    cfg = make_config(root / "lh", f"ingest.source={src}", "ingest.id_column=id", *TRAINED)
+    summary = pipeline(spark, cfg, "fixture")
+    assert summary["registered_model"]["version"] == "1"
+    return cfg
+
+
+def scoring(cfg, *overrides: str):
+    """A scoring config on the fixture's lakehouse (ids of external sources from their `id` field)."""
+    return make_config(cfg.lakehouse.root, "ingest.id_column=id", *overrides)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def predictions_of(spark, cfg, run_id: str | None = None) -> pd.DataFrame:
+    rows = resolve_table(cfg, PREDICTIONS).read(spark)
+    if run_id:
+        rows = rows.where(rows.stage_run_id == run_id)
+    return rows.toPandas().set_index("doc_id")
+
+
+def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(spark, trained, monkeypatch):
+    import mlflow
+
+    cfg = scoring(trained, "score.split=test", "score.model=models:/lakebert-classifier/1")
+    first = score(spark, cfg, "s1")
+    assert first["read"] == first["scored"] > 50 and first["skipped"] == 0 and first["already_scored"] == 0
+    assert first["model_version"] == "1" and first["normalization"].startswith("silver")
+    ours = predictions_of(spark, cfg, "s1")
+    silver = resolve_table(cfg, SILVER).read(spark).where("split = 'test'").toPandas()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(cfg))  # pyfunc's store, for this test only
+    theirs = mlflow.pyfunc.load_model("models:/lakebert-classifier/1").predict(silver[["text"]])
+    theirs.index = silver.doc_id
+    assert (ours.loc[theirs.index, "label"] == theirs["label"]).all()
+    assert (ours.loc[theirs.index, "probability"] - theirs["score"]).abs().max() < 1e-4
+    for _, row in ours.iterrows():  # every class's probability, and they sum to 1
+        assert len(row.probabilities) == len(row.labels) and abs(sum(row.probabilities) - 1) < 1e-4
+        assert row.label == row.labels[row.label_id] and row.probability == max(row.probabilities)
+
+    # labelled input: an evaluation and a drift report, logged to an MLflow run tagged with the version
+    assert set(first["evaluation"]) >= {"accuracy", "f1_macro", "ece", "examples"}
+    assert first["evaluation"]["examples"] == first["scored"]
+    assert set(first["drift_psi"]) == {"length", "truncation", "unk", "predicted_class"}
+    client = MlflowClient(tracking_uri(cfg))
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.data.tags[TAG_STAGE] == "score" and run.data.tags[TAG_SCORED_VERSION] == "1"
+    assert run.data.metrics["eval/accuracy"] == pytest.approx(first["evaluation"]["accuracy"], abs=1e-4)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"evaluation.json", "reliability_diagram.png", "drift.json", "drift.png"} <= artifacts
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation.json")).read_text())
+    assert sum(map(sum, report["confusion_matrix"])) == first["scored"]
+    assert all(m["true"] != m["predicted"] for m in report["most_confident_mistakes"])
+
+    again = score(spark, cfg, "s2")
+    assert again["status"] == "up_to_date" and again["scored"] == 0 and again["skipped"] == 0
+    assert again["already_scored"] == again["read"] == first["read"]
+    assert len(predictions_of(spark, cfg)) == first["scored"]
+
+
+def test_only_new_source_rows_are_scored(spark, trained, tmp_path):
+    folder = tmp_path / "new"
+    texts = [f"the striker scored twice as fans cheered the coach, match report number {i}" for i in range(6)]
+    write_jsonl(folder / "a.jsonl", [{"id": f"a{i}", "text": t} for i, t in enumerate(texts[:4])])
+    cfg = scoring(trained, f"score.source={folder}", "score.format=jsonl", "tables.predictions=pred_new")
+    first = score(spark, cfg, "n1")
+    assert (first["read"], first["scored"], first["already_scored"]) == (4, 4, 0)
+    assert "evaluation" not in first  # no labels: nothing to evaluate, drift still reported
+    assert "drift_psi" in first
+    write_jsonl(folder / "b.jsonl", [{"id": f"b{i}", "text": t} for i, t in enumerate(texts[4:])])
+    second = score(spark, cfg, "n2")
+    assert (second["read"], second["scored"], second["already_scored"]) == (6, 2, 4)
+    assert set(predictions_of(spark, cfg, "n2").index) == {"b0", "b1"}
+
+
+def test_hostile_rows_get_a_null_prediction_and_a_reason_and_the_counts_add_up(spark, trained, tmp_path):
+    good = "the hospital said patients waited longer for the vaccine trial this week"
+    folder = tmp_path / "hostile"
+    write_jsonl(folder / "a.jsonl", [
+        {"id": "ok", "text": good},
+        {"id": "null", "text": None},
+        {"id": "empty", "text": ""},
+        {"id": "html-only", "text": "<p>  </p><br/>"},
+        {"id": "long", "text": "word " * 30_000},  # 150k characters: over the clean.max_chars it was trained with
+        {"id": "nul", "text": "bad \u0000 byte"},
+        {"id": "ok", "text": good + " again"},  # a duplicate id
+    ])
+    (folder / "b.jsonl").write_text('{"id": "broken", "text": \n')
+    cfg = scoring(trained, f"score.source={folder}", "score.format=jsonl", "tables.predictions=pred_hostile")
+    out = score(spark, cfg, "h1")
+    assert out["read"] == out["scored"] + out["skipped"] + out["already_scored"] + out["duplicate_ids"]
+    assert (out["read"], out["scored"], out["duplicate_ids"]) == (8, 1, 1)
+    assert out["skipped_by_reason"] == {IngestReason.EMPTY_TEXT: 2, DropReason.EMPTY_AFTER_CLEANING: 1,
+                                        DropReason.TOO_LONG: 1, IngestReason.NUL_BYTE: 1, IngestReason.UNPARSEABLE: 1}
+    rows = predictions_of(spark, cfg)
+    skipped = rows[rows.skip_reason.notna()]
+    assert skipped.label.isna().all() and skipped.probabilities.isna().all()
+    assert rows.loc["ok", "label"] is not None and pd.isna(rows.loc["ok", "skip_reason"])
+
+
+def test_text_that_cleaning_changes_gets_the_prediction_of_its_cleaned_form(spark, trained, tmp_path):
+    folder = tmp_path / "dirty"
+    write_jsonl(folder / "a.jsonl", [
+        {"id": "html", "text": "<div><b>The striker</b> scored &amp; the coach smiled at the stadium</div>"},
+        {"id": "html-clean", "text": "The striker scored & the coach smiled at the stadium"},
+        {"id": "moji", "text": "The cafÃ© chain reported quarterly earnings â€” investors welcomed the merger"},
+        {"id": "moji-clean", "text": "The café chain reported quarterly earnings — investors welcomed the merger"},
+    ])
+    cfg = scoring(trained, f"score.source={folder}", "score.format=jsonl", "tables.predictions=pred_dirty")
+    out = score(spark, cfg, "d1")
+    assert out["scored"] == 4 and out["normalization"].startswith("clean:")
+    rows = predictions_of(spark, cfg)
+    for dirty in ("html", "moji"):
+        assert rows.loc[dirty, "label"] == rows.loc[f"{dirty}-clean", "label"]
+        assert list(rows.loc[dirty, "probabilities"]) == pytest.approx(list(rows.loc[f"{dirty}-clean", "probabilities"]),
+                                                                       abs=1e-6)
+        assert rows.loc[dirty, "tokens"] == rows.loc[f"{dirty}-clean", "tokens"]
+
+
+def test_a_model_that_does_not_exist_is_one_line_before_any_spark_job(spark, trained, capsys):
+    before = spark.sparkContext.statusTracker().getJobIdsForGroup(None)
+    argv = ["--env", "local", *sum((["--set", s] for s in TEST_SPARK), []),
+            "--set", f"lakehouse.root={trained.lakehouse.root}", "--set", "score.model=models:/lakebert-classifier/99",
+            "--set", "tables.predictions=pred_missing"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("score error: score.model=models:/lakebert-classifier/99: no such model")
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup(None) == before
+    with pytest.raises(StageError, match="no such model"):
+        score(spark, scoring(trained, "score.model=models:/no-such-model@champion"), "m2")
+
+
+def test_the_default_model_is_the_champion_else_the_latest_version(spark, trained):
+    client = MlflowClient(tracking_uri(trained))
+    champion = client.get_registered_model("lakebert-classifier").aliases.get("champion")
+    cfg = scoring(trained, "score.split=validation", "tables.predictions=pred_default")
+    out = score(spark, cfg, "c1")
+    expected = "models:/lakebert-classifier@champion" if champion else "models:/lakebert-classifier/1"
+    assert out["model"] == expected and out["model_version"] == "1"
+
+
+def test_scoring_on_local_cluster_executors(trained, tmp_path):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    cmd = [sys.executable, "-m", "spark_jobs.cli", "score", "--set", f"lakehouse.root={trained.lakehouse.root}",
+           "--set", "spark.master=local-cluster[2,1,2048]", "--set", "spark.conf.spark.ui.enabled=false",
+           "--set", "score.split=validation", "--set", "tables.predictions=pred_cluster"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["scored"] == summary["read"] > 0 and summary["tables"]["predictions"].endswith("pred_cluster")

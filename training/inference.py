@@ -1,0 +1,134 @@
+"""Batch inference with a model lakebert logged: the folder MLflow's transformers flavor wrote.
+
+    from training.inference import Classifier, ModelBundle
+    bundle = ModelBundle.read(local_model_dir)     # max length, truncation side and labels: from the model
+    classifier = Classifier(bundle, device="cpu", batch_size=64)
+    out = classifier.predict(["some text", ...])   # Predictions: probabilities [n, k], tokens, truncated, unk
+
+Everything that decides the model's input comes from the logged model itself, never from the
+current config: the tokenizer (`components/tokenizer/tokenizer.json`), the maximum length
+(the pyfunc flavor's `max_length`, which training logged), the truncation side (the
+tokenizer's `truncation_side`) and the label names (`id2label`). Texts are encoded by the
+same `tokenization.Encoder` that tokenized the training data, so a text gives the ids it
+would have given at training time. Batches are sorted by length to cut padding, and the
+forward pass runs under `torch.inference_mode`, with bf16 autocast on a GPU.
+
+No Spark here: `lakebert score` calls this from `mapInArrow` on the executors, and it runs
+as well in a plain Python process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenization import Encoder
+
+MLMODEL = "MLmodel"
+TOKENIZER_COMPONENT = "components/tokenizer"
+
+
+class ModelFormatError(ValueError):
+    """The folder is not a text-classification model that lakebert logged."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    root: Path
+    model_dir: Path
+    tokenizer_json: str
+    max_length: int
+    truncation_side: str
+    labels: tuple[str, ...]
+    """Label names by id."""
+    pad_id: int
+    unk_id: int | None
+
+    @classmethod
+    def read(cls, root: str | Path) -> "ModelBundle":
+        import yaml
+
+        root = Path(root)
+        try:
+            flavors = yaml.safe_load((root / MLMODEL).read_text())["flavors"]
+            transformers_flavor = flavors["transformers"]
+        except (OSError, KeyError, TypeError) as exc:
+            raise ModelFormatError(f"{root} is not an MLflow transformers model ({exc})") from None
+        if transformers_flavor.get("task") != "text-classification":
+            raise ModelFormatError(f"{root}: task {transformers_flavor.get('task')!r}, not text-classification")
+        model_dir = root / transformers_flavor.get("model_binary", "model")
+        tokenizer_dir = root / TOKENIZER_COMPONENT
+        config = json.loads((model_dir / "config.json").read_text())
+        tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+        pyfunc_config = (flavors.get("python_function") or {}).get("config") or {}
+        max_length = int(pyfunc_config.get("max_length") or tokenizer_config.get("model_max_length") or 512)
+        id2label = config.get("id2label") or {}
+        labels = tuple(id2label[str(i)] for i in range(len(id2label)))
+        tokenizer_json = (tokenizer_dir / "tokenizer.json").read_text()
+        vocab = json.loads(tokenizer_json)["model"]["vocab"]
+        pad = tokenizer_config.get("pad_token") or "[PAD]"
+        pad_id = vocab.get(pad, config.get("pad_token_id") or 0)
+        unk = tokenizer_config.get("unk_token")
+        return cls(root, model_dir, tokenizer_json, max_length, tokenizer_config.get("truncation_side", "right"),
+                   labels, int(pad_id), vocab.get(unk) if unk else None)
+
+
+@dataclass
+class Predictions:
+    probabilities: np.ndarray
+    """float32 [n, labels]; rows of texts that were None are NaN."""
+    tokens: np.ndarray
+    """int32 [n]: token count after truncation (special tokens included); 0 for None."""
+    truncated: np.ndarray
+    unk: np.ndarray
+    """int32 [n]: how many of those tokens are the unknown token."""
+
+    @property
+    def label_ids(self) -> np.ndarray:
+        return np.where(np.isnan(self.probabilities[:, 0]), -1, np.nan_to_num(self.probabilities).argmax(axis=1))
+
+
+class Classifier:
+    """A logged model, loaded once, that turns texts into class probabilities."""
+
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu", batch_size: int = 64):
+        from transformers import AutoModelForSequenceClassification
+
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.encoder = Encoder(bundle.tokenizer_json, bundle.max_length, bundle.truncation_side)
+        self.model = AutoModelForSequenceClassification.from_pretrained(bundle.model_dir).to(self.device).eval()
+
+    def predict(self, texts: list[str | None]) -> Predictions:
+        n, k = len(texts), len(self.bundle.labels)
+        present = np.array([t is not None for t in texts], dtype=bool)
+        rows = np.flatnonzero(present)
+        out = Predictions(np.full((n, k), np.nan, np.float32), np.zeros(n, np.int32), np.zeros(n, bool),
+                          np.zeros(n, np.int32))
+        if not len(rows):
+            return out
+        ids, offsets, lengths, truncated = self.encoder.encode([texts[i] for i in rows])
+        out.tokens[rows], out.truncated[rows] = lengths, truncated
+        if self.bundle.unk_id is not None:
+            is_unk = (ids == self.bundle.unk_id).astype(np.int32)
+            out.unk[rows] = np.add.reduceat(is_unk, offsets[:-1]) if len(ids) else 0
+        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                width = int(lengths[chunk].max())
+                input_ids = np.full((len(chunk), width), self.bundle.pad_id, np.int64)
+                mask = np.zeros((len(chunk), width), np.int64)
+                for j, i in enumerate(chunk):
+                    input_ids[j, :lengths[i]] = ids[offsets[i]:offsets[i + 1]]
+                    mask[j, :lengths[i]] = 1
+                logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
+                                    attention_mask=torch.from_numpy(mask).to(self.device)).logits
+                out.probabilities[rows[chunk]] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
