@@ -189,8 +189,9 @@ def load_model(cfg: Config) -> ScoringModel:
         # caller's process (a notebook, a test session).
         staging = tempfile.mkdtemp(prefix="lakebert-score-")
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=staging, tracking_uri=uri,
-                                                         registry_uri=uri)
+            files = client.get_model_version_download_uri(name, version) \
+                if model_uri.startswith("models:/") else model_uri
+            local = mlflow.artifacts.download_artifacts(artifact_uri=files, dst_path=staging, tracking_uri=uri)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)
             shutil.move(local, target)
