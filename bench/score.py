@@ -99,10 +99,12 @@ def main() -> int:
     stage_cfg = load_config(env="local", overrides=[
         f"lakehouse.root={out / 'train'}", f"score.source={silver_path}", "score.format=delta", "score.normalize=never",
         f"score.model={MODEL}", f"score.batch_size={args.batch_size}", f"tables.predictions={out / 'pred-ours'}",
-        *common])
+        *common, "ingest.id_column=doc_id"])
     model_dir = Path(load_model(stage_cfg).local_dir)
     limit = plain_loop(model_dir, texts, args.max_length, args.batch_size)
+    print(f"(a) plain loop: {limit:.1f} s", flush=True)
     peer = spark_udf(spark, stage_cfg, silver, out / "pred-spark-udf")
+    print(f"(b) spark_udf: {peer:.1f} s", flush=True)
     started = time.perf_counter()
     summary = score(spark, stage_cfg, "bench-score")
     ours = time.perf_counter() - started
