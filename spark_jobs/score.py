@@ -124,9 +124,12 @@ def default_model_uri(cfg: Config, client) -> str:
             return f"models:/{name}@{alias}"
         except Exception:  # noqa: BLE001 - no version holds the alias yet
             pass
+    if "'" in name:  # MLflow's filter strings have no escape for a quote
+        raise StageError(f"mlflow.registered_model={name!r}: give score.model=models:/<name>/<version> "
+                         "for a name with a quote")
     try:
-        versions = client.search_model_versions(f"name = '{name.replace(chr(39), '')}'")
-    except Exception:  # noqa: BLE001
+        versions = client.search_model_versions(f"name = '{name}'")
+    except Exception:  # noqa: BLE001 - a store without a registry, or an unreachable one
         versions = []
     if not versions:
         raise StageError(f"no registered model {name!r} in {client.tracking_uri}: train one first (lakebert train), "
