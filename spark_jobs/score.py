@@ -385,14 +385,18 @@ def model_workdir(tracking: str, name: str, version: str, run_id: str | None) ->
 
 # --------------------------------------------------------------------------- evaluation and drift
 
-def evaluation_frame(predictions: DataFrame, prepared: DataFrame, model: ScoringModel):
-    """This input's rows as scored by the model version (all of them, not only this run's), as pandas."""
-    mine = scored_by(predictions, model).where(F.col("label_id").isNotNull())
+def scored_input(predictions: DataFrame, prepared: DataFrame, model: ScoringModel) -> DataFrame:
+    """This input's rows as the model version scored them (all of them, not only this run's),
+    with the input's label and the first 200 characters of its text."""
     inputs = one_per_doc(prepared).select("doc_id", F.col("label").alias("true_label"),
                                           F.substring("text", 1, 200).alias("snippet"))
-    return mine.join(inputs, "doc_id").select(
-        "doc_id", "true_label", "snippet", "label_id", "probabilities", "tokens", "truncated", "unk_tokens",
-    ).toPandas()
+    return scored_by(predictions, model).where(F.col("label_id").isNotNull()).join(inputs, "doc_id")
+
+
+def evaluation_frame(scored: DataFrame):
+    """The labelled scored rows, as pandas: the driver gets only what scikit-learn needs."""
+    return scored.where(F.col("true_label").isNotNull()).select(
+        "doc_id", "true_label", "snippet", "probabilities").toPandas()
 
 
 def evaluate(frame, labels: tuple[str, ...], mistakes: int) -> dict | None:
@@ -400,7 +404,7 @@ def evaluate(frame, labels: tuple[str, ...], mistakes: int) -> dict | None:
 
     from training.evaluation import confident_mistakes, evaluate_predictions
 
-    labelled = frame[frame.true_label.notna()]
+    labelled = frame  # evaluation_frame keeps only labelled rows
     if labelled.empty:
         return None
     index = {name: i for i, name in enumerate(labels)}
@@ -576,11 +580,14 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     """Evaluation (labelled rows) and drift over this input as the model version scored it,
     logged to one MLflow run; -> the summary's part, with the warning lines (also printed)."""
     sc = cfg.score
-    frame = evaluation_frame(predictions, prepared, model)
-    evaluation = evaluate(frame, bundle.labels, sc.mistakes)
-    scored = scored_by(predictions, model).where(F.col("label_id").isNotNull()) \
-        .join(one_per_doc(prepared).select("doc_id"), "doc_id")
-    drift = drift_report(spark, scored, model, bundle.labels, bundle.unk_id)
+    # Persisted: the evaluation and the drift report both read it, and building it re-reads
+    # (and re-normalizes) the source.
+    scored = scored_input(predictions, prepared, model).persist()
+    try:
+        evaluation = evaluate(evaluation_frame(scored), bundle.labels, sc.mistakes)
+        drift = drift_report(spark, scored, model, bundle.labels, bundle.unk_id)
+    finally:
+        scored.unpersist()
     rows = sum(drift["length"]["scored"]) if drift else 0
     warnings = drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows)
     for line in warnings:
