@@ -72,18 +72,23 @@ def new_stage_run_id() -> str:
 
 
 def write_text(spark, path: str, text: str) -> None:
-    """Write a small file locally, or through Hadoop's FileSystem for a URI (s3a://, abfss://)."""
+    """Write a small text file locally, or through Hadoop's FileSystem for a URI (s3a://, abfss://)."""
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def write_bytes(spark, path: str, data: bytes) -> None:
+    """Write a small file (a PNG, a JSON record) locally, or through Hadoop's FileSystem for a URI."""
     if not is_uri(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(path, "wb") as fh:
+            fh.write(data)
         return
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     out = fs.create(hpath, True)
     try:
-        out.write(bytearray(text.encode("utf-8")))
+        out.write(bytearray(data))
     finally:
         out.close()
 
