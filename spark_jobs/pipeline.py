@@ -5,9 +5,11 @@
 
 One Spark session runs the four stages' own functions in order. A stage with nothing new
 says so: ingest inserts 0 rows, clean and tokenize answer `up_to_date`, and train finds the
-job's FINISHED MLflow run and trains nothing. The run ends with a human summary (rows per
-stage, quarantine by reason, validation and test metrics, the MLflow run and how to open
-it, the registered model) and then one JSON line: every stage's summary plus `metrics`.
+job's FINISHED MLflow run and trains nothing. The console shows each stage's start and
+outcome (`[2/4] clean: input 3,028 -> silver 3,016, ...`), a live progress line, and a human
+summary (rows per stage, quarantine by reason, validation and test metrics, the MLflow run
+and how to open it, the registered model, the run's log), then one JSON line: every stage's
+summary plus `metrics`. Everything else is in the log (`spark_jobs.console`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 
 from conf import Config, redact
+from spark_jobs import console
 from spark_jobs.cli import STAGES
 from spark_jobs.stage import StageError, one_line, run_stage
 
@@ -57,7 +60,7 @@ def _status_line(name: str, summary: dict) -> str:
     return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
 
 
-def human_summary(cfg: Config, stages: dict) -> str:
+def human_summary(cfg: Config, stages: dict, log: str | None = None) -> str:
     lines = ["", "lakebert run: summary", "=" * 21]
     for name in STAGES:
         lines.append(f"{name:<9} {_status_line(name, stages[name])}")
@@ -90,6 +93,8 @@ def human_summary(cfg: Config, stages: dict) -> str:
     for name in STAGES:
         for warning in stages[name].get("warnings", []):
             lines.append(f"WARNING ({name}): {warning}")
+    if log:
+        lines.append(f"log (Spark, MLflow, torchrun, the resolved config): {log}")
     return redact("\n".join(lines))
 
 
@@ -98,8 +103,11 @@ def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
         raise StageError("ingest.source is not set: lakebert run --set ingest.source=<file, folder, glob or table>")
     functions = stage_functions()
     stages: dict[str, dict] = {}
-    for name in STAGES:
-        print(f"# lakebert run: {name}", flush=True)
+    out = console.current()
+    for number, name in enumerate(STAGES, 1):
+        step = f"[{number}/{len(STAGES)}] {name}"
+        out.say(step)
+        out.activity = step
         started = time.perf_counter()
         try:
             summary = functions[name](spark, cfg, f"{stage_run_id}-{name}")
@@ -108,8 +116,9 @@ def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
         except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace
             raise StageError(f"{name}: {one_line(exc)}") from exc
         stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}
-        print(f"# lakebert run: {name}: {_status_line(name, stages[name])}", flush=True)
-    print(human_summary(cfg, stages), flush=True)
+        out.say(f"{step}: {_status_line(name, stages[name])}")
+    out.activity = STAGE
+    out.say(human_summary(cfg, stages, out.log_path))
     skipped = [name for name in STAGES if _did_nothing(name, stages[name])]
     return {"status": UP_TO_DATE if len(skipped) == len(STAGES) else "done", "up_to_date": skipped,
             "stages": stages, "metrics": stages["train"].get("metrics", {}),

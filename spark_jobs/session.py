@@ -15,6 +15,7 @@ import os
 import sys
 
 from conf import Config
+from spark_jobs.console import running
 
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -65,7 +66,9 @@ def get_spark(cfg: Config):
     from delta import configure_spark_with_delta_pip
 
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    # A command's run log keeps Spark's warnings (the console never shows them unless --verbose);
+    # a notebook or a library caller would see them inline, so it gets errors only.
+    spark.sparkContext.setLogLevel("WARN" if running() else "ERROR")
     return spark
 
 

@@ -1,14 +1,19 @@
-"""What every stage's `main()` shares: argument parsing, config loading, the printed resolved
-config, the saved run record and the JSON summary as the last stdout line.
+"""What every stage's `main()` shares: argument parsing, config loading, the quiet console and
+the run's log, the saved run record and the JSON summary as the last stdout line.
 
-    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...]
+    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--verbose]
     spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.cli.STAGE_SCRIPTS
+
+The console shows lakebert's own lines; the resolved config (secrets redacted) and everything
+Spark, MLflow and the training processes print go to `_runs/<stage>/<stage_run_id>/run.log`
+(`spark_jobs.console`; `--verbose` shows it all instead). The summary's `log` names the file.
 
 Exit codes: 0 done, 1 the stage failed, 2 the config is wrong. A config or input error is
 detected before anything is written. A failure of any kind (a `StageError`, a Java exception,
-a concurrent-write conflict) ends with exactly one line on stderr. Unless it is a plain
-`StageError` (bad input, said in full by that line), the full trace goes to
-`_runs/<stage>/<stage_run_id>/error.log`, which the line names. Everything printed or saved
+a concurrent-write conflict) ends with exactly one line on stderr, which names the run's log.
+Unless it is a plain `StageError` (bad input, said in full by that line, whose log stays in a
+temporary file so nothing is written), the full trace goes to
+`_runs/<stage>/<stage_run_id>/error.log`, which the line names too. Everything printed or saved
 here goes through `conf.redact.redact`.
 
 Run ids: each stage run gets a `stage_run_id`, which names its record folder
@@ -32,6 +37,7 @@ from typing import Callable
 
 from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact
 from conf.paths import is_uri, join_path
+from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, SparkProgress, current, verbose_requested
 from spark_jobs.tables import runs_dir
 
 EXIT_OK, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2
@@ -65,6 +71,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="an extra YAML file, above the env overlay")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override keys, e.g. --set ingest.format=csv clean.min_chars=20 (repeatable)")
+    parser.add_argument("--verbose", action="store_true",
+                        help=f"show everything (Spark, Ivy, MLflow, torchrun) on the console, not only "
+                             f"lakebert's lines; the same as {LOG_LEVEL_ENV}=DEBUG")
 
 
 def new_stage_run_id() -> str:
@@ -102,22 +111,46 @@ def run_stage(stage: str, argv: list[str] | None,
     except ConfigError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG
-    return run_with_config(stage, cfg, body)
+    return run_with_config(stage, cfg, body, verbose=verbose_requested(args.verbose))
 
 
-def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]) -> int:
-    """What `main()` does: run the stage, print its summary last, map errors to exit codes.
-    Any failure ends with one line on stderr; `error.log` in the run record has the trace."""
-    try:
-        summary = execute(stage, cfg, body)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, Java ones included
-        log = getattr(exc, "lakebert_log", None)
-        where = f" (full trace in {log})" if log else ""
-        sys.stdout.flush()
-        print(f"{stage} error: {one_line(exc)}{where}", file=sys.stderr, flush=True)
+def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str], dict],
+                    verbose: bool | None = None) -> int:
+    """What `main()` does: run the stage quietly (`spark_jobs.console`), print its summary last,
+    map errors to exit codes. Any failure ends with one line on stderr that names the run's log
+    and, for anything but bad input, `error.log` with the trace."""
+    stage_run_id = new_stage_run_id()
+    console = RunConsole(stage, verbose_requested() if verbose is None else verbose,
+                         join_path(runs_dir(cfg, stage, stage_run_id), LOG_FILE))
+    summary = failure = None
+    with console:
+        try:
+            summary = execute(stage, cfg, body, stage_run_id=stage_run_id)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one line, Java ones included
+            failure = exc
+            if console.console.quiet:  # into the run's log; the console gets one line
+                print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
+    if failure is not None and not _unexpected(failure):
+        log = console.temp_path  # bad input: nothing is written under the lakehouse
+    else:
+        log = console.keep(lambda path, text: write_text(_active_spark(), path, text))
+    if failure is not None:
+        trace = getattr(failure, "lakebert_log", None)
+        where = [f"full trace in {trace}"] if trace else []
+        where += [f"log: {log}"] if log else []
+        print(f"{stage} error: {one_line(failure)}" + (f" ({'; '.join(where)})" if where else ""),
+              file=sys.stderr, flush=True)
         return EXIT_INPUT
+    if log:
+        print(f"lakebert {stage}: {summary.get('status', 'done')} in {summary['seconds']:,.1f} s; log: {log}")
     print(json.dumps(summary), flush=True)
     return EXIT_OK
+
+
+def _active_spark():
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
 
 
 def _unexpected(exc: BaseException) -> bool:
@@ -141,19 +174,22 @@ def write_error_log(spark, cfg: Config, stage: str, stage_run_id: str, exc: Base
         return path
 
 
-def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None) -> dict:
-    """Print the resolved config, run `body(spark, cfg, stage_run_id)`, save the run record
+def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None,
+            stage_run_id: str | None = None) -> dict:
+    """Log the resolved config, run `body(spark, cfg, stage_run_id)`, save the run record
     (`_runs/<stage>/<stage_run_id>/{config,summary}.json`) and return the summary. Notebooks and
     the Airflow tasks' scripts call this; `StageError` propagates."""
     from spark_jobs.session import get_spark
 
-    print(f"# lakebert {stage}: resolved config (secrets redacted)")
-    print(config_yaml(cfg), end="", flush=True)
-    stage_run_id = new_stage_run_id()
+    console = current()
+    console.detail(f"# lakebert {stage}: resolved config (secrets redacted)\n{config_yaml(cfg)}".rstrip("\n"))
+    stage_run_id = stage_run_id or new_stage_run_id()
+    console.activity = stage
     try:
         spark = spark or get_spark(cfg)
         started = time.perf_counter()  # the stage's own time, after Spark start-up
-        summary = body(spark, cfg, stage_run_id)
+        with SparkProgress.when_running(spark, console):
+            summary = body(spark, cfg, stage_run_id)
     except Exception as exc:
         if _unexpected(exc):  # a StageError is the whole story, and bad input writes nothing
             exc.lakebert_log = write_error_log(spark, cfg, stage, stage_run_id, exc)
@@ -162,6 +198,8 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     # `stage_run_id`: always the stage run's, which names the record folder.
     summary = redact({"stage": stage, "run_id": stage_run_id, **summary, "stage_run_id": stage_run_id,
                       "seconds": round(time.perf_counter() - started, 3)}, by_key=False)
+    if console.log_path:
+        summary["log"] = console.log_path
     record_dir = runs_dir(cfg, stage, stage_run_id)
     write_text(spark, join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
     write_text(spark, join_path(record_dir, "summary.json"), json.dumps(summary, indent=2))

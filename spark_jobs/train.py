@@ -12,7 +12,8 @@ on a cluster) and the MLflow store, and finds or creates the job's MLflow run. A
 run already FINISHED is reported as up to date and not trained again; a crashed one resumes.
 
 Rank 0's progress lines (`[lakebert train] step 40/120 ... eta`) reach the driver's stdout
-through TorchDistributor. If a process fails, the run is ended FAILED and the error names
+through TorchDistributor; in a quiet run they are the console's live line, and the ranks'
+other output (torchrun, MLflow, transformers) goes to the run's log. If a process fails, the run is ended FAILED and the error names
 the rank, its host and its exception (or the signal that killed it). The last stdout line is
 the JSON summary: tracking_uri, run_id (MLflow), registered_model {name, version}, metrics,
 seconds.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from conf import Config, config_dict
 from conf.schema import model_name_problem
+from spark_jobs import console
 from spark_jobs.stage import StageError, run_stage
 
 STAGE = "train"
@@ -170,6 +172,7 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training import job, tracking
+    from training.meter import PROGRESS_PREFIX
     from training.train import train_job
 
     manifest_path, manifest = preflight(spark, cfg)
@@ -190,20 +193,22 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
-    tail, stdout = _StdoutTail(sys.stdout), sys.stdout
-    sys.stdout = tail
-    try:
-        distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode, use_gpu=tc.use_gpu)
-        result = distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan))
-    except BaseException as exc:
-        sys.stdout = stdout
-        tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
-        if not isinstance(exc, Exception):
-            raise
-        raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
-                         f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from None
-    finally:
-        sys.stdout = stdout
+    with console.current().training_output(PROGRESS_PREFIX):
+        tail, stdout = _StdoutTail(sys.stdout), sys.stdout
+        sys.stdout = tail
+        try:
+            distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
+                                           use_gpu=tc.use_gpu)
+            result = distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan))
+        except BaseException as exc:
+            sys.stdout = stdout
+            tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
+            if not isinstance(exc, Exception):
+                raise
+            raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
+                             f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from None
+        finally:
+            sys.stdout = stdout
     for line in result.get("warnings", []):
         print(f"train: warning: {line}", flush=True)
     if result.get("champion"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from spark_jobs.console import LOG_LEVEL_ENV
 from spark_jobs.sample_data import write_sample
 from spark_jobs.session import delta_package
 
@@ -18,7 +19,8 @@ FAST_SPARK = ["--set", "spark.master=local[2]", "--set", "spark.conf.spark.sql.s
 
 
 def _run(cmd, **kw):
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env = {key: value for key, value in os.environ.items() if key != LOG_LEVEL_ENV}  # quiet unless asked
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600, **kw)
 
 
@@ -46,24 +48,46 @@ def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path
     proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}",
                  "--set", f"ingest.source={tmp_path}/missing.jsonl"])
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == f"ingest error: ingest.source='{tmp_path}/missing.jsonl': path does not exist"
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line, Spark's start-up is in the log
+    message, log = proc.stderr.strip().split(" (log: ")
+    assert message == f"ingest error: ingest.source='{tmp_path}/missing.jsonl': path does not exist"
+    assert "resolved config" in Path(log.rstrip(")")).read_text()  # a temporary file, outside the lakehouse
     assert not root.exists()
 
 
-def test_lakebert_ingest_prints_redacted_config_first_and_json_summary_last(tmp_path):
+def test_lakebert_ingest_shows_its_own_lines_and_logs_spark_and_the_redacted_config(tmp_path):
     src = write_sample(tmp_path / "data", n_docs=200, seed=1)
     root = tmp_path / "lh"
     proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}", "--set", f"ingest.source={src}",
                  "--set", "spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2"])
     summary = _summary(proc)
-    assert proc.stdout.startswith("# lakebert ingest: resolved config")
-    assert "hunter2" not in proc.stdout
     assert summary["stage"] == "ingest" and summary["read"] == summary["inserted"] + summary["duplicates"] + sum(
         summary["quarantined"].values())
     assert set(summary["tables"]) == {"bronze", "quarantine"} and summary["seconds"] > 0
     saved = root / "_runs" / "ingest" / summary["run_id"]
+    assert summary["log"] == str(saved / "run.log")
+    # the console: lakebert's lines only (no JVM, Ivy or log4j output), the summary naming the log
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines()[-2] == f"lakebert ingest: done in {summary['seconds']:,.1f} s; log: {summary['log']}"
+    assert all(line.startswith(("ingest:", "lakebert ingest:", "{")) for line in proc.stdout.splitlines())
+    # the log: the resolved config (redacted) and everything Spark printed
+    log = (saved / "run.log").read_text()
+    assert log.startswith("# lakebert ingest: resolved config (secrets redacted)")
+    assert ":: resolving dependencies ::" in log  # Ivy's report of Delta's jars
+    assert "hunter2" not in log + proc.stdout
     assert json.loads((saved / "summary.json").read_text()) == summary
     assert json.loads((saved / "config.json").read_text())["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
+
+
+def test_verbose_shows_everything_on_the_console(tmp_path):
+    src = write_sample(tmp_path / "data", n_docs=50, seed=3)
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", "--verbose", *FAST_SPARK, "--set", f"lakehouse.root={root}",
+                 "--set", f"ingest.source={src}"])
+    summary = _summary(proc)
+    assert proc.stdout.startswith("# lakebert ingest: resolved config (secrets redacted)")
+    assert ":: resolving dependencies ::" in proc.stdout + proc.stderr
+    assert "log" not in summary and not (root / "_runs" / "ingest" / summary["run_id"] / "run.log").exists()
 
 
 def test_stage_runs_through_the_real_spark_submit_binary(tmp_path):

@@ -1,8 +1,9 @@
 """spark_jobs.stage: any failure (a Java exception too) ends with one line on stderr, with the
-full trace in the run's error.log, and no secret in any output."""
+full trace in the run's error.log and the rest in its run.log, and no secret in any output."""
 
 from pathlib import Path
 
+from spark_jobs.console import LOG_FILE
 from spark_jobs.ingest import ingest
 from spark_jobs.stage import EXIT_INPUT, ERROR_LOG, run_with_config
 from tests.conf.test_redact import SECRETS
@@ -22,12 +23,16 @@ def test_java_exception_ends_with_one_redacted_line_and_the_trace_in_the_run_log
     out, err = capfd.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ingest error: ")
-    assert "no-such-charset" in lines[0] and "(full trace in " in lines[0]
-    log = Path(lines[0].rsplit("(full trace in ", 1)[1].rstrip(")"))
-    assert log.name == ERROR_LOG and log.parent.parent == root / "_runs" / "ingest"
-    trace = log.read_text()
+    assert "no-such-charset" in lines[0]
+    pointers = lines[0].rsplit(" (", 1)[1].rstrip(")").split("; ")
+    assert [p.split(" ")[0] for p in pointers] == ["full", "log:"]
+    trace_path, log_path = Path(pointers[0].removeprefix("full trace in ")), Path(pointers[1].removeprefix("log: "))
+    assert trace_path.name == ERROR_LOG and trace_path.parent.parent == root / "_runs" / "ingest"
+    assert log_path == trace_path.parent / LOG_FILE  # the run's log is kept beside the trace
+    trace, log = trace_path.read_text(), log_path.read_text()
     assert "Traceback" in trace and "no-such-charset" in trace
-    assert out.startswith("# lakebert ingest: resolved config (secrets redacted)")
+    assert log.startswith("# lakebert ingest: resolved config (secrets redacted)") and "Traceback" in log
+    assert out == ""
     for _, _, secret in used:
-        for where, text in (("stdout", out), ("stderr", err), ("error.log", trace)):
+        for where, text in (("stdout", out), ("stderr", err), ("error.log", trace), ("run.log", log)):
             assert secret not in text, (secret, where)
