@@ -1,5 +1,6 @@
 # lakebert: `make demo` runs the pipeline on the bundled sample, `make test` runs every test.
-# Both install first (into .venv) when pyproject.toml changed or nothing is installed yet.
+# Both install first (into .venv) when pyproject.toml changed or nothing is installed yet;
+# the install is one line on the console, pip's own output goes to .venv/install.log.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,12 +20,13 @@ check-prereqs:
 	@command -v java >/dev/null || { echo "lakebert needs Java 17+ on PATH (Spark runs on the JVM)"; exit 1; }
 
 $(STAMP): pyproject.toml | check-prereqs
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,airflow]"
+	@echo "lakebert: installing into $(VENV) (pip's output: $(VENV)/install.log)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install --quiet -e ".[dev,airflow]" >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@# Start Spark once so Ivy fetches Delta's jars from Maven Central into ~/.ivy2.5.2 now.
-	$(PY) -m spark_jobs.session > $(VENV)/spark-init.log 2>&1 || { cat $(VENV)/spark-init.log; exit 1; }
-	touch $(STAMP)
+	@$(PY) -m spark_jobs.session > $(VENV)/spark-init.log 2>&1 || { cat $(VENV)/spark-init.log; exit 1; }
+	@touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
