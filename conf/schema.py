@@ -60,7 +60,9 @@ OptionalColumnName = Annotated[str | None, AfterValidator(_column_name)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # use_attribute_docstrings: the string under each field is its `description`, the one text
+    # behind `lakebert <stage> --help` (conf.help); a field's first sentence is its one-line meaning.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 # `train.model` values that build a model from config with random weights; anything else
@@ -122,6 +124,8 @@ FROM_SCRATCH_DEFAULTS = {"lr": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.01, 
 
 
 class LakehouseConfig(Section):
+    """Where lakebert keeps its tables, tokenized data, models and run records."""
+
     root: str = "./lakehouse"
     """Directory (or URI: s3a://, abfss://, dbfs:/) under which path-based tables and run records live."""
 
@@ -133,28 +137,40 @@ class TablesConfig(Section):
     `/` or `:`) is one to three parts, each `[A-Za-z_][A-Za-z0-9_]*` or back-quoted."""
 
     bronze: TableLocation = "bronze"
+    """Ingest's output: one row per accepted document, as read (text, label, source, batch_id)."""
     silver: TableLocation = "silver"
+    """Clean's output: normalized, filtered, deduplicated documents with a label_id and a split."""
     quarantine: TableLocation = "quarantine"
+    """Every row ingest or clean rejected, with the stage, the reason and the raw record."""
     label_map: TableLocation = "label_map"
+    """Label -> label_id, written by clean; new labels get the next ids, never renumbered."""
     predictions: TableLocation = "predictions"
     """`lakebert score`'s output: one row per (doc_id, model name, model version)."""
 
 
 class SparkConfig(Section):
+    """The Spark session lakebert creates when none is active; an active one (Databricks, a
+    notebook) is used as it is."""
+
     master: str | None = "local[*]"
     """Used only when lakebert creates the session; spark-submit and Databricks keep their own."""
     app_name: str = "lakebert"
+    """The application name Spark's UI and logs show."""
     conf: SparkSettings = Field(default_factory=dict)
     """Any Spark setting, e.g. `spark.conf.spark.sql.shuffle.partitions=8`."""
 
 
 class IngestConfig(Section):
+    """What ingest reads into the bronze table, and how (rejected records go to quarantine)."""
+
     source: str | None = None
     """File, directory, glob, Delta path or metastore table to read."""
     format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "jsonl"
+    """How to read `source`; delta reads a Delta path or, for a plain name, a metastore table."""
     text_column: ColumnName = "text"
+    """The field (jsonl), header column (csv) or column holding the text; unused for format=text."""
     label_column: OptionalColumnName = "label"
-    """None for unlabelled data."""
+    """The field or column holding the label (format=text: see label_from_dir); None for unlabelled data."""
     id_column: OptionalColumnName = None
     """Stable document id column; when None, doc_id is a hash of source and text."""
     require_label: bool = True
@@ -182,14 +198,18 @@ class IngestConfig(Section):
 
 
 class NearDedupConfig(Section):
+    """Near-duplicate removal with MinHash LSH (after exact deduplication)."""
+
     enabled: bool = False
+    """Also drop near-duplicates of earlier rows; off by default because it costs a self-join."""
     threshold: float = Field(0.8, gt=0.0, le=1.0)
     """Jaccard similarity of word-shingle sets at or above which two texts are near-duplicates."""
     shingle_size: int = Field(3, ge=1, le=10)
     """Words per shingle."""
     bands: int = Field(20, ge=1, le=64)
+    """Number of LSH bands (see rows_per_band)."""
     rows_per_band: int = Field(6, ge=1, le=32)
-    """MinHash LSH banding: two texts are compared when all `rows_per_band` MinHashes of any one
+    """MinHashes per LSH band. Two texts are compared when all `rows_per_band` MinHashes of any one
     of `bands` bands agree, which happens with probability 1-(1-J^rows)^bands: 20x6 catches
     99.8% of pairs at J=0.8 and 1.4% at J=0.3. Candidates are then checked with exact Jaccard."""
     num_features: int = Field(1 << 20, ge=1024)
@@ -197,9 +217,14 @@ class NearDedupConfig(Section):
 
 
 class SplitConfig(Section):
+    """Fractions of silver rows per split (they must sum to 1); a row's split is a hash of its doc_id."""
+
     train: float = Field(0.8, ge=0.0, le=1.0)
+    """Fraction of rows training learns from."""
     validation: float = Field(0.1, ge=0.0, le=1.0)
+    """Fraction that picks the best checkpoint and decides the champion."""
     test: float = Field(0.1, ge=0.0, le=1.0)
+    """Fraction held out until the best checkpoint's final evaluation."""
 
     @model_validator(mode="after")
     def _sums_to_one(self):
@@ -210,6 +235,8 @@ class SplitConfig(Section):
 
 
 class CleanConfig(Section):
+    """How clean turns bronze into silver: normalization, quality filters, deduplication, splits."""
+
     dedup_key: Literal["auto", "exact", "casefold"] = "auto"
     """What makes two texts exact duplicates, after normalization and with whitespace collapsed:
     `exact` compares them as they are, `casefold` ignores case. `auto` = `casefold` when the
@@ -220,8 +247,11 @@ class CleanConfig(Section):
     strip_html: bool = True
     """Remove tags (and script/style bodies) and unescape entities."""
     lowercase: bool = False
+    """Lowercase the text written to silver (an uncased tokenizer lowercases anyway)."""
     min_chars: int = Field(10, ge=0)
+    """Drop texts shorter than this many characters after normalization."""
     max_chars: int = Field(100_000, ge=1)
+    """Drop texts longer than this many characters after normalization."""
     max_symbol_ratio: float = Field(0.5, ge=0.0, le=1.0)
     """Drop texts where more than this fraction of characters are neither letters, digits nor spaces."""
     max_char_run: int = Field(20, ge=2)
@@ -236,6 +266,8 @@ class CleanConfig(Section):
 
 
 class TokenizeConfig(Section):
+    """Which tokenizer tokenize uses, and how it writes silver as tokenized Parquet."""
+
     tokenizer: str = AUTO_TOKENIZER
     """`auto`: a pretrained `train.model` brings its own tokenizer, and a from-scratch model
     (`tiny`, `preset:*`) gets a WordPiece tokenizer trained on the silver train split. `train`:
@@ -247,16 +279,19 @@ class TokenizeConfig(Section):
     lowercase: bool = True
     """For a trained tokenizer only (a pretrained tokenizer keeps its own normalization)."""
     min_frequency: int = Field(2, ge=1)
+    """For a trained tokenizer only: how often two pieces must occur together to be merged into one."""
     train_sample_rows: int = Field(500_000, ge=1)
     """Tokenizer training reads at most this many train texts (the first by doc_id)."""
     max_length: int = Field(128, ge=4, le=1_000_000)
     """Tokens per text including [CLS]/[SEP]; longer texts are truncated and counted."""
     truncation_side: Literal["right", "left"] = "right"
+    """Which end of a too-long text is cut: `right` keeps its beginning, `left` its end."""
     silver_version: int | None = None
     """Delta version of silver to read; None = the latest."""
     output: str = "tokenized"
     """Directory under lakehouse.root (or an absolute path/URI) holding one folder per dataset version."""
     rows_per_file: int = Field(500_000, ge=1000)
+    """The most rows one Parquet file holds."""
     row_group_mb: int = Field(16, ge=1, le=1024)
     """Parquet row-group size: small enough for streaming reads, large enough for fast scans."""
     arrow_batch_rows: int = Field(4096, ge=64)
@@ -264,32 +299,42 @@ class TokenizeConfig(Section):
 
 
 class TrainConfig(Section):
+    """The model, its optimizer, and how training runs: processes, GPUs, checkpoints, evaluation."""
+
     data: str | None = None
     """Tokenized data: a manifest.json, a dataset folder, or a tokenized root (its LATEST is
     followed). None = `<lakehouse.root>/<tokenize.output>`."""
     model: str = "tiny"
-    """`tiny` (a small BERT built from config, for offline use), `preset:small|bert-base|
-    distilbert-base` (those architectures from config, random weights), a hub name, or a
-    local save_pretrained directory (BERT, DistilBERT, ...)."""
+    """`tiny` (a small BERT built from config, for offline use),
+    `preset:small|bert-base|distilbert-base` (those architectures from config, random weights),
+    a hub name, or a local save_pretrained directory (BERT, DistilBERT, ...)."""
     epochs: int | None = Field(None, ge=1)
-    """None = the model's default: FINE_TUNING_DEFAULTS for a pretrained model, else
-    FROM_SCRATCH_DEFAULTS (the same for lr, weight_decay and warmup_ratio). A value you set wins."""
+    """Passes over the train split. None = the model's default: FINE_TUNING_DEFAULTS for a
+    pretrained model, else FROM_SCRATCH_DEFAULTS (the same for lr, weight_decay and
+    warmup_ratio). A value you set wins."""
     batch_size: int = Field(32, ge=1)
     """Rows per process per micro-batch."""
     grad_accum: int = Field(1, ge=1)
+    """Micro-batches per optimizer step (gradient accumulation)."""
     lr: float | None = Field(None, gt=0)
     """Peak learning rate. None = 5e-5 for a pretrained model (the BERT paper's 2e-5..5e-5), 1e-3 from scratch."""
     weight_decay: float | None = Field(None, ge=0)
+    """AdamW weight decay. None = the model's default (see epochs)."""
     warmup_ratio: float | None = Field(None, ge=0, le=1)
+    """Share of the optimizer steps over which the learning rate rises linearly from 0 (it then
+    decays linearly to 0). None = the model's default (see epochs)."""
     max_grad_norm: float = Field(1.0, gt=0)
+    """Gradients are clipped to this global L2 norm."""
     bucket_batches: int = Field(16, ge=0)
     """Length bucketing window in batches (0 = off)."""
     seed: int = 42
+    """Seeds the initial weights, dropout and the data order (shuffling, bucketing)."""
     eval_every: int = Field(0, ge=0)
     """Also evaluate every N optimizer steps (0 = only at each epoch end)."""
     checkpoint_every: int = Field(0, ge=0)
     """Also checkpoint every N optimizer steps (0 = only at each epoch end)."""
     keep_last: int = Field(3, ge=1)
+    """Checkpoints kept (the newest; the best one is kept apart)."""
     select_metric: str = "f1_macro"
     """Validation metric that picks the best checkpoint (higher is better; `loss` is lower-better)."""
     output_dir: str | None = None
@@ -297,6 +342,7 @@ class TrainConfig(Section):
     hashes the train config and the data, so a changed config never resumes another job's
     checkpoints). With several machines it must be shared storage."""
     use_gpu: bool = False
+    """One CUDA GPU per training process (NCCL); false trains on CPU (gloo)."""
     num_processes: int = Field(2, ge=1)
     """Training processes (one per GPU with use_gpu) launched by TorchDistributor."""
     local_mode: bool = True
@@ -321,6 +367,7 @@ class TrainConfig(Section):
     approximation with error feedback (its error state is not checkpointed: a resumed run
     is close to, not bitwise equal to, an uninterrupted one)."""
     powersgd_rank: int = Field(4, ge=1)
+    """Rank of PowerSGD's low-rank approximation: higher is closer to exact, sends more."""
     powersgd_start_step: int = Field(10, ge=2)
     """Plain all-reduce for the first steps, PowerSGD from this step on."""
     degenerate_margin: float = Field(0.05, ge=0, le=1)
@@ -349,19 +396,31 @@ class TrainConfig(Section):
 
 
 class MlflowConfig(Section):
+    """Where train and score record their MLflow runs, and what train logs and registers."""
+
     tracking_uri: str | None = None
     """None = a local store, `sqlite:///<lakehouse.root>/mlflow.db` with artifacts under
     `<lakehouse.root>/mlartifacts`. With `train.local_mode=false`, rank 0 runs on an executor
     and needs a server every executor can reach (`http://host:5000`, see the README)."""
     experiment: str = "lakebert"
+    """The MLflow experiment that train's and score's runs go into (created when missing)."""
     registered_model: str | None = "lakebert-classifier"
     """Register the final model under this name; None = log it without registering."""
     log_model: bool = True
     """Log the final model (transformers flavor). False: metrics and checkpoints only (benchmarks)."""
+    model_license: str = Field("unknown", min_length=1)
+    """The license named in the logged model's card, as a Hugging Face license id (`apache-2.0`, `mit`, `unknown`).
+    The ids are listed at https://huggingface.co/docs/hub/repositories-licenses. For a fine-tuned
+    pretrained model the base model's license applies (e.g. `apache-2.0` for bert-base-uncased);
+    for a model trained from scratch it is the data owner's call. `unknown` (the default) says
+    nobody has decided yet. MLflow writes the value into the model's LICENSE.txt; `other` (a
+    custom license) makes it warn that it found no license information."""
     log_checkpoints: bool = True
     """Copy each checkpoint into the run's artifacts (a restart on another machine resumes from them)."""
     system_metrics: bool = True
+    """Record CPU, memory and GPU use on the training run (MLflow system metrics)."""
     system_metrics_interval: float = Field(5.0, gt=0)
+    """Seconds between two system-metrics samples."""
     champion_alias: str | None = "champion"
     """The registered model's alias for the version users should load. It moves to a new version
     only when that version is not degenerate and beats the champion on the same validation data
@@ -375,6 +434,7 @@ class ScoreConfig(Section):
     """None = the silver table (already normalized by clean). Else a path, glob or table in
     `score.format`, read as ingest reads it (ingest's text/label/id columns and reader options)."""
     format: Literal["jsonl", "csv", "parquet", "text", "delta"] = "delta"
+    """How to read `score.source` (as ingest.format reads ingest.source)."""
     split: Literal["train", "validation", "test"] | None = None
     """Score only the rows of this split (sources with a `split` column, such as silver)."""
     model: str | None = None
@@ -387,6 +447,7 @@ class ScoreConfig(Section):
     batch_size: int = Field(64, ge=1)
     """Texts per forward pass (sorted by length within each Arrow batch)."""
     arrow_batch_rows: int = Field(2048, ge=16)
+    """Rows per Arrow batch handed to the model in each Python worker."""
     drift_threshold: float = Field(0.2, gt=0)
     """Population stability index above which the summary warns (0.1 moderate, 0.25 major shift)."""
     drift_min_rows: int = Field(500, ge=1)

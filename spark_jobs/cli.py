@@ -51,10 +51,44 @@ COMMANDS = {
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 
+# sub-command -> the config it reads, for `lakebert <command> --help` (`conf.help.config_help`):
+# whole sections, or single `section.key`s where a command reads a few keys of another's section.
+# Taken from the code (`cfg.<section>` in the command's module and in what it calls), not from
+# intent; own section first. Every stage reads lakehouse.root (tables, run records, the default
+# MLflow store) and spark (the session it creates). run = the union of its four stages.
+COMMAND_CONFIG = {
+    "run": ("ingest", "clean", "tokenize", "train", "mlflow", "tables.bronze", "tables.quarantine",
+            "tables.silver", "tables.label_map", "lakehouse", "spark"),
+    "ingest": ("ingest", "tables.bronze", "tables.quarantine", "lakehouse", "spark"),
+    "clean": ("clean",
+              # dedup_key=auto: does the tokenizer lowercase?
+              "tokenize.tokenizer", "tokenize.lowercase", "train.model",
+              "tables.bronze", "tables.silver", "tables.quarantine", "tables.label_map", "lakehouse", "spark"),
+    "tokenize": ("tokenize",
+                 "train.model",          # tokenizer=auto: the pretrained model's own, or train one
+                 "train.class_weights",  # the class-imbalance warning
+                 "tables.silver", "lakehouse", "spark"),
+    "train": ("train", "mlflow",
+              "tokenize.output",  # the data when train.data is null
+              # recorded on the MLflow run as the model's normalization, which score applies
+              # (spark_jobs.score.RECORDED_CLEAN)
+              "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars",
+              "lakehouse", "spark"),
+    "score": ("score",
+              "mlflow.tracking_uri", "mlflow.experiment", "mlflow.registered_model", "mlflow.champion_alias",
+              # score.source is read as ingest reads ingest.source
+              "ingest.text_column", "ingest.label_column", "ingest.id_column", "ingest.text_mode",
+              "ingest.label_from_dir", "ingest.max_text_chars", "ingest.options",
+              "tables.silver", "tables.predictions", "lakehouse", "spark"),
+    "sample-data": (),
+}
+
 
 def usage() -> str:
-    lines = ["usage: lakebert <command> [--env ENV] [--config FILE] [--set key.sub=value ...]", "", "commands:"]
+    lines = ["usage: lakebert <command> [--env ENV] [--config FILE] [--set key.sub=value ...] [--verbose]",
+             "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "lakebert <command> --help lists the config keys the command reads, with defaults and meanings."]
     return "\n".join(lines)
 
 

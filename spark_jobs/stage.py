@@ -61,7 +61,13 @@ def one_line(exc: BaseException) -> str:
 
 
 def build_parser(stage: str, description: str = "") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"lakebert {stage}", description=description)
+    """The stage's arguments; its `--help` ends with the config keys it reads (`conf.help`)."""
+    from conf.help import config_help
+    from spark_jobs.cli import COMMAND_CONFIG
+
+    parser = argparse.ArgumentParser(prog=f"lakebert {stage}", description=description,
+                                     epilog=config_help(COMMAND_CONFIG[stage]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     return parser
 

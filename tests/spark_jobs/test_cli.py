@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conf.help import first_sentence
+from conf.schema import TokenizeConfig
+from spark_jobs.cli import COMMANDS
 from spark_jobs.console import LOG_LEVEL_ENV
 from spark_jobs.sample_data import write_sample
 from spark_jobs.session import delta_package
@@ -109,3 +112,20 @@ def test_stage_runs_through_the_real_spark_submit_binary(tmp_path):
 def test_unknown_command_lists_the_commands():
     proc = _run([*LAKEBERT, "frobnicate"])
     assert proc.returncode == 2 and "ingest" in proc.stderr and "clean" in proc.stderr
+
+
+def test_help_lists_every_command_with_one_line():
+    proc = _run([*LAKEBERT, "--help"])
+    assert proc.returncode == 0
+    for command, (_, line) in COMMANDS.items():
+        assert f"  {command:<12} {line}" in proc.stdout.splitlines()
+
+
+def test_stage_help_lists_the_keys_it_reads_with_defaults_and_meanings_from_the_schema():
+    proc = _run([*LAKEBERT, "tokenize", "--help"])
+    assert proc.returncode == 0 and "--verbose" in proc.stdout
+    lines = " ".join(proc.stdout.split())  # meanings wrap over lines
+    meaning = first_sentence(TokenizeConfig.model_fields["max_length"].description)
+    assert f"tokenize.max_length 128 {meaning}" in lines
+    assert "train.model tiny" in lines  # tokenizer=auto follows the model
+    assert "train.lr" not in lines and "score.source" not in lines  # keys tokenize never reads
