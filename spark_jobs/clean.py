@@ -17,6 +17,11 @@ Every input row ends in exactly one place, so `input == output + duplicates + qu
   tokenizer lowercases (`clean.dedup_key`), so two rows the model cannot tell apart are one row;
 - silver, with `label_id` from the label map (new labels are appended with the next ids,
   never renumbered) and a `split` from a hash of `doc_id`, so a row keeps its split forever.
+
+Each run that cleans a batch leaves a data report in `_runs/clean/<stage_run_id>/`
+(`spark_jobs.data_report`): `report.json` (counts per reason, labels per split, text lengths)
+and its images, and names that folder in the silver table property `lakebert.clean.report_dir`
+(set with the bronze version, last), where tokenize finds it.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from pyspark.sql.window import Window
 from conf import Config
 from conf.paths import join_path
 from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
+from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
+                                     char_length_bins, clean_figures, render_png)
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
-from spark_jobs.stage import StageError, run_stage, write_text
+from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
 from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
 STAGE = "clean"
@@ -266,8 +273,16 @@ def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]
     return output, dict(sorted(quarantined.items())), dict(sorted(duplicates.items()))
 
 
+def char_length_histogram(silver: DataFrame) -> dict:
+    """Silver rows per log-spaced text-length bin (`data_report.char_length_bins`), from one
+    aggregation over a bucket number: a few dozen rows reach the driver, whatever the table's size."""
+    bucket = F.floor(F.log10(F.greatest(F.col("n_chars"), F.lit(1))) * CHAR_BINS_PER_DECADE).cast("int")
+    counts = silver.groupBy(bucket.alias("bucket")).count().collect()
+    return char_length_bins({row["bucket"]: row["count"] for row in counts})
+
+
 def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: dict[str, int]) -> dict:
-    """Counts per reason, label distribution per split and text-length percentiles of silver."""
+    """Counts per reason, label distribution per split, and text-length percentiles and histogram of silver."""
     per_split: dict[str, dict[str, int]] = {}
     for row in silver.groupBy("split", "label").count().collect():
         per_split.setdefault(row["split"], {})[row["label"] if row["label"] is not None else "<none>"] = row["count"]
@@ -284,7 +299,15 @@ def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: d
         "labels_per_split": {s: dict(sorted(per_split.get(s, {}).items())) for s in SPLITS},
         "text_length_chars": {"min": stats["min"], "mean": round(stats["mean"] or 0, 1), **percentiles,
                               "max": stats["max"]},
+        "text_length_histogram": char_length_histogram(silver),
     }
+
+
+def write_report(spark, folder: str, report: dict) -> None:
+    """report.json and its images (`data_report.CLEAN_FILES`) into `folder`."""
+    write_text(spark, join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
+    for name, figure in clean_figures(report).items():
+        write_bytes(spark, join_path(folder, name), render_png(figure))
 
 
 def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
@@ -323,7 +346,6 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
 
         n_labels, singletons = label_stats(kept, existing)
         check_labels(n_labels, singletons, cfg)
-        print(f"clean: {n_labels:,} labels", flush=True)
         current = {r["label"]: r["label_id"] for r in labels.read(spark).collect()}
         new_labels = [r["label"] for r in kept.where("label IS NOT NULL").select("label").distinct().collect()]
         label_ids = extend_label_map(current, new_labels)
@@ -341,15 +363,16 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     finally:
         classified.unpersist()
         normalized.unpersist()
-    # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
-    silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version)})
 
     report = quality_report(silver.read(spark), quarantined, duplicates)
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
-    report_path = join_path(runs_dir(cfg, STAGE, stage_run_id), "report.json")
-    write_text(spark, report_path, json.dumps(report, indent=2))
-    print("# data-quality report\n" + json.dumps(report, indent=2))
+    report_dir = runs_dir(cfg, STAGE, stage_run_id)
+    write_report(spark, report_dir, report)
+    print(f"clean: data report in {report_dir}: {', '.join(CLEAN_FILES)}", flush=True)
+    # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
+    # The report folder goes into the same commit, so the silver version that ends this run names it.
+    silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version), REPORT_PROPERTY: report_dir})
     return {
         "status": "done",
         "input": output + sum(duplicates.values()) + sum(quarantined.values()),
@@ -361,7 +384,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "dedup_key": report["dedup_key"],
         "bronze_version": bronze_version,
         "silver_version": silver.version(spark),
-        "report": report_path,
+        "report": join_path(report_dir, REPORT_JSON),
         "tables": tables,
     }
 

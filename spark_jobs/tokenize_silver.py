@@ -30,6 +30,12 @@ files + encoding settings), so a rerun with the same inputs finds its manifest a
 nothing (`"status": "up_to_date"`). A crashed run leaves a folder without a manifest, which
 readers ignore; LATEST still names the previous complete dataset.
 
+The data report (`spark_jobs.data_report`): the manifest keeps each split's token-length
+histogram (`splits.<split>.length_histogram`, {tokens: rows}), drawn into
+`_runs/tokenize/<stage_run_id>/token_lengths.png` before the manifest is written. The manifest's
+`data_report` lists that image and the report files of the clean run that wrote this silver
+version, which training logs to the MLflow run.
+
 Tokenization runs in `mapInArrow`: each Python worker builds the Rust tokenizer once from
 a broadcast copy of `tokenizer.json` (no driver filesystem needed on a cluster), encodes a
 whole Arrow batch at once, and returns the ids as an Arrow list array built from offsets.
@@ -55,8 +61,9 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
-from spark_jobs.stage import StageError, run_stage, write_text
-from spark_jobs.tables import SILVER, resolve_table
+from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, clean_report_dir, render_png, tokenize_figures
+from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
+from spark_jobs.tables import SILVER, resolve_table, runs_dir
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
 from tokenization import dataset
 from tokenization.dataset import DATA_DIR, FORMAT, LATEST, MANIFEST
@@ -228,8 +235,9 @@ def _percentile(histogram: dict[int, int], q: float) -> int:
 
 
 def dataset_stats(data: DataFrame) -> tuple[dict, str]:
-    """Per-split rows, truncation, exact length percentiles and labels, plus an order-free
-    content hash, from one aggregation over a small (split, label, length) histogram."""
+    """Per-split rows, truncation, exact length percentiles, the length histogram ({tokens: rows},
+    at most max_length entries) and labels, plus an order-free content hash, from one aggregation
+    over a small (split, label, length) histogram."""
     groups = data.groupBy("split", "label", "length", "truncated").agg(
         F.count("*").alias("rows"),
         F.sum(F.xxhash64("split", "doc_id", "label", "input_ids").cast("decimal(38,0)")).alias("hash"),
@@ -253,6 +261,7 @@ def dataset_stats(data: DataFrame) -> tuple[dict, str]:
         s["truncation_rate"] = round(s["truncated"] / s["rows"], 6)
         s["length_percentiles"] = {f"p{int(q * 100)}": _percentile(lengths[split], q) for q in LENGTH_PERCENTILES}
         s["label_counts"] = dict(sorted(s["label_counts"].items()))
+        s["length_histogram"] = {str(length): n for length, n in sorted(lengths[split].items())}
         digest.update(f"{split}:{s['rows']}:{hashes[split]};".encode())
     return dict(sorted(splits.items())), digest.hexdigest()
 
@@ -313,6 +322,13 @@ def data_warnings(manifest: dict, class_weights: str | None) -> list[str]:
     return warnings
 
 
+def data_report_files(clean_dir: str | None, report_dir: str) -> dict[str, list[str]]:
+    """What the manifest's `data_report` lists: the report files of the clean run that wrote the
+    silver version (none when unknown: training then warns) and this run's."""
+    return {"clean": [join_path(clean_dir, name) for name in CLEAN_FILES] if clean_dir else [],
+            STAGE: [join_path(report_dir, name) for name in TOKENIZE_FILES]}
+
+
 def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     tc = cfg.tokenize
     silver = resolve_table(cfg, SILVER)
@@ -352,6 +368,7 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     data = spark.read.parquet(data_dir)
     splits, content_hash = dataset_stats(data)
     written = sum(s["rows"] for s in splits.values())
+    report_dir = runs_dir(cfg, STAGE, stage_run_id)
     manifest = {
         "format": FORMAT,
         "created_by_run": stage_run_id,
@@ -369,10 +386,14 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "label_map": dict(sorted(label_map.items(), key=lambda kv: kv[1])),
         "files": list_files(spark, data_dir),
         "content_hash": content_hash,
+        "data_report": data_report_files(clean_report_dir(spark, silver, version), report_dir),
     }
     if written + sum(removed.values()) != rows:
         raise StageError(f"wrote {written} rows and removed {sum(removed.values())} cross-split duplicates, but "
                          f"silver version {version} has {rows}; no manifest written")
+    for name, figure in tokenize_figures(manifest).items():
+        write_bytes(spark, join_path(report_dir, name), render_png(figure))
+    print(f"tokenize: data report in {report_dir}: {', '.join(TOKENIZE_FILES)}", flush=True)
     write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
     _publish_latest(spark, root, key)
     warnings = data_warnings(manifest, cfg.train.class_weights)

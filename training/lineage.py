@@ -1,15 +1,20 @@
 """What made a model: the MLflow tag names lakebert writes, the lineage tags, the code's git
-commit and the resolved config as params. Pure functions; `training.tracking` writes them.
+commit, the resolved config as params, and the model card. Pure functions; `training.tracking`
+writes them.
 
     tags = lineage_tags(cfg, manifest, manifest_path)   # {TAG_SILVER_VERSION: "3", TAG_GIT_COMMIT: ..., ...}
     params = flat_params(cfg)                           # {"train.lr": "5e-05", ...}, secrets redacted
+    card = model_card(cfg, manifest, manifest_path, {"validation": {...}, "test": {...}})   # Markdown
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 import subprocess
 from pathlib import Path
+
+import yaml
 
 from conf import Config, config_dict, redact
 from training.job import job_key
@@ -41,6 +46,7 @@ TAG_SCORED_RUN = "lakebert.scored_model_run_id"
 TAG_SCORE_SOURCE = "lakebert.score_source"
 TAG_SCORE_SOURCE_VERSION = "lakebert.score_source_delta_version"
 MAX_PARAM_CHARS = 6000
+CARD_LABELS_MAX = 50  # the card names the labels up to this many; the model's config has them all
 
 
 def git_commit() -> str:
@@ -71,6 +77,62 @@ def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, s
         TAG_TOKENIZER_PATH: str(manifest.get("tokenizer_path")),
         TAG_GIT_COMMIT: git_commit(),
     }, by_key=False)
+
+
+def _scalars(metrics: dict) -> dict[str, int | float]:
+    """The numbers among `metrics` (not the confusion matrix), as plain Python numbers for YAML."""
+    return {k: int(v) if isinstance(v, numbers.Integral) else float(v) for k, v in metrics.items()
+            if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+
+
+def model_card(cfg: Config, manifest: dict, manifest_path: str, metrics: dict[str, dict]) -> str:
+    """The model card MLflow keeps with the model (`model_card.md`, `model_card_data.yaml`), as
+    Hugging Face's README format: YAML metadata (the license from `mlflow.model_license`, the
+    task, the base model of a fine-tuned one, the lineage tags and metrics under `lakebert`) and
+    a summary of the data that trained it and how it scored. `metrics`: {split: metrics}."""
+    tc, source = cfg.train, manifest.get("source") or {}
+    tags = lineage_tags(cfg, manifest, manifest_path)
+    scores = {split: _scalars(values) for split, values in metrics.items()}
+    data = {"license": cfg.mlflow.model_license, "library_name": "transformers", "pipeline_tag": "text-classification",
+            "tags": ["lakebert", "text-classification"], **({"base_model": tc.model} if tc.pretrained else {}),
+            "lakebert": {"lineage": tags, "metrics": scores}}
+    labels = [name for name, _ in sorted(manifest.get("label_map", {}).items(), key=lambda kv: kv[1])]
+    rows = ", ".join(f"{split} {stats.get('rows', 0):,}" for split, stats in manifest.get("splits", {}).items())
+    names = ", ".join(labels[:CARD_LABELS_MAX])
+    if len(labels) > CARD_LABELS_MAX:
+        names += f", ... ({len(labels):,} in all)"
+    lines = [
+        f"# {cfg.mlflow.registered_model or 'lakebert classifier'}", "",
+        f"A text classifier trained by lakebert: `train.model={tc.model}`, "
+        + ("fine-tuned from its pretrained weights." if tc.pretrained else "trained from scratch."), "",
+        "## Training data", "",
+        f"- silver table `{source.get('table')}`, Delta version {source.get('delta_version')}",
+        f"- tokenized dataset `{manifest_path}` (content hash `{manifest.get('content_hash')}`)"
+        + (f": {rows} rows" if rows else ""),
+        f"- tokenizer `{manifest.get('tokenizer_path')}` (fingerprint `{manifest.get('tokenizer_fingerprint')}`), "
+        f"max_length {manifest.get('max_length')}, truncation side {manifest.get('truncation_side', 'right')}",
+        f"- labels ({len(labels):,}): {names}", "",
+    ]
+    if scores:
+        splits = list(scores)
+        lines += [f"## Metrics (the best checkpoint on validation `{tc.select_metric}`)", "",
+                  "| metric | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+        for name in sorted({k for values in scores.values() for k in values}):
+            lines.append(f"| {name} | " + " | ".join(_cell(scores[s].get(name)) for s in splits) + " |")
+        lines.append("")
+    lines += ["## Lineage (the MLflow run's tags)", "", "| tag | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in tags.items()]
+    lines += ["", "## License", "",
+              f"`{cfg.mlflow.model_license}` (`mlflow.model_license`). A model fine-tuned from a pretrained one "
+              "is also bound by the base model's license.", ""]
+    front = yaml.safe_dump(redact(data, by_key=False), sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n" + redact("\n".join(lines), by_key=False)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
 def registered_model(tags: dict) -> dict | None:

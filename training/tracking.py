@@ -17,6 +17,13 @@ looks for the newest run tagged with that key:
 The tracker names the run in every call (an `MlflowClient` and the run id). `NullTracker`,
 what ranks other than 0 hold, has the same methods, each doing nothing.
 
+What the run keeps besides metrics: `data_report/` (the images and `report.json` of the clean and
+tokenize runs that made the data, as the manifest names them, and the manifest itself; a file
+that cannot be read is a warning, never a failed training), and the model with its card
+(`training.lineage.model_card`: the data, metrics, lineage and `mlflow.model_license`), so
+MLflow does not go looking for a card and a license on the Hugging Face hub for a model that
+is not there.
+
 The default store is local: `sqlite:///<lakehouse.root>/mlflow.db`, artifacts under
 `<lakehouse.root>/mlartifacts`. See it with `mlflow ui --backend-store-uri <that uri>`.
 
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from conf import Config, redact
 from conf.paths import is_uri
+from tokenization.dataset import MANIFEST
 from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
     TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
     TAG_MANIFEST_HASH, TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_SILVER_TABLE, TAG_SILVER_VERSION,
@@ -47,6 +55,7 @@ from training.lineage import (  # noqa: F401 - the tags this module writes, for 
 )
 
 MODEL_ARTIFACT = "model"
+DATA_REPORT_ARTIFACTS = "data_report"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 RESULT_ARTIFACT = "result.json"
 SQLITE = "sqlite:///"
@@ -198,8 +207,11 @@ class NullTracker:
     def set_tags(self, tags: dict) -> None:
         pass
 
+    def log_data_report(self, manifest: dict) -> list[str]:
+        return []
+
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
-                  example_text: str) -> dict | None:
+                  example_text: str, card: str | None = None) -> dict | None:
         return None
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
@@ -283,12 +295,46 @@ class MlflowTracker(NullTracker):
         tags = redact(tags, by_key=False)
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items()])
 
+    def log_data_report(self, manifest: dict) -> list[str]:
+        """Copy the data report that the manifest names (`data_report`: {stage: [file paths]}) into
+        the run's `data_report/<stage>/`, with the manifest as `data_report/tokenize/manifest.json`.
+        -> warnings: what is missing or cannot be read is said, and training goes on."""
+        self.log_dict(manifest, f"{DATA_REPORT_ARTIFACTS}/tokenize/{MANIFEST}")
+        reports = manifest.get("data_report")
+        if reports is None:
+            return ["the tokenized data's manifest names no data report (it was tokenized before lakebert kept "
+                    "one); the MLflow run has no data_report images"]
+        warnings, failed = [], []
+        if not reports.get("clean"):
+            source = manifest.get("source") or {}
+            warnings.append(f"no data report of the clean run that wrote {source.get('table')} version "
+                            f"{source.get('delta_version')} was found; the MLflow run has tokenize's only")
+        for stage, paths in reports.items():
+            for path in paths:
+                try:  # training reads local or mounted paths, as it reads the manifest
+                    if not Path(path).is_file():
+                        raise FileNotFoundError(path)
+                    self.client.log_artifact(self.run_id, path, f"{DATA_REPORT_ARTIFACTS}/{stage}")
+                except Exception:  # noqa: BLE001 - a report is never worth a failed training
+                    failed.append(path)
+        if failed:
+            shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+            warnings.append(f"{len(failed)} data report file(s) missing or unreadable, not in the MLflow run: {shown}")
+        return [redact(w, by_key=False) for w in warnings]
+
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
-                  example_text: str) -> dict | None:
+                  example_text: str, card: str | None = None) -> dict | None:
         """The transformers flavor (model, tokenizer, signature, input example), registered if asked.
         The model carries its input settings: `max_length` in the pyfunc config, the truncation
-        side in the tokenizer's config (what `lakebert score` and `pyfunc.load_model` use)."""
+        side in the tokenizer's config (what `lakebert score` and `pyfunc.load_model` use).
+
+        `card`: the model card (`training.lineage.model_card`, Markdown with YAML metadata whose
+        `license` MLflow writes into LICENSE.txt). Without one, MLflow fetches the card of the
+        model's name from the Hugging Face hub and warns twice (no card, no license) for a model
+        that is not there. (For a base model named by its hub id, MLflow still copies the
+        LICENSE file it finds in that hub repository, which is what applies then.)"""
         import pandas as pd
+        from huggingface_hub import ModelCard
         from transformers import AutoTokenizer
 
         self.flush()
@@ -304,6 +350,7 @@ class MlflowTracker(NullTracker):
             {"model": model, "tokenizer": tokenizer}, name=MODEL_ARTIFACT, task="text-classification",
             input_example=pd.DataFrame({"text": [example_text]}),
             model_config={"truncation": True, "max_length": max_length},
+            model_card=ModelCard(card) if card else None,
             registered_model_name=name, pip_requirements=model_requirements())
         if not name:
             return None

@@ -43,7 +43,7 @@ from training.confusion import is_better
 from training.data import Prefetcher, TokenizedSplit, batches
 from training.distributed import DistEnv, all_gather, barrier, broadcast
 from training.guards import degenerate_check, imbalance_warning
-from training.lineage import TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON
+from training.lineage import TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, model_card
 from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, StepTotals
 from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
@@ -214,6 +214,7 @@ class Trainer:
         self.state = TrainState()
         self.meter = StepMeter(env, tracker, Progress(self.total_steps, 0, tc.epochs))
         tracker.set_tags({TAG_DEFAULTS: tc.defaults_kind})
+        self.warnings += tracker.log_data_report(data.manifest)  # rank 0: the images of the data it trains on
 
     def train(self, stop_after_steps: int | None = None) -> dict:
         """`stop_after_steps` ends the run abruptly, as a crash would (tests)."""
@@ -360,7 +361,7 @@ class Trainer:
         return result
 
     def publish(self, final: dict, check) -> tuple[dict | None, dict | None]:
-        """Rank 0: final metrics and confusion matrices, the guard's verdict, the model
+        """Rank 0: final metrics and confusion matrices, the guard's verdict, the model with its card
         (registered), and the champion alias. -> (registered model, champion decision)."""
         tracker, step, names = self.tracker, self.state.step, self.data.names
         for split, metrics in final.items():
@@ -376,7 +377,8 @@ class Trainer:
         manifest = self.data.manifest
         registered = tracker.log_model(self.cfg, self.model, manifest["tokenizer_path"],
                                        manifest.get("max_length", 512), manifest.get("truncation_side", "right"),
-                                       self.data.example_text())
+                                       self.data.example_text(),
+                                       card=model_card(self.cfg, manifest, str(self.data.manifest_path), final))
         score = champion_score_fn(self.cfg, tracking.store_client(self.plan.tracking_uri), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,

@@ -1,5 +1,6 @@
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -9,6 +10,7 @@ from spark_jobs.clean import (
     DUPLICATE, EXACT, NEAR, SILVER_SCHEMA, STATE_PROPERTY, assign_split, clean, extend_label_map,
     mark_exact_duplicates, mark_near_duplicates,
 )
+from spark_jobs.data_report import CLEAN_FILES, clean_report_dir
 from spark_jobs.filters import DROP_REASON, DropReason
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import make_document, write_sample
@@ -78,6 +80,20 @@ def test_quality_report_is_saved_and_matches_silver(spark, sample_run):
     assert sum(sum(v.values()) for v in report["labels_per_split"].values()) == cleaned["output"]
     lengths = report["text_length_chars"]
     assert lengths["min"] <= lengths["p5"] <= lengths["p50"] <= lengths["p95"] <= lengths["max"]
+    histogram = report["text_length_histogram"]
+    assert sum(histogram["counts"]) == cleaned["output"]
+    assert len(histogram["edges"]) == len(histogram["counts"]) + 1
+    assert histogram["edges"][0] <= lengths["min"] and lengths["max"] < histogram["edges"][-1]
+
+
+def test_the_report_images_are_saved_beside_the_report_and_silvers_version_names_their_folder(spark, sample_run):
+    _, cleaned, cfg = sample_run
+    folder = Path(cleaned["report"]).parent
+    assert sorted(p.name for p in folder.iterdir() if p.name in CLEAN_FILES) == sorted(CLEAN_FILES)
+    assert all((folder / name).read_bytes().startswith(b"\x89PNG") for name in CLEAN_FILES if name.endswith(".png"))
+    silver = resolve_table(cfg, SILVER)
+    assert clean_report_dir(spark, silver, silver.version(spark)) == str(folder)
+    assert clean_report_dir(spark, silver, 0) is None  # the empty table clean created: no run ended there
 
 
 def test_clean_twice_changes_nothing_and_says_up_to_date(spark, sample_run):

@@ -2,10 +2,13 @@
 
 import pytest
 
+from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES
 from spark_jobs.pipeline import STAGES, pipeline
 from spark_jobs.sample_data import write_sample
 from spark_jobs.stage import StageError
 from tests.conftest import make_config
+from tokenization.dataset import MANIFEST
+from training.tracking import DATA_REPORT_ARTIFACTS, store_client
 
 
 def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_path, capsys):
@@ -22,11 +25,29 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_
     assert tokenize["rows"] + sum(tokenize["cross_split_duplicates"].values()) == clean["output"]
     assert first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
     assert set(first["metrics"]) == {"validation", "test"}
-    shown = capsys.readouterr().out
+    shown, errors = capsys.readouterr()
     assert f"MLflow run {train['run_id']}" in shown
     assert f"mlflow ui --backend-store-uri {train['tracking_uri']}" in shown
     assert "registered model lakebert-classifier version 1" in shown
     assert "quarantined by reason:" in shown and "model on test" in shown
+    assert "# data-quality report" not in shown  # the report is in files, named on one line each
+
+    # The data report: images under _runs/, the same files in the training run's MLflow artifacts.
+    runs = tmp_path / "lh" / "_runs"
+    for stage, files in (("clean", CLEAN_FILES), ("tokenize", TOKENIZE_FILES)):
+        assert all((runs / stage / f"r1-{stage}" / name).is_file() for name in files)
+        assert f"{stage}: data report in {runs / stage / f'r1-{stage}'}: " in shown
+    client = store_client(train["tracking_uri"])
+    logged = {a.path for stage in ("clean", "tokenize")
+              for a in client.list_artifacts(train["run_id"], f"{DATA_REPORT_ARTIFACTS}/{stage}")}
+    assert logged == {f"{DATA_REPORT_ARTIFACTS}/clean/{name}" for name in CLEAN_FILES} | {
+        f"{DATA_REPORT_ARTIFACTS}/tokenize/{name}" for name in (*TOKENIZE_FILES, MANIFEST)}
+    assert train["warnings"] == []  # nothing missing
+    # The registered model carries its card and license, so MLflow looked up nothing on the hub.
+    version = client.get_model_version("lakebert-classifier", "1")
+    model_files = {a.path for a in client.list_logged_model_artifacts(version.source.removeprefix("models:/"))}
+    assert {"model_card.md", "model_card_data.yaml", "LICENSE.txt"} <= model_files
+    assert "model card could not be retrieved" not in shown + errors and "Unable to find license" not in shown + errors
 
     again = pipeline(spark, cfg, "r2")
     assert again["status"] == "up_to_date" and again["up_to_date"] == list(STAGES)

@@ -11,6 +11,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from spark_jobs.clean import clean
+from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import write_sample
 from spark_jobs.stage import StageError
@@ -71,6 +72,24 @@ def test_tokenize_writes_parquet_and_a_manifest_whose_counts_match(spark, tokeni
     ids_type = schema.field("input_ids").type
     assert ids_type.num_fields == 1 and str(ids_type.value_type) == "int32"  # list<int32>
     assert str(schema.field("length").type) == "int32" and str(schema.field("label").type) == "int32"
+
+
+def test_the_manifest_keeps_token_length_histograms_and_names_both_stages_report_files(tokenized):
+    cfg, summary, manifest = tokenized
+    rows = _read(summary["manifest"], manifest)
+    for split, stats in manifest["splits"].items():
+        lengths = {}
+        for r in rows[split]:
+            lengths[str(r["length"])] = lengths.get(str(r["length"]), 0) + 1
+        assert stats["length_histogram"] == dict(sorted(lengths.items(), key=lambda kv: int(kv[0])))
+        assert stats["length_histogram"].get("64", 0) >= stats["truncated"]  # truncated rows are at max_length
+    report = manifest["data_report"]
+    assert [Path(f).name for f in report["clean"]] == list(CLEAN_FILES)
+    assert Path(report["clean"][0]).parent == Path(cfg.lakehouse.root) / "_runs" / "clean" / "c"
+    assert [Path(f).name for f in report["tokenize"]] == list(TOKENIZE_FILES)
+    assert Path(report["tokenize"][0]).parent == Path(cfg.lakehouse.root) / "_runs" / "tokenize" / "t1"
+    images = [f for f in report["clean"] + report["tokenize"] if f.endswith(".png")]
+    assert len(images) == 4 and all(Path(f).read_bytes().startswith(b"\x89PNG") for f in images)
 
 
 def test_spark_output_equals_single_process_encoding(spark, tokenized):
