@@ -8,7 +8,7 @@ says so: ingest inserts 0 rows, clean and tokenize answer `up_to_date`, and trai
 job's FINISHED MLflow run and trains nothing. The console shows each stage's start and
 outcome (`[2/4] clean: input 3,028 -> silver 3,016, ...`), a live progress line, and a human
 summary (rows per stage, quarantine by reason, validation and test metrics, the MLflow run
-and how to open it, the registered model, the run's log), then one JSON line: every stage's
+and how to open it, the registered model); `lakebert run` then names the run's log and prints one JSON line: every stage's
 summary plus `metrics`. Everything else is in the log (`spark_jobs.console`).
 """
 
@@ -60,7 +60,7 @@ def _status_line(name: str, summary: dict) -> str:
     return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
 
 
-def human_summary(cfg: Config, stages: dict, log: str | None = None) -> str:
+def human_summary(cfg: Config, stages: dict) -> str:
     lines = ["", "lakebert run: summary", "=" * 21]
     for name in STAGES:
         lines.append(f"{name:<9} {_status_line(name, stages[name])}")
@@ -93,8 +93,6 @@ def human_summary(cfg: Config, stages: dict, log: str | None = None) -> str:
     for name in STAGES:
         for warning in stages[name].get("warnings", []):
             lines.append(f"WARNING ({name}): {warning}")
-    if log:
-        lines.append(f"log (Spark, MLflow, torchrun, the resolved config): {log}")
     return redact("\n".join(lines))
 
 
@@ -118,7 +116,7 @@ def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
         stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}
         out.say(f"{step}: {_status_line(name, stages[name])}")
     out.activity = STAGE
-    out.say(human_summary(cfg, stages, out.log_path))
+    out.say(human_summary(cfg, stages))
     skipped = [name for name in STAGES if _did_nothing(name, stages[name])]
     return {"status": UP_TO_DATE if len(skipped) == len(STAGES) else "done", "up_to_date": skipped,
             "stages": stages, "metrics": stages["train"].get("metrics", {}),
