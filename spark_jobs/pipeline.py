@@ -8,8 +8,8 @@ says so: ingest inserts 0 rows, clean and tokenize answer `up_to_date`, and trai
 job's FINISHED MLflow run and trains nothing. The console shows each stage's start and
 outcome (`[2/4] clean: input 3,028 -> silver 3,016, ...`), a live progress line, and a human
 summary (rows per stage, quarantine by reason, validation and test metrics, the MLflow run
-and how to open it, the registered model); `lakebert run` then names the run's log and prints one JSON line: every stage's
-summary plus `metrics`. Everything else is in the log (`spark_jobs.console`).
+and how to open it, the registered model); then a line naming the run's log, and one JSON
+line: every stage's summary plus `metrics`. Everything else is in the log (`spark_jobs.console`).
 """
 
 from __future__ import annotations
