@@ -9,7 +9,8 @@ so whatever writes there goes to the log: Spark's JVM (Ivy's dependency report, 
 torchrun processes and their ranks, MLflow, transformers, Python warnings. lakebert's own
 lines reach the console through a copy of the original stdout, and are logged too. The log
 is written to a local temporary file first (a bad-input error writes nothing under the
-lakehouse, and the lakehouse may be an object store) and then kept as
+lakehouse, and the lakehouse may be an object store), then redacted (`conf.redact`: a secret
+that a library or the JVM printed becomes `***`) and kept as
 `_runs/<stage>/<stage_run_id>/run.log`, which the summary names.
 
 A long Spark job shows one live line (`clean: Spark tasks 12/40`); training shows rank 0's
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from conf.redact import redact
 
 LOG_FILE = "run.log"
 LOG_LEVEL_ENV = "LAKEBERT_LOG_LEVEL"
@@ -277,20 +280,24 @@ class RunConsole:
             self.console.out.close()
         self.console.log.close()
 
-    def keep(self, write_text) -> str | None:
-        """Copy the log to `final_path` with `write_text(path, text)`; return where the log is
-        (the temporary file if the copy failed or was not wanted)."""
+    def keep(self, write_text, publish: bool = True) -> str | None:
+        """Redact the log (whatever the JVM or a library printed, a remembered secret becomes
+        `***`) and, with `publish`, copy it to `final_path` with `write_text(path, text)`. Return
+        where the log is: the temporary file if it is not published or the copy failed."""
         if self.temp_path is None:
             return None
-        if self.final_path is None:
-            return self.temp_path
-        try:
-            with open(self.temp_path, encoding="utf-8", errors="replace") as fh:
-                write_text(self.final_path, fh.read())
-        except Exception:  # noqa: BLE001 - the log must not hide the run's outcome
-            return self.temp_path
-        os.unlink(self.temp_path)
-        return self.final_path
+        with open(self.temp_path, encoding="utf-8", errors="replace") as fh:
+            text = redact(fh.read())
+        if publish and self.final_path is not None:
+            try:
+                write_text(self.final_path, text)
+                os.unlink(self.temp_path)
+                return self.final_path
+            except Exception:  # noqa: BLE001 - the log must not hide the run's outcome
+                pass
+        with open(self.temp_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return self.temp_path
 
 
 class SparkProgress:

@@ -136,10 +136,9 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
             failure = exc
             if console.console.quiet:  # into the run's log; the console gets one line
                 print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
-    if failure is not None and not _unexpected(failure):
-        log = console.temp_path  # bad input: nothing is written under the lakehouse
-    else:
-        log = console.keep(lambda path, text: write_text(_active_spark(), path, text))
+    # bad input: the log stays in its temporary file, so nothing is written under the lakehouse
+    log = console.keep(lambda path, text: write_text(_active_spark(), path, text),
+                       publish=failure is None or _unexpected(failure))
     if failure is not None:
         trace = getattr(failure, "lakebert_log", None)
         where = [f"full trace in {trace}"] if trace else []

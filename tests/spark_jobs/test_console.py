@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conf.redact import remember_secrets
 from spark_jobs import console as console_module
 from spark_jobs.console import (LOG_LEVEL_ENV, PROGRESS_EVERY_S, Console, RunConsole, SparkProgress,
                                 verbose_requested)
@@ -90,12 +91,13 @@ def test_without_a_run_console_details_are_printed(capsys):
 
 def test_a_quiet_run_sends_child_processes_and_python_stderr_to_the_log_and_keeps_it(tmp_path, capfd):
     final = tmp_path / "_runs" / "ingest" / "r1" / "run.log"
+    remember_secrets({"spark.hadoop.fs.s3a.secret.key": "hunter2-secret"})
     run = RunConsole("ingest", verbose=False, final_path=str(final))
     with run as con:
         print("ingest: 3 rows")
         con.detail("# resolved config")
-        subprocess.run([sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr)"],
-                       check=True)
+        subprocess.run([sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr);"
+                        "print('a JVM echoing hunter2-secret')"], check=True)
         print("a python warning", file=sys.stderr)
     out, err = capfd.readouterr()
     assert out == "ingest: 3 rows\n" and err == ""
@@ -105,8 +107,10 @@ def test_a_quiet_run_sends_child_processes_and_python_stderr_to_the_log_and_keep
         final.write_text(text)
 
     assert run.keep(write) == str(final)
-    assert final.read_text().splitlines() == ["ingest: 3 rows", "# resolved config", "child stdout", "child stderr",
-                                              "a python warning"]
+    lines = final.read_text().splitlines()
+    assert lines[:2] == ["ingest: 3 rows", "# resolved config"] and lines[-1] == "a python warning"
+    # the child's stdout is block-buffered and its stderr is not: their order is the child's business
+    assert sorted(lines[2:-1]) == ["a JVM echoing ***", "child stderr", "child stdout"]
     print("after the run")  # the console is the process's own again
     assert capfd.readouterr().out == "after the run\n"
 
