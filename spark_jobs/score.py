@@ -57,6 +57,7 @@ from conf import Config
 from conf.schema import CleanConfig
 from spark_jobs.filters import DropReason, is_empty, is_too_long
 from spark_jobs.normalize import normalize_text
+from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
 
@@ -550,7 +551,8 @@ def score(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     model_file = ship_model(spark, model)
     rows = to_predictions(score_documents(todo, model_file, sc.batch_size), model, bundle.labels, normalization,
                           source, stage_run_id)
-    inserted = predictions.insert_new(spark, rows, KEY)
+    with arrow_batch_rows(spark, sc.arrow_batch_rows):
+        inserted = predictions.insert_new(spark, rows, KEY)
 
     by_reason = dict(predictions.read(spark).where(F.col("stage_run_id") == F.lit(stage_run_id))
                      .groupBy("skip_reason").count().collect())

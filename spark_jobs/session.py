@@ -11,6 +11,7 @@ running, so the jars must be given there: `spark-submit --packages` with `DELTA_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -70,6 +71,21 @@ def get_spark(cfg: Config):
     # a notebook or a library caller would see them inline, so it gets errors only.
     spark.sparkContext.setLogLevel("WARN" if running() else "ERROR")
     return spark
+
+
+ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@contextlib.contextmanager
+def arrow_batch_rows(spark, rows: int):
+    """Rows per Arrow batch handed to `mapInArrow` while the block runs (a session setting,
+    read when the job runs), restored after it: the session may be shared."""
+    previous = spark.conf.get(ARROW_BATCH_ROWS)
+    spark.conf.set(ARROW_BATCH_ROWS, str(rows))
+    try:
+        yield
+    finally:
+        spark.conf.set(ARROW_BATCH_ROWS, previous)
 
 
 def _require_delta_jars(spark) -> None:

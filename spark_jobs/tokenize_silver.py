@@ -62,6 +62,7 @@ from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, clean_report_dir, render_png, tokenize_figures
+from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
 from spark_jobs.tables import SILVER, resolve_table, runs_dir
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
@@ -285,26 +286,23 @@ def list_files(spark, data_dir: str) -> dict[str, list[str]]:
 def write_tokens(spark, tc, silver_df: DataFrame, tokenizer, tok_fp: str, data_dir: str) -> dict[str, int]:
     """Tokenize silver into `data_dir` (Parquet by split), without the validation/test rows
     whose ids equal an earlier split's. -> those removed rows per split."""
-    batch_key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    previous_batch = spark.conf.get(batch_key)
-    spark.conf.set(batch_key, str(tc.arrow_batch_rows))  # restored below: the session may be shared
     tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
     # Kept: the cross-split check and the write both read the tokens, which are costly to redo.
     tokens = mark_cross_split_duplicates(
         tokenize_documents(silver_df, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
-        (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
-         .sortWithinPartitions("split", "doc_id")
-         .write.mode("overwrite").partitionBy("split")
-         .option("maxRecordsPerFile", tc.rows_per_file)
-         .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
-         .parquet(data_dir))
+        with arrow_batch_rows(spark, tc.arrow_batch_rows):
+            removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
+            (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
+             .sortWithinPartitions("split", "doc_id")
+             .write.mode("overwrite").partitionBy("split")
+             .option("maxRecordsPerFile", tc.rows_per_file)
+             .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
+             .parquet(data_dir))
     finally:
         tokens.unpersist()
         tokenizer_json.unpersist()
-        spark.conf.set(batch_key, previous_batch)
     return removed
 
 
