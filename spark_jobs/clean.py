@@ -303,6 +303,14 @@ def quality_report(silver: DataFrame, quarantined: dict[str, int], duplicates: d
     }
 
 
+def quarantine_counts(quarantine: DataFrame) -> dict[str, dict[str, int]]:
+    """The quarantine table's rows by stage and reason ({stage: {reason: rows}}), every run's."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in quarantine.groupBy("stage", "reason").count().collect():
+        counts.setdefault(row["stage"], {})[row["reason"]] = row["count"]
+    return {stage: dict(sorted(reasons.items())) for stage, reasons in sorted(counts.items())}
+
+
 def write_report(spark, folder: str, report: dict) -> None:
     """report.json and its images (`data_report.CLEAN_FILES`) into `folder`."""
     write_text(spark, join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
@@ -365,6 +373,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         normalized.unpersist()
 
     report = quality_report(silver.read(spark), quarantined, duplicates)
+    report["quarantine_table"] = quarantine_counts(quarantine.read(spark))
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
     report_dir = runs_dir(cfg, STAGE, stage_run_id)

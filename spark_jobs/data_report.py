@@ -149,15 +149,26 @@ def _count_bars(ax, counts: dict[str, int], title: str, what: str) -> None:
     _whole_rows(ax.xaxis)
 
 
-def removed_rows_figure(quarantined_by_reason: dict[str, int], duplicates_by_kind: dict[str, int]):
-    """The rows clean took out of this run's batch: quarantined by reason, and duplicates by kind."""
-    figure = _figure(11.0, 0.4 * max(3, len(quarantined_by_reason), len(duplicates_by_kind)) + 1.6)
-    figure.suptitle("Rows removed by clean (this run's batch)")
-    quarantine, duplicates = figure.subplots(1, 2)
+def removed_rows_figure(quarantined_by_reason: dict[str, int], duplicates_by_kind: dict[str, int],
+                        quarantine_table: dict[str, dict[str, int]] | None = None):
+    """The rows clean took out of this run's batch (quarantined by reason, duplicates by kind)
+    and, when given, the whole quarantine table by stage and reason: ingest's rejects (invalid
+    UTF-8, a missing label, ...) never reach clean, but are quarantined all the same."""
+    table = {f"{stage}: {reason}": n for stage, reasons in sorted((quarantine_table or {}).items())
+             for reason, n in reasons.items()}
+    panels = 2 + (quarantine_table is not None)
+    figure = _figure(5.5 * panels, 0.4 * max(3, len(quarantined_by_reason), len(duplicates_by_kind), len(table)) + 1.6)
+    figure.suptitle("Rows removed by clean (this run's batch)"
+                    + (", and the quarantine table (every stage and run)" if panels == 3 else ""))
+    axes = figure.subplots(1, panels)
+    quarantine, duplicates = axes[:2]
     _count_bars(quarantine, quarantined_by_reason, "quarantined by reason", "rows quarantined")
     quarantine.set_ylabel("reason")
     _count_bars(duplicates, duplicates_by_kind, "duplicates by kind", "duplicates found")
     duplicates.set_ylabel("duplicate of an earlier row")
+    if panels == 3:
+        _count_bars(axes[2], table, "quarantine table", "rows in the quarantine table")
+        axes[2].set_ylabel("stage: reason")
     return figure
 
 
@@ -167,7 +178,7 @@ def clean_figures(report: dict) -> dict[str, object]:
         LABELS_PER_SPLIT: labels_figure(report.get("labels_per_split", {})),
         TEXT_LENGTHS: char_length_figure(report.get("text_length_histogram", {})),
         REMOVED_ROWS: removed_rows_figure(report.get("quarantined_by_reason", {}),
-                                          report.get("duplicates_by_kind", {})),
+                                          report.get("duplicates_by_kind", {}), report.get("quarantine_table")),
     }
 
 

@@ -84,6 +84,9 @@ def test_quality_report_is_saved_and_matches_silver(spark, sample_run):
     assert sum(histogram["counts"]) == cleaned["output"]
     assert len(histogram["edges"]) == len(histogram["counts"]) + 1
     assert histogram["edges"][0] <= lengths["min"] and lengths["max"] < histogram["edges"][-1]
+    # the whole quarantine table, ingest's rejects included: they never reach clean's batch
+    ingested = sample_run[0]
+    assert report["quarantine_table"] == {"clean": cleaned["quarantined"], "ingest": ingested["quarantined"]}
 
 
 def test_the_report_images_are_saved_beside_the_report_and_silvers_version_names_their_folder(spark, sample_run):

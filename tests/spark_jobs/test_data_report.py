@@ -77,6 +77,16 @@ def test_removed_rows_figure_shows_quarantine_reasons_and_duplicate_kinds_larges
     assert [w for _, w, _ in _bars(duplicates)] == [5]
 
 
+def test_removed_rows_figure_adds_the_quarantine_table_by_stage_and_reason():
+    report = {**CLEAN_REPORT, "quarantine_table": {"clean": {"too_short": 7}, "ingest": {"empty_text": 3, "nul_byte": 1}}}
+    figure = clean_figures(report)[REMOVED_ROWS]
+    table = figure.axes[2]
+    assert len(figure.axes) == 3 and table.get_title() == "quarantine table: 11 rows"
+    assert [t.get_text() for t in table.get_yticklabels()] == ["clean: too_short", "ingest: empty_text",
+                                                             "ingest: nul_byte"]
+    assert [w for _, w, _ in _bars(table)] == [7, 3, 1] and table.get_ylabel() == "stage: reason"
+
+
 def test_an_empty_report_draws_empty_charts_that_say_so():
     figures = clean_figures({"labels_per_split": {}, "quarantined_by_reason": {}, "duplicates_by_kind": {}})
     quarantine, duplicates = figures[REMOVED_ROWS].axes
