@@ -38,7 +38,7 @@ from conf import Config
 from conf.paths import join_path
 from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
-                                     char_length_bins, clean_figures, render_png)
+                                     char_length_bins, clean_figures, report_images)
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
@@ -311,11 +311,13 @@ def quarantine_counts(quarantine: DataFrame) -> dict[str, dict[str, int]]:
     return {stage: dict(sorted(reasons.items())) for stage, reasons in sorted(counts.items())}
 
 
-def write_report(spark, folder: str, report: dict) -> None:
-    """report.json and its images (`data_report.CLEAN_FILES`) into `folder`."""
+def write_report(spark, folder: str, report: dict) -> list[str]:
+    """report.json and its images (`data_report.CLEAN_FILES`) into `folder`. -> warnings."""
     write_text(spark, join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
-    for name, figure in clean_figures(report).items():
-        write_bytes(spark, join_path(folder, name), render_png(figure))
+    images, warnings = report_images(clean_figures, report)
+    for name, png in images.items():
+        write_bytes(spark, join_path(folder, name), png)
+    return warnings
 
 
 def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
@@ -377,8 +379,10 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
     report_dir = runs_dir(cfg, STAGE, stage_run_id)
-    write_report(spark, report_dir, report)
+    warnings = write_report(spark, report_dir, report)
     print(f"clean: data report in {report_dir}: {', '.join(CLEAN_FILES)}", flush=True)
+    for line in warnings:
+        print(f"clean: warning: {line}", flush=True)
     # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
     # The report folder goes into the same commit, so the silver version that ends this run names it.
     silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version), REPORT_PROPERTY: report_dir})
@@ -395,6 +399,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "silver_version": silver.version(spark),
         "report": join_path(report_dir, REPORT_JSON),
         "tables": tables,
+        "warnings": warnings,
     }
 
 

@@ -55,6 +55,8 @@ class _Switch(io.TextIOBase):
     """A stream that writes wherever `target` points now. sys.stderr is one while a quiet run
     lasts; loggers that captured it keep working after the run points it back."""
 
+    encoding = "utf-8"
+
     def __init__(self, target):
         self.target = target
 
@@ -64,29 +66,35 @@ class _Switch(io.TextIOBase):
     def flush(self) -> None:
         self.target.flush()
 
+    def fileno(self) -> int:
+        return self.target.fileno()  # the log's, for faulthandler or Popen(stderr=sys.stderr)
+
     def isatty(self) -> bool:
         return False
 
 
 class _LineSink(io.TextIOBase):
-    """A text stream that hands complete lines to `emit` (partial lines wait for their end)."""
+    """A text stream that hands complete lines to `emit`. A partial line waits for its end
+    (`print("Loading...", end="", flush=True)` then `print(" done")` is one line) until `drain()`."""
+
+    encoding = "utf-8"
 
     def __init__(self, emit):
         self.emit, self.pending, self.lock = emit, "", threading.Lock()
 
     def write(self, text: str) -> int:
-        with self.lock:
+        with self.lock:  # emitted under the lock, so two threads' lines keep their order
             self.pending += text
             *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            self.emit(line)
+            for line in lines:
+                self.emit(line)
         return len(text)
 
-    def flush(self) -> None:
+    def drain(self) -> None:
         with self.lock:
             rest, self.pending = self.pending, ""
-        if rest:
-            self.emit(rest)
+            if rest:
+                self.emit(rest)
 
 
 class Console:
@@ -178,14 +186,15 @@ class Console:
             else:
                 self._log(line)
 
-        sink, saved = _LineSink(route), (sys.stdout, sys.stderr)
-        sys.stdout = sys.stderr = sink
+        sink, saved = _Switch(_LineSink(route)), (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = sink  # a _Switch: a logger made inside keeps a working stream
         self.training = True
         try:
             yield
         finally:
-            sink.flush()
+            sink.target.drain()
             sys.stdout, sys.stderr = saved
+            sink.target = saved[1]
             self.training = False
             self.end_progress()
 
@@ -228,25 +237,34 @@ class RunConsole:
         self.stage, self.verbose, self.final_path = stage, verbose, final_path
         self.console: Console | None = None
         self.temp_path: str | None = None
+        self._log_fd: int | None = None
 
     def __enter__(self) -> Console:
         global _current
+        self._outer = _current
         if self.verbose:
             self.console = Console(sys.stdout, log_path=None)
             _current = self.console
             return self.console
         fd, self.temp_path = tempfile.mkstemp(prefix=f"lakebert-{self.stage}-", suffix=".log")
-        log = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+        log = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         self._saved_fds = (os.dup(1), os.dup(2))
         self._saved_streams = (sys.stdout, sys.stderr)
-        out = self._console_stream(sys.stdout, self._saved_fds[0])
-        os.dup2(log.fileno(), 1)  # the JVM, torchrun and every child process inherit these
-        os.dup2(log.fileno(), 2)
-        self.console = Console(out, log, live=out.isatty(), log_path=self.final_path or self.temp_path)
-        self._stdout = _Switch(_LineSink(self.console.say))
-        self._stderr = _Switch(log)
+        try:
+            out = self._console_stream(sys.stdout, self._saved_fds[0])
+            self.console = Console(out, log, live=out.isatty(), log_path=self.final_path or self.temp_path)
+            self._stdout = _Switch(_LineSink(self.console.say))
+            self._stderr = _Switch(log)
+            # Kept past the run: the JVM and torchrun share this file position, so `keep()`
+            # rewrites the file through it and their later output lands after the kept text.
+            self._log_fd = os.dup(fd)
+            os.dup2(fd, 1)  # the JVM, torchrun and every child process inherit these
+            os.dup2(fd, 2)
+        except BaseException:
+            self._restore()
+            raise
         sys.stdout, sys.stderr = self._stdout, self._stderr
         _current = self.console
         return self.console
@@ -260,43 +278,56 @@ class RunConsole:
         except (AttributeError, OSError, io.UnsupportedOperation):
             writes_fd1 = False
         if writes_fd1:
-            return os.fdopen(os.dup(saved_fd), "w", encoding="utf-8", buffering=1)
+            return os.fdopen(os.dup(saved_fd), "w", encoding="utf-8", errors="backslashreplace", buffering=1)
         return stream
 
-    def __exit__(self, *exc) -> None:
-        global _current
-        _current = None
-        if self.verbose:
-            return
-        self.console.end_progress()
-        self._stdout.target.flush()
-        sys.stdout, sys.stderr = self._saved_streams
-        self._stdout.target, self._stderr.target = sys.stdout, sys.stderr  # for whoever kept them
+    def _restore(self) -> None:
+        """The process's own stdout and stderr again, fds first: whatever fails here or before,
+        the user's console comes back."""
         os.dup2(self._saved_fds[0], 1)
         os.dup2(self._saved_fds[1], 2)
         for fd in self._saved_fds:
             os.close(fd)
-        if self.console.out is not sys.stdout:
-            self.console.out.close()
-        self.console.log.close()
+        sys.stdout, sys.stderr = self._saved_streams
+
+    def __exit__(self, *exc) -> None:
+        global _current
+        _current = self._outer
+        if self.verbose:
+            return
+        try:
+            self.console.end_progress()
+            self._stdout.target.drain()
+        finally:
+            self._restore()
+            self._stdout.target, self._stderr.target = sys.stdout, sys.stderr  # for whoever kept them
+            if self.console.out is not sys.stdout:
+                self.console.out.close()
+            self.console.log.close()
 
     def keep(self, write_text, publish: bool = True) -> str | None:
         """Redact the log (whatever the JVM or a library printed, a remembered secret becomes
         `***`) and, with `publish`, copy it to `final_path` with `write_text(path, text)`. Return
-        where the log is: the temporary file if it is not published or the copy failed."""
-        if self.temp_path is None:
-            return None
+        where the log is: the temporary file if it is not published or the copy failed. What the
+        JVM prints after this (its shutdown) stays in the temporary file, or is dropped with it."""
+        if self._log_fd is None:  # verbose, or the redirection never started
+            return self.temp_path
         with open(self.temp_path, encoding="utf-8", errors="replace") as fh:
             text = redact(fh.read())
         if publish and self.final_path is not None:
             try:
                 write_text(self.final_path, text)
+                os.close(self._log_fd)
                 os.unlink(self.temp_path)
                 return self.final_path
             except Exception:  # noqa: BLE001 - the log must not hide the run's outcome
                 pass
-        with open(self.temp_path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        # Through the shared file position: truncating by name would leave the JVM writing
+        # at its old offset, after a hole of NUL bytes.
+        os.lseek(self._log_fd, 0, os.SEEK_SET)
+        os.ftruncate(self._log_fd, 0)
+        os.write(self._log_fd, text.encode("utf-8", "backslashreplace"))
+        os.close(self._log_fd)
         return self.temp_path
 
 
@@ -354,7 +385,7 @@ class SparkProgress:
                 busy_since = None
                 continue
             busy_since = busy_since or time.monotonic()
-            if time.monotonic() - busy_since >= SPARK_PROGRESS_AFTER_S:
+            if time.monotonic() - busy_since >= SPARK_PROGRESS_AFTER_S and self.console is _current:
                 self.console.progress(line)
 
 

@@ -69,6 +69,19 @@ def render_png(figure) -> bytes:
     return out.getvalue()
 
 
+def report_images(figures, data: dict) -> tuple[dict[str, bytes], list[str]]:
+    """`figures(data)` ({file name: Figure}) as {file name: PNG bytes}, and the warnings. Drawn
+    with matplotlib's maths text off, so a label such as `$x^$` is text, not a TeX error; an
+    image that still cannot be drawn is a warning, never a failed stage (the JSON report stays)."""
+    import matplotlib
+
+    try:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return {name: render_png(figure) for name, figure in figures(data).items()}, []
+    except Exception as exc:  # noqa: BLE001 - a picture is never worth failing the stage
+        return {}, [f"the data report's images could not be drawn: {type(exc).__name__}: {exc}"]
+
+
 def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
 

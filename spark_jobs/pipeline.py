@@ -110,7 +110,9 @@ def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
         try:
             summary = functions[name](spark, cfg, f"{stage_run_id}-{name}")
         except StageError as exc:
-            raise StageError(f"{name}: {exc}") from exc.__cause__
+            # Bad input before anything was written stays bad input (no error.log, the log not
+            # kept); once a stage has written, the trace and the run's log are kept.
+            raise StageError(f"{name}: {exc}") from (exc if stages else exc.__cause__)
         except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace
             raise StageError(f"{name}: {one_line(exc)}") from exc
         stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}

@@ -129,13 +129,19 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
     console = RunConsole(stage, verbose_requested() if verbose is None else verbose,
                          join_path(runs_dir(cfg, stage, stage_run_id), LOG_FILE))
     summary = failure = None
-    with console:
-        try:
-            summary = execute(stage, cfg, body, stage_run_id=stage_run_id)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one line, Java ones included
-            failure = exc
-            if console.console.quiet:  # into the run's log; the console gets one line
-                print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
+    try:
+        with console:
+            try:
+                summary = execute(stage, cfg, body, stage_run_id=stage_run_id)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes one line, Java ones included
+                failure = exc
+                if console.console.quiet:  # into the run's log; the console gets one line
+                    print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
+    except BaseException:  # Ctrl-C: the log is redacted where it is, and named
+        log = console.keep(None, publish=False)
+        if log:
+            print(f"{stage}: interrupted (log: {log})", file=sys.stderr, flush=True)
+        raise
     # bad input: the log stays in its temporary file, so nothing is written under the lakehouse
     log = console.keep(lambda path, text: write_text(_active_spark(), path, text),
                        publish=failure is None or _unexpected(failure))

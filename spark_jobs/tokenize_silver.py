@@ -61,7 +61,7 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
-from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, clean_report_dir, render_png, tokenize_figures
+from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, clean_report_dir, report_images, tokenize_figures
 from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
 from spark_jobs.tables import SILVER, resolve_table, runs_dir
@@ -389,12 +389,13 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     if written + sum(removed.values()) != rows:
         raise StageError(f"wrote {written} rows and removed {sum(removed.values())} cross-split duplicates, but "
                          f"silver version {version} has {rows}; no manifest written")
-    for name, figure in tokenize_figures(manifest).items():
-        write_bytes(spark, join_path(report_dir, name), render_png(figure))
+    images, warnings = report_images(tokenize_figures, manifest)
+    for name, png in images.items():
+        write_bytes(spark, join_path(report_dir, name), png)
     print(f"tokenize: data report in {report_dir}: {', '.join(TOKENIZE_FILES)}", flush=True)
     write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
     _publish_latest(spark, root, key)
-    warnings = data_warnings(manifest, cfg.train.class_weights)
+    warnings += data_warnings(manifest, cfg.train.class_weights)
     for line in warnings:
         print(f"tokenize: warning: {line}", flush=True)
     return {"status": "done", "rows": written, "splits": {k: v["rows"] for k, v in splits.items()},

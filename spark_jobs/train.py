@@ -205,8 +205,9 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
             tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
             if not isinstance(exc, Exception):
                 raise
+            # `from exc`: not bad input, so the stage keeps error.log and the run's log (the ranks' output)
             raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
-                             f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from None
+                             f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from exc
         finally:
             sys.stdout = stdout
     for line in result.get("warnings", []):

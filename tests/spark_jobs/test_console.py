@@ -132,3 +132,27 @@ def test_spark_progress_counts_the_tasks_of_the_running_stage(spark):
     finally:
         job.join()
     assert progress.line() is None
+
+
+def test_a_partial_line_waits_for_its_end_and_lines_keep_their_order():
+    said = []
+    sink = console_module._LineSink(said.append)
+    sink.write("Loading...")
+    sink.flush()
+    sink.write(" done\nnext")
+    assert said == ["Loading... done"]
+    sink.drain()
+    assert said == ["Loading... done", "next"]
+
+
+def test_the_kept_log_is_rewritten_in_place_so_a_child_writing_later_leaves_no_hole(tmp_path, capfd):
+    remember_secrets({"spark.hadoop.fs.s3a.secret.key": "hunter3-secret"})
+    run = RunConsole("ingest", verbose=False, final_path=None)
+    with run:
+        print("a JVM echoing hunter3-secret", file=sys.stderr)
+        late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1); print('the JVM shutting down')"])
+    path = run.keep(None, publish=False)
+    late.wait()
+    text = open(path, encoding="utf-8").read()
+    assert "\x00" not in text and "hunter3-secret" not in text
+    assert text.splitlines() == ["a JVM echoing ***", "the JVM shutting down"]

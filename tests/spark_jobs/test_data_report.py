@@ -4,7 +4,7 @@ import pytest
 
 from spark_jobs.data_report import (
     LABELS_PER_SPLIT, REMOVED_ROWS, TEXT_LENGTHS, TICK_LABELS_MAX, TOKEN_BARS_MAX, TOKEN_LENGTHS, char_length_bins,
-    clean_figures, render_png, token_length_bars, tokenize_figures,
+    clean_figures, render_png, report_images, token_length_bars, tokenize_figures,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,3 +122,14 @@ def test_every_figure_renders_to_png():
     figures = {**clean_figures(CLEAN_REPORT), **tokenize_figures(MANIFEST)}
     assert set(figures) == {LABELS_PER_SPLIT, TEXT_LENGTHS, REMOVED_ROWS, TOKEN_LENGTHS}
     assert all(render_png(f).startswith(PNG_SIGNATURE) for f in figures.values())
+
+
+def test_labels_that_look_like_tex_are_drawn_as_text_and_a_failing_image_is_a_warning():
+    report = {**CLEAN_REPORT, "labels_per_split": {"train": {"$x^$": 3, "$\\foo$": 1}}}
+    images, warnings = report_images(clean_figures, report)
+    assert warnings == [] and all(png.startswith(PNG_SIGNATURE) for png in images.values())
+
+    def broken(_):
+        raise ValueError("no axes")
+
+    assert report_images(broken, report) == ({}, ["the data report's images could not be drawn: ValueError: no axes"])
