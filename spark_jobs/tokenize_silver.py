@@ -298,6 +298,7 @@ def write_tokens(spark, tc, silver_df: DataFrame, tokenizer, tok_fp: str, data_d
         with arrow_batch_rows(spark, tc.arrow_batch_rows):
             tokenized.count()  # tokenize once, into the cache, before the join reads it twice
             removed = {r["split"]: r["count"] for r in tokens.where(CROSS_SPLIT).groupBy("split").count().collect()}
+            tokenized.unpersist()  # the marked rows are cached now: one copy during the write
             (tokens.where(~F.col(CROSS_SPLIT)).drop(CROSS_SPLIT)
              .sortWithinPartitions("split", "doc_id")
              .write.mode("overwrite").partitionBy("split")
