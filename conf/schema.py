@@ -282,6 +282,11 @@ class TokenizeConfig(Section):
     """For a trained tokenizer only: how often two pieces must occur together to be merged into one."""
     train_sample_rows: int = Field(500_000, ge=1)
     """Tokenizer training reads at most this many train texts (the first by doc_id)."""
+    retrain_tokenizer: bool = False
+    """For a trained tokenizer only. false: train it once, on the silver version first tokenized,
+    and reuse it while these settings stay the same, so later versions keep the same ids and
+    tokenize only the rows clean added. true: train a new one on every silver version (every
+    version is then tokenized in full)."""
     max_length: int = Field(128, ge=4, le=1_000_000)
     """Tokens per text including [CLS]/[SEP]; longer texts are truncated and counted."""
     truncation_side: Literal["right", "left"] = "right"

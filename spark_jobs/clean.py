@@ -43,10 +43,12 @@ from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_f
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
-from spark_jobs.tables import BRONZE, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
+from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
 STAGE = "clean"
 STATE_PROPERTY = "lakebert.clean.bronze_version"
+# The change feed lets tokenize read just the rows a clean run added (incremental tokenization).
+SILVER_PROPERTIES = {CHANGE_DATA_FEED: "true"}
 EXACT, NEAR = "exact", "near"
 DUPLICATE = "duplicate"  # column: null, EXACT or NEAR
 
@@ -324,17 +326,20 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     bronze = resolve_table(cfg, BRONZE)
     if not bronze.exists(spark):
         raise StageError(f"bronze table {bronze} does not exist; run `lakebert ingest` first")
-    if bronze.properties(spark).get("delta.enableChangeDataFeed") != "true":
+    if bronze.properties(spark).get(CHANGE_DATA_FEED) != "true":
         raise StageError(f"bronze table {bronze} has no Change Data Feed; enable it with "
-                         f"ALTER TABLE {bronze.sql_ref} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+                         f"ALTER TABLE {bronze.sql_ref} SET TBLPROPERTIES ({CHANGE_DATA_FEED} = true)")
     silver, quarantine, labels = (resolve_table(cfg, r) for r in (SILVER, QUARANTINE, LABEL_MAP))
     tables = {"bronze": str(bronze), "silver": str(silver), "quarantine": str(quarantine), "label_map": str(labels)}
-    silver.create_if_missing(spark, SILVER_SCHEMA)
+    silver.create_if_missing(spark, SILVER_SCHEMA, SILVER_PROPERTIES)
     quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
     labels.create_if_missing(spark, LABEL_MAP_SCHEMA)
 
     bronze_version = bronze.version(spark)
-    done = silver.properties(spark).get(STATE_PROPERTY)
+    properties = silver.properties(spark)
+    if properties.get(CHANGE_DATA_FEED) != "true":  # a silver from before tokenize read its feed
+        silver.set_properties(spark, SILVER_PROPERTIES)
+    done = properties.get(STATE_PROPERTY)
     if done is not None and int(done) >= bronze_version:
         return {"status": "up_to_date", "input": 0, "output": 0, "duplicates": 0, "duplicates_by_kind": {},
                 "quarantined": {}, "bronze_version": bronze_version, "silver_version": silver.version(spark),

@@ -250,13 +250,20 @@ def clean_report_dir(spark, silver, version: int) -> str | None:
     """The report folder of the clean run that wrote `silver` (a `spark_jobs.tables.Table`) as of
     `version`: the newest `REPORT_PROPERTY` set at or before it. None when there is none (silver
     cleaned before reports were recorded) or the history cannot be read."""
-    from pyspark.sql import functions as F
-
     try:
-        history = silver.delta(spark).history().where(
-            (F.col("version") <= version) & (F.col("operation") == "SET TBLPROPERTIES")
-            & F.col("operationParameters")["properties"].contains(REPORT_PROPERTY))
-        row = history.orderBy(F.col("version").desc()).select(F.col("operationParameters")["properties"]).first()
-        return json.loads(row[0]).get(REPORT_PROPERTY) if row is not None else None
+        return report_dir_in(silver.history(spark), version)
     except Exception:  # noqa: BLE001 - a report is never worth failing the stage
         return None
+
+
+def report_dir_in(history: list[dict], version: int) -> str | None:
+    """`clean_report_dir` over history rows already read (`Table.history`)."""
+    for commit in sorted(history, key=lambda c: c["version"], reverse=True):
+        if commit["version"] <= version and commit["operation"] == "SET TBLPROPERTIES":
+            try:
+                found = json.loads(commit["properties"] or "{}").get(REPORT_PROPERTY)
+            except json.JSONDecodeError:
+                continue
+            if found:
+                return found
+    return None

@@ -32,7 +32,7 @@ from conf.identifiers import parse_table_name, quote_identifier, quote_table_nam
 from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
-from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
+from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, QUARANTINE, resolve_table
 
 
 class IngestReason:
@@ -58,7 +58,7 @@ BRONZE_SCHEMA = StructType([
 ])
 
 # Bronze feeds clean incrementally through the Change Data Feed.
-BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+BRONZE_PROPERTIES = {CHANGE_DATA_FEED: "true"}
 
 # Columns of the normalized raw frame every reader produces.
 RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id", "_has_text", "_has_label"]

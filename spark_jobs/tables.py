@@ -28,6 +28,11 @@ QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
 PREDICTIONS = "predictions"
 
+# Delta's Change Data Feed: the change kind of an inserted row, and the columns the feed adds.
+INSERT = "insert"
+CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
+
 # Delta's optimistic-concurrency conflicts, and the race of two writers creating one table.
 # MERGE on the key makes a retry safe; anything else is not retried.
 RETRYABLE = (
@@ -112,17 +117,27 @@ class Table:
 
     def read_inserts(self, spark, start_version: int, end_version: int):
         """Rows inserted between two versions (inclusive), from the Change Data Feed."""
-        reader = (
-            spark.read.format("delta")
-            .option("readChangeFeed", "true")
-            .option("startingVersion", start_version)
-            .option("endingVersion", end_version)
-        )
-        changes = reader.load(self.location) if self.is_path else reader.table(self.name_ref)
-        return changes.where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp")
+        changes = self.read_changes(spark, start_version, end_version)
+        return changes.where(f"_change_type = '{INSERT}'").drop(*CHANGE_COLUMNS)
 
     def version(self, spark) -> int:
         return int(self.delta(spark).history(1).select("version").first()[0])
+
+    def history(self, spark) -> list[dict]:
+        """Every commit still in the log, newest first: version, operation, and the properties a
+        SET TBLPROPERTIES set (a JSON string, else None). Raises when the table does not exist."""
+        from pyspark.sql import functions as F
+
+        rows = self.delta(spark).history().select(
+            "version", "operation", F.col("operationParameters")["properties"].alias("properties")).collect()
+        return sorted((r.asDict() for r in rows), key=lambda r: r["version"], reverse=True)
+
+    def read_changes(self, spark, start_version: int, end_version: int):
+        """Every row change between two versions (inclusive), from the Change Data Feed, with its
+        `_change_type` (insert, delete, update_preimage, update_postimage)."""
+        reader = (spark.read.format("delta").option("readChangeFeed", "true")
+                  .option("startingVersion", start_version).option("endingVersion", end_version))
+        return reader.load(self.location) if self.is_path else reader.table(self.name_ref)
 
     def properties(self, spark) -> dict[str, str]:
         detail = self.delta(spark).detail().select("properties").first()[0]

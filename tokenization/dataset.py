@@ -6,7 +6,13 @@ writes it) and training (which reads it). No Spark, no torch.
 
     <tokenized root>/<key>/manifest.json   written last: the dataset exists only once it is there
     <tokenized root>/<key>/data/split=<split>/part-*.parquet
+    <tokenized root>/<key>/keys/part-*.parquet   a 128-bit hash of each row's ids and its split's
+                                           rank: what an incremental run compares new rows with
     <tokenized root>/LATEST                the key of the newest complete dataset
+
+The manifest's `files` (per split) and `keys` are paths relative to the dataset's folder. An
+incremental dataset lists the files of the dataset it extends as `../<that key>/...`, so a
+dataset folder must not be deleted while a newer one lists its files.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 DATA_DIR = "data"
+KEYS_DIR = "keys"
 FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
 
 

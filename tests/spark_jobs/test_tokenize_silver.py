@@ -262,3 +262,108 @@ def test_an_explicit_tokenizer_that_is_not_the_pretrained_models_fails_before_an
         message = str(err.value)
         assert "\n" not in message and "does not match model" in message and str(model_dir) in message
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- incremental tokenization
+
+WORDS = ("market bank rate cut team goal match film award vote party election phone chip cloud "
+         "price growth shares coach season album chart minister budget court").split()
+
+
+def _texts(seed: int, n: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + f" doc{seed}x{i}" for i in range(n)]
+
+
+def _append_docs(spark, cfg, source: Path, name: str, docs: list[tuple[str, str]]) -> None:
+    """A new file in the ingest source, then ingest and clean: silver only gains rows."""
+    (source / name).write_text("\n".join(json.dumps({"id": i, "text": t, "label": "abc"[sum(map(ord, i)) % 3]})
+                                          for i, t in docs) + "\n")
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+
+
+def _rows_by_doc(summary) -> dict:
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    return {r["doc_id"]: (split, r) for split, rows in _read(summary["manifest"], manifest).items() for r in rows}
+
+
+@pytest.fixture(scope="module")
+def grown(spark, tmp_path_factory):
+    """A silver tokenized once, then grown by 10% new documents (some of which repeat an old
+    train text's first tokens) and tokenized again."""
+    root = tmp_path_factory.mktemp("grow")
+    source = root / "source"
+    source.mkdir()
+    cfg = make_config(root / "lh", f"ingest.source={source}", "ingest.id_column=id", "tokenize.vocab_size=200",
+                      "tokenize.max_length=8", "tokenize.min_frequency=1")
+    old = [(f"old{i:04d}", t) for i, t in enumerate(_texts(1, 400))]
+    _append_docs(spark, cfg, source, "part-0.jsonl", old)
+    first = tokenize(spark, cfg, "t-first")
+    silver = resolve_table(cfg, SILVER)
+    before = silver.read(spark).count()
+    # New rows that repeat old train rows' first tokens: removed where they land in validation/test.
+    train = silver.read(spark).where("split = 'train'").orderBy("doc_id").limit(10).collect()
+    new = [(f"new{i:04d}", t) for i, t in enumerate(_texts(2, 30))]
+    new += [(f"rep{i:04d}", row.text + " and a different ending") for i, row in enumerate(train)]
+    _append_docs(spark, cfg, source, "part-1.jsonl", new)
+    second = tokenize(spark, cfg, "t-second")
+    return cfg, source, first, second, silver.read(spark).count() - before
+
+
+def test_a_silver_that_only_gained_rows_is_tokenized_incrementally(spark, grown):
+    cfg, _, first, second, added = grown
+    assert first["mode"] == "full" and second["mode"] == "incremental"
+    assert added > 0 and second["tokenized_rows"] == added
+    manifest = json.loads(Path(second["manifest"]).read_text())
+    assert manifest["extends"] == Path(first["manifest"]).parent.name
+    assert manifest["tokenizer_path"] == json.loads(Path(first["manifest"]).read_text())["tokenizer_path"]
+    assert manifest["rows"] + sum(manifest["cross_split_duplicates"].values()) == \
+        resolve_table(cfg, SILVER).read(spark, manifest["source"]["delta_version"]).count()
+
+
+def test_an_incremental_dataset_equals_a_full_run_into_another_folder(spark, grown, tmp_path):
+    cfg, _, first, second, _ = grown
+    incremental = json.loads(Path(second["manifest"]).read_text())
+    full_cfg = make_config(cfg.lakehouse.root, "tokenize.max_length=8", f"tokenize.output={tmp_path / 'full'}",
+                           f"tokenize.tokenizer={incremental['tokenizer_path']}")
+    full = tokenize(spark, full_cfg, "t-full")
+    assert full["mode"] == "full"
+    reference = json.loads(Path(full["manifest"]).read_text())
+    assert incremental["content_hash"] == reference["content_hash"]
+    assert incremental["rows"] == reference["rows"]
+    for key in ("splits", "cross_split_duplicates", "label_map", "truncation_rate"):
+        assert incremental[key] == reference[key], key
+    assert sum(reference["cross_split_duplicates"].values()) > 0  # the repeated texts were removed in both
+    assert _rows_by_doc(second) == _rows_by_doc(full)
+    # training reads the incremental dataset's files, its own and its parent's, through the manifest
+    from training.data import TokenizedSplit
+
+    for split, stats in incremental["splits"].items():
+        assert TokenizedSplit.open(second["manifest"], split).num_rows == stats["rows"]
+
+
+def test_new_rows_that_would_remove_tokenized_rows_mean_a_full_run_that_says_why(spark, grown, capsys):
+    cfg, source, _, second, _ = grown
+    rows = _rows_by_doc(second)
+    validation = next(doc for doc, (split, _) in sorted(rows.items()) if split == "validation")
+    text = resolve_table(cfg, SILVER).read(spark).where(f"doc_id = '{validation}'").first().text
+    # 20 texts whose first tokens are a validation row's: some land in train, which a full run
+    # would keep, removing the validation row from files an incremental run cannot change
+    _append_docs(spark, cfg, source, "part-2.jsonl", [(f"dup{i:03d}", f"{text} tail{i}") for i in range(20)])
+    third = tokenize(spark, cfg, "t-third")
+    assert third["mode"] == "full" and third["tokenized_rows"] == resolve_table(cfg, SILVER).read(spark).count()
+    assert "repeat the token ids of" in capsys.readouterr().out
+    assert validation not in _rows_by_doc(third)  # a new train row has its ids now
+
+
+def test_rows_removed_from_silver_mean_a_full_run_that_says_why(spark, grown, capsys):
+    cfg, source, *_ = grown
+    silver = resolve_table(cfg, SILVER)
+    _append_docs(spark, cfg, source, "part-3.jsonl", [(f"late{i:03d}", t) for i, t in enumerate(_texts(3, 5))])
+    spark.sql(f"DELETE FROM {silver.sql_ref} WHERE doc_id = 'old0001'")
+    summary = tokenize(spark, cfg, "t-deleted")
+    assert summary["mode"] == "full" and summary["tokenized_rows"] == silver.read(spark).count()
+    assert "changed or removed since version" in capsys.readouterr().out
