@@ -45,13 +45,14 @@ Spark runs one task per core, so the tokenizer's own thread pool is switched off
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
 import shutil
 import sys
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -86,6 +87,8 @@ TOKENIZED_SCHEMA = StructType([
     StructField("truncated", BooleanType(), False),
     StructField("split", StringType(), False),
 ])
+LABEL_NAME = "label_name"  # column: silver's label, carried through tokenization for the label map
+TOKENIZE_OUTPUT = StructType([*TOKENIZED_SCHEMA.fields, StructField(LABEL_NAME, StringType(), True)])
 
 
 # --------------------------------------------------------------------------- executor side
@@ -101,7 +104,7 @@ def _encoder(key: str, tokenizer_json, max_length: int, side: str) -> Encoder:
 
 
 def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
-    """The `mapInArrow` function: Arrow batches of (doc_id, text, label_id, split) -> TOKENIZED_SCHEMA."""
+    """The `mapInArrow` function: Arrow batches of (doc_id, text, label, label_id, split) -> TOKENIZE_OUTPUT."""
 
     def tokenize_batches(batches):
         import pyarrow as pa
@@ -112,21 +115,22 @@ def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
             input_ids = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(ids, pa.int32()))
             yield pa.RecordBatch.from_arrays(
                 [batch.column("doc_id"), input_ids, pa.array(lengths, pa.int32()),
-                 batch.column("label_id").cast(pa.int32()), pa.array(truncated, pa.bool_()), batch.column("split")],
-                names=TOKENIZED_SCHEMA.fieldNames())
+                 batch.column("label_id").cast(pa.int32()), pa.array(truncated, pa.bool_()), batch.column("split"),
+                 batch.column("label")],
+                names=TOKENIZE_OUTPUT.fieldNames())
 
     return tokenize_batches
 
 
 def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: int, side: str) -> DataFrame:
-    """silver -> TOKENIZED_SCHEMA rows, each partition sorted by (split, doc_id).
+    """silver -> TOKENIZE_OUTPUT rows (TOKENIZED_SCHEMA plus the label's name), in silver's order.
 
     No shuffle: tokenization runs in the scan's own tasks (Spark already splits the files
     evenly over the cores), so the output order is fixed by the silver version's files and the
     cluster's parallelism, and by doc_id within each file.
     """
-    rows = silver.select("doc_id", "text", "label_id", "split")
-    return rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZED_SCHEMA)
+    rows = silver.select("doc_id", "text", "label", "label_id", "split")
+    return rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZE_OUTPUT)
 
 
 def _ids_key() -> Column:
@@ -173,18 +177,22 @@ def _row_hash() -> Column:
 def count_groups(marked: DataFrame) -> list:
     """One aggregation over the marked rows: rows and hash sums per (split, label, length,
     truncated, cross_split_duplicate), from which `split_stats` builds everything else."""
-    return marked.groupBy("split", "label", "length", "truncated", CROSS_SPLIT).agg(
+    return marked.groupBy("split", "label", LABEL_NAME, "length", "truncated", CROSS_SPLIT).agg(
         F.count("*").alias("rows"), F.sum(_row_hash()).alias("hash")).collect()
 
 
-def split_stats(groups) -> tuple[dict, dict[str, int]]:
-    """-> ({split: counts of the kept rows}, {split: rows removed as cross-split duplicates}).
+def split_stats(groups) -> tuple[dict, dict[str, int], dict[str, int]]:
+    """-> ({split: counts of the kept rows}, {split: rows removed as cross-split duplicates},
+    the label map {name: id} of all the rows).
 
     The counts add up across runs (`add_stats`): rows, tokens, truncated, label_counts,
     length_histogram ({tokens: rows}) and hash_sum."""
     splits: dict[str, dict] = {}
     removed: dict[str, int] = {}
+    labels: dict[str, int] = {}
     for g in groups:
+        if g[LABEL_NAME] is not None:
+            labels[g[LABEL_NAME]] = g["label"]
         if g[CROSS_SPLIT]:
             removed[g["split"]] = removed.get(g["split"], 0) + g["rows"]
             continue
@@ -197,7 +205,7 @@ def split_stats(groups) -> tuple[dict, dict[str, int]]:
         s["label_counts"][label] = s["label_counts"].get(label, 0) + g["rows"]
         s["length_histogram"][g["length"]] = s["length_histogram"].get(g["length"], 0) + g["rows"]
         s["hash_sum"] += int(g["hash"])
-    return splits, removed
+    return splits, removed, labels
 
 
 def add_stats(a: dict, b: dict) -> dict:
@@ -348,8 +356,11 @@ def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, 
     if not (out / TOKENIZER_FILE).is_file():
         train = silver_df.where(F.col("split") == TRAIN)
         texts = (r["text"] for r in train.orderBy("doc_id").limit(tc.train_sample_rows).select("text").toLocalIterator())
+        first = next(texts, None)
+        if first is None:
+            raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
-        train_wordpiece(texts, tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
+        train_wordpiece(itertools.chain([first], texts), tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
         tmp.rename(out)  # another run may have won the race; both trained the same thing
     return load_tokenizer(str(out)), training
 
@@ -384,66 +395,76 @@ def _from_sibling(key: str, rel: str) -> str:
     return rel if rel.startswith("../") else f"../{key}/{rel}"
 
 
-@dataclass
-class Written:
-    """What one run tokenized and wrote: the kept rows' counts, the removed rows, the new files."""
-
-    stats: dict
-    removed: dict[str, int]
-    files: dict[str, list[str]]
-    keys: list[str]
-    tokenized: int
-
-
 class Incremental(Exception):
     """The rows cannot be added to the previous dataset; a full run follows. Says why."""
 
 
-def write_tokens(spark, tc, rows: DataFrame, tokenizer, tok_fp: str, folder: str,
-                 prior_keys: DataFrame | None = None) -> Written:
-    """Tokenize `rows` (silver's columns) into `<folder>/data` (Parquet by split) and their keys
-    into `<folder>/keys`, without the validation/test rows whose ids equal an earlier split's,
-    counting the kept and the removed rows as they go.
+class TokenizeRun:
+    """One run's rows through tokenization: `count()` tokenizes them into the cache, marks the
+    cross-split duplicates and counts everything the manifest says; `write(folder)` writes the
+    kept rows (`<folder>/data`, Parquet by split) and their keys (`<folder>/keys`). Use it as a
+    context manager: leaving it drops the cache.
 
     `prior_keys` (incremental runs): the keys of the rows already in the dataset. A new row that
     repeats one of them in a later split is removed; a new row that would remove one of them
     (its ids in an earlier split) raises `Incremental`, as those files cannot change."""
-    tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
-    # Tokenized once, into the cache: the keys' aggregation, the counts and the writes read it.
-    tokenized = with_keys(tokenize_documents(rows, tok_fp, tokenizer_json, tc.max_length, tc.truncation_side))
-    tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
-    keys = tokenized.select(KEY, RANK)
-    shared = shared_keys(keys if prior_keys is None else keys.unionByName(prior_keys)).persist()
-    try:
-        with arrow_batch_rows(spark, tc.arrow_batch_rows):
-            shared.count()  # tokenizes every row into the cache
-            if prior_keys is not None:
-                stale = prior_keys.join(F.broadcast(shared), KEY).where(F.col(RANK) > F.col(FIRST)).count()
-                if stale:
-                    raise Incremental(f"new rows repeat the token ids of {stale:,} validation/test rows already "
-                                      "tokenized, which a full run removes")
-            marked = mark_cross_split_duplicates(tokenized, shared)
-            stats, removed = split_stats(count_groups(marked))
-            kept = marked.where(~F.col(CROSS_SPLIT))
-            (kept.select(*TOKENIZED_SCHEMA.fieldNames())
-             .sortWithinPartitions("split", "doc_id")
-             .write.mode("overwrite").partitionBy("split")
-             .option("maxRecordsPerFile", tc.rows_per_file)
-             .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
-             .parquet(join_path(folder, DATA_DIR)))
-            (kept.select(F.col(KEY)["h1"].alias("h1"), F.col(KEY)["h2"].alias("h2"), RANK)
-             .write.mode("overwrite").parquet(join_path(folder, KEYS_DIR)))
-    finally:
-        shared.unpersist()
-        tokenized.unpersist()
-        tokenizer_json.unpersist()
-    files = list_files(spark, folder, DATA_DIR)
-    on_disk = spark.read.parquet(*(join_path(folder, f) for f in files)).count() if files else 0
-    if on_disk != sum(s["rows"] for s in stats.values()):
-        raise StageError(f"counted {sum(s['rows'] for s in stats.values())} rows to write but the written files "
-                         f"hold {on_disk}; no manifest written")
-    return Written(stats, removed, by_split(files), list_files(spark, folder, KEYS_DIR),
-                   sum(s["rows"] for s in stats.values()) + sum(removed.values()))
+
+    def __init__(self, spark, tc, rows: DataFrame, tokenizer, tok_fp: str, prior_keys: DataFrame | None = None):
+        self.spark, self.tc, self.prior_keys = spark, tc, prior_keys
+        self.tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
+        # Tokenized once, into the cache: the keys' aggregation, the counts and the writes read it.
+        tokens = with_keys(tokenize_documents(rows, tok_fp, self.tokenizer_json, tc.max_length, tc.truncation_side))
+        self.tokens = tokens.persist(StorageLevel.MEMORY_AND_DISK)
+        keys = self.tokens.select(KEY, RANK)
+        self.shared = shared_keys(keys if prior_keys is None else keys.unionByName(prior_keys)).persist()
+        self.kept = mark_cross_split_duplicates(self.tokens, self.shared)
+        self.counted = None
+
+    def __enter__(self) -> "TokenizeRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shared.unpersist()
+        self.tokens.unpersist()
+        self.tokenizer_json.unpersist()
+
+    def count(self) -> tuple[dict, dict[str, int], dict[str, int]]:
+        """-> `split_stats` of the rows: kept counts, removed rows per split, label map."""
+        with arrow_batch_rows(self.spark, self.tc.arrow_batch_rows):
+            self.shared.count()  # tokenizes every row into the cache
+        if self.prior_keys is not None:
+            stale = self.prior_keys.join(F.broadcast(self.shared), KEY).where(F.col(RANK) > F.col(FIRST)).count()
+            if stale:
+                raise Incremental(f"new rows repeat the token ids of {stale:,} validation/test rows already "
+                                  "tokenized, which a full run removes")
+        self.counted = split_stats(count_groups(self.kept))
+        return self.counted
+
+    @property
+    def tokenized(self) -> int:
+        stats, removed, _ = self.counted
+        return sum(s["rows"] for s in stats.values()) + sum(removed.values())
+
+    def write(self, folder: str) -> tuple[dict[str, list[str]], list[str]]:
+        """-> (the data files per split, the keys files), relative to `folder`; checks that the
+        files hold the rows counted."""
+        tc = self.tc
+        kept = self.kept.where(~F.col(CROSS_SPLIT))
+        (kept.select(*TOKENIZED_SCHEMA.fieldNames())
+         .sortWithinPartitions("split", "doc_id")
+         .write.mode("overwrite").partitionBy("split")
+         .option("maxRecordsPerFile", tc.rows_per_file)
+         .option("parquet.block.size", tc.row_group_mb * 1024 * 1024)
+         .parquet(join_path(folder, DATA_DIR)))
+        (kept.select(F.col(KEY)["h1"].alias("h1"), F.col(KEY)["h2"].alias("h2"), RANK)
+         .write.mode("overwrite").parquet(join_path(folder, KEYS_DIR)))
+        files = list_files(self.spark, folder, DATA_DIR)
+        counted = sum(s["rows"] for s in self.counted[0].values())
+        on_disk = self.spark.read.parquet(*(join_path(folder, f) for f in files)).count() if files else 0
+        if on_disk != counted:
+            raise StageError(f"counted {counted} rows to write but the written files hold {on_disk}; "
+                             "no manifest written")
+        return by_split(files), list_files(self.spark, folder, KEYS_DIR)
 
 
 def read_keys(spark, root: str, key: str, manifest: dict) -> DataFrame:
@@ -517,14 +538,6 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     silver = resolve_table(cfg, SILVER)
     version, history = silver_state(spark, silver, tc.silver_version)
     silver_df = silver.read(spark, version)
-    # One small query gives the rows per split and the label map of exactly this silver version.
-    groups = silver_df.groupBy("split", "label", "label_id").count().collect()
-    split_rows: dict[str, int] = {}
-    for g in groups:
-        split_rows[g["split"]] = split_rows.get(g["split"], 0) + g["count"]
-    label_map = {g["label"]: g["label_id"] for g in groups if g["label"] is not None}
-    if not split_rows.get(TRAIN):
-        raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
     root = output_root(cfg)
     previous = latest_dataset(spark, root)
     tokenizer, tokenizer_model, training = resolve_tokenizer(cfg, silver, silver_df, version,
@@ -545,72 +558,87 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         _publish_latest(spark, root, key)
         return {"status": "up_to_date", "rows": done["rows"], **base}
 
-    rows = sum(split_rows.values())
+    silver_rows = silver_df.count()  # from the Delta log's file statistics: no scan
     new_rows, why_full = incremental_rows(spark, silver, version, tok_fp, previous)
-    written = None
     if new_rows is not None:
-        if not is_uri(folder):
-            shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
         try:
-            written = write_tokens(spark, tc, new_rows, tokenizer, tok_fp, folder,
-                                   read_keys(spark, root, *previous))
+            return publish(spark, cfg, stage_run_id, TokenizeRun(spark, tc, new_rows, tokenizer, tok_fp,
+                                                                 read_keys(spark, root, *previous)),
+                           folder, silver_rows, previous, history, tokenizer, tokenizer_model, training, base)
         except Incremental as exc:
             why_full = str(exc)
     if why_full:
         print(f"tokenize: tokenizing all of silver version {version}: {why_full}", flush=True)
-    if written is None:
-        if not is_uri(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-        written = write_tokens(spark, tc, silver_df, tokenizer, tok_fp, folder)
-        extends, stats, removed = None, written.stats, written.removed
-        files, keys = written.files, written.keys
-    else:
-        extends, old = previous
-        stats = add_stats(stats_of_manifest(old), written.stats)
-        removed = {s: old["cross_split_duplicates"].get(s, 0) + written.removed.get(s, 0) for s in set(old["cross_split_duplicates"]) | set(written.removed)}
-        files = {s: [_from_sibling(extends, f) for f in old["files"].get(s, [])] + written.files.get(s, [])
-                 for s in sorted(set(old["files"]) | set(written.files))}
-        keys = [_from_sibling(extends, f) for f in old["keys"]] + written.keys
-        print(f"tokenize: added {written.tokenized:,} new rows of silver version {version} to the "
-              f"{old['rows']:,} of dataset {extends} (version {old['source']['delta_version']})", flush=True)
-    splits, content_hash = manifest_splits(stats)
-    total = sum(s["rows"] for s in splits.values())
+    return publish(spark, cfg, stage_run_id, TokenizeRun(spark, tc, silver_df, tokenizer, tok_fp), folder,
+                   silver_rows, None, history, tokenizer, tokenizer_model, training, base)
+
+
+def publish(spark, cfg: Config, stage_run_id: str, run: TokenizeRun, folder: str, silver_rows: int,
+            extends: tuple[str, dict] | None, history: list[dict], tokenizer, tokenizer_model, training,
+            base: dict) -> dict:
+    """Count and write `run`'s rows into `folder` (added to the dataset `extends` names, if any),
+    draw the data report while the files are written, then write the manifest and LATEST."""
+    tc, version = cfg.tokenize, base["silver_version"]
+    root, key = folder.rsplit("/", 1)
     report_dir = runs_dir(cfg, STAGE, stage_run_id)
-    manifest = {
-        "format": FORMAT,
-        "created_by_run": stage_run_id,
-        "source": {"table": str(silver), "delta_version": version},
-        "extends": extends,
-        "tokenizer_path": tokenizer.path,
-        "tokenizer_fingerprint": tok_fp,
-        "tokenizer_model": tokenizer_model,
-        "tokenizer_training": training,
-        "max_length": tc.max_length,
-        "truncation_side": tc.truncation_side,
-        "columns": [f.name for f in TOKENIZED_SCHEMA.fields if f.name != "split"],
-        "rows": total,
-        "cross_split_duplicates": {split: removed.get(split, 0) for split in SPLITS if split != TRAIN},
-        "splits": splits,
-        "truncation_rate": round(sum(s["truncated"] for s in splits.values()) / max(total, 1), 6),
-        "label_map": dict(sorted(label_map.items(), key=lambda kv: kv[1])),
-        "files": files,
-        "keys": keys,
-        "content_hash": content_hash,
-        "data_report": data_report_files(report_dir_in(history, version), report_dir),
-    }
-    if total + sum(removed.values()) != rows:
-        raise StageError(f"wrote {total} rows and removed {sum(removed.values())} cross-split duplicates, but "
-                         f"silver version {version} has {rows}; no manifest written")
-    images, warnings = report_images(tokenize_figures, manifest)
+    with run:
+        stats, removed, label_map = run.count()
+        if extends is not None:
+            old_key, old = extends
+            stats = add_stats(stats_of_manifest(old), stats)
+            removed = {s: old["cross_split_duplicates"].get(s, 0) + removed.get(s, 0) for s in SPLITS if s != TRAIN}
+            label_map = {**old["label_map"], **label_map}
+        if not stats.get(TRAIN, {}).get("rows"):
+            raise StageError(f"the train split of {base['tables']['silver']} (version {version}) is empty; "
+                             "run `lakebert clean` first")
+        splits, content_hash = manifest_splits(stats)
+        total = sum(s["rows"] for s in splits.values())
+        if total + sum(removed.values()) != silver_rows:
+            raise StageError(f"counted {total} rows and {sum(removed.values())} cross-split duplicates, but "
+                             f"silver version {version} has {silver_rows}; no manifest written")
+        manifest = {
+            "format": FORMAT,
+            "created_by_run": stage_run_id,
+            "source": {"table": base["tables"]["silver"], "delta_version": version},
+            "extends": extends[0] if extends else None,
+            "tokenizer_path": tokenizer.path,
+            "tokenizer_fingerprint": base["tokenizer_fingerprint"],
+            "tokenizer_model": tokenizer_model,
+            "tokenizer_training": training,
+            "max_length": tc.max_length,
+            "truncation_side": tc.truncation_side,
+            "columns": [f.name for f in TOKENIZED_SCHEMA.fields if f.name != "split"],
+            "rows": total,
+            "cross_split_duplicates": {split: removed.get(split, 0) for split in SPLITS if split != TRAIN},
+            "splits": splits,
+            "truncation_rate": round(sum(s["truncated"] for s in splits.values()) / max(total, 1), 6),
+            "label_map": dict(sorted(label_map.items(), key=lambda kv: kv[1])),
+            "content_hash": content_hash,
+            "data_report": data_report_files(report_dir_in(history, version), report_dir),
+        }
+        with ThreadPoolExecutor(1) as pool:  # matplotlib draws while the JVM writes
+            drawing = pool.submit(report_images, tokenize_figures, manifest)
+            if not is_uri(folder):
+                shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
+            files, keys = run.write(folder)
+            images, warnings = drawing.result()
+        tokenized = run.tokenized
+    if extends is not None:
+        files = {s: [_from_sibling(old_key, f) for f in old["files"].get(s, [])] + files.get(s, [])
+                 for s in sorted(set(old["files"]) | set(files))}
+        keys = [_from_sibling(old_key, f) for f in old["keys"]] + keys
+        print(f"tokenize: added {tokenized:,} new rows of silver version {version} to the "
+              f"{old['rows']:,} of dataset {old_key} (version {old['source']['delta_version']})", flush=True)
+    manifest.update(files=files, keys=keys)
     for name, png in images.items():
         write_bytes(spark, join_path(report_dir, name), png)
     print(f"tokenize: data report in {report_dir}: {', '.join(TOKENIZE_FILES)}", flush=True)
-    write_text(spark, manifest_path, json.dumps(manifest, indent=2))  # the dataset exists from here on
+    write_text(spark, join_path(folder, MANIFEST), json.dumps(manifest, indent=2))  # the dataset exists from here on
     _publish_latest(spark, root, key)
     warnings += data_warnings(manifest, cfg.train.class_weights)
     for line in warnings:
         print(f"tokenize: warning: {line}", flush=True)
-    return {"status": "done", "mode": "incremental" if extends else "full", "tokenized_rows": written.tokenized,
+    return {"status": "done", "mode": "incremental" if extends else "full", "tokenized_rows": tokenized,
             "rows": total, "splits": {k: v["rows"] for k, v in splits.items()},
             "cross_split_duplicates": manifest["cross_split_duplicates"], "truncation_rate": manifest["truncation_rate"],
             "tokenizer_model": tokenizer_model, "warnings": warnings, **base}
