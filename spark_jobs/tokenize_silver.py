@@ -30,11 +30,26 @@ files + encoding settings), so a rerun with the same inputs finds its manifest a
 nothing (`"status": "up_to_date"`). A crashed run leaves a folder without a manifest, which
 readers ignore; LATEST still names the previous complete dataset.
 
+Incremental runs (`"mode": "incremental"`). When the dataset LATEST names was tokenized from
+an older version of the same silver table with the same tokenizer and settings, and silver has
+only gained rows since (clean only appends; silver's Change Data Feed says so), only the new
+rows are tokenized. The new folder holds their files and keys; its manifest lists the older
+dataset's files too (`../<key>/data/...`) and adds up both runs' statistics, so its rows,
+statistics and content hash equal a full run's. Anything else (another tokenizer or setting,
+rows changed or removed, no change feed, or new rows that would remove already-written
+validation/test rows as cross-split duplicates) is a full run, and the console says why. A
+trained tokenizer is reused across silver versions for that reason (`tokenize.retrain_tokenizer`).
+
 The data report (`spark_jobs.data_report`): the manifest keeps each split's token-length
 histogram (`splits.<split>.length_histogram`, {tokens: rows}), drawn into
 `_runs/tokenize/<stage_run_id>/token_lengths.png` before the manifest is written. The manifest's
 `data_report` lists that image and the report files of the clean run that wrote this silver
 version, which training logs to the MLflow run.
+
+One pass: the rows are tokenized once into Spark's cache; the cross-split mark broadcasts the
+few shared keys (no shuffle of the ids); one aggregation gives every count, the length
+histograms and the order-free content hash; the writes read the cache; and a count of the
+written files checks the rows. Silver's row count comes from the Delta log.
 
 Tokenization runs in `mapInArrow`: each Python worker builds the Rust tokenizer once from
 a broadcast copy of `tokenizer.json` (no driver filesystem needed on a cluster), encodes a
@@ -477,30 +492,31 @@ def read_keys(spark, root: str, key: str, manifest: dict) -> DataFrame:
 def incremental_rows(spark, silver, version: int, tok_fp: str, previous: tuple[str, dict] | None):
     """Silver's rows inserted since the previous dataset's version, when that dataset can be
     extended: the same table, tokenizer and settings, an older version, and only inserts
-    since. -> (rows, None), or (None, why not) for a full run (why is None: nothing to extend)."""
+    since. -> (rows, how many, None), or (None, 0, why not) for a full run (why is None: nothing
+    to extend)."""
     if previous is None:
-        return None, None
+        return None, 0, None
     key, manifest = previous
     before = manifest["source"]["delta_version"]
     if "keys" not in manifest or "hash_sum" not in next(iter(manifest["splits"].values()), {}):
-        return None, f"the newest dataset ({key}) was written before incremental tokenization"
+        return None, 0, f"the newest dataset ({key}) was written before incremental tokenization"
     if manifest["source"]["table"] != str(silver):
-        return None, f"the newest dataset ({key}) was tokenized from {manifest['source']['table']}"
+        return None, 0, f"the newest dataset ({key}) was tokenized from {manifest['source']['table']}"
     if manifest["tokenizer_fingerprint"] != tok_fp or manifest.get("format") != FORMAT:
-        return None, f"the tokenizer or its settings differ from the newest dataset's ({key})"
+        return None, 0, f"the tokenizer or its settings differ from the newest dataset's ({key})"
     if before >= version:
-        return None, f"silver version {version} is not newer than the newest dataset's ({before})"
+        return None, 0, f"silver version {version} is not newer than the newest dataset's ({before})"
     try:
         changes = silver.read_changes(spark, before + 1, version)
         kinds = {r["_change_type"]: r["count"] for r in changes.groupBy("_change_type").count().collect()}
     except Exception as exc:  # noqa: BLE001 - no feed for these versions: Delta says why
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        return None, f"silver's change data feed does not cover versions {before + 1} to {version} ({first[:200]})"
+        return None, 0, f"silver's change data feed does not cover versions {before + 1} to {version} ({first[:200]})"
     other = {k: n for k, n in kinds.items() if k != INSERT}
     if other:
-        return None, (f"silver rows were changed or removed since version {before} "
+        return None, 0, (f"silver rows were changed or removed since version {before} "
                       f"({', '.join(f'{n:,} {k}' for k, n in sorted(other.items()))})")
-    return changes.where(F.col("_change_type") == INSERT).drop(*CHANGE_COLUMNS), None
+    return changes.where(F.col("_change_type") == INSERT).drop(*CHANGE_COLUMNS), kinds.get(INSERT, 0), None
 
 
 def data_warnings(manifest: dict, class_weights: str | None) -> list[str]:
@@ -558,9 +574,11 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         _publish_latest(spark, root, key)
         return {"status": "up_to_date", "rows": done["rows"], **base}
 
-    silver_rows = silver_df.count()  # from the Delta log's file statistics: no scan
-    new_rows, why_full = incremental_rows(spark, silver, version, tok_fp, previous)
+    new_rows, inserted, why_full = incremental_rows(spark, silver, version, tok_fp, previous)
     if new_rows is not None:
+        old = previous[1]
+        # Silver's rows, by Delta: the previous version's (kept + removed) plus the feed's inserts.
+        silver_rows = old["rows"] + sum(old["cross_split_duplicates"].values()) + inserted
         try:
             return publish(spark, cfg, stage_run_id, TokenizeRun(spark, tc, new_rows, tokenizer, tok_fp,
                                                                  read_keys(spark, root, *previous)),
@@ -569,6 +587,7 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
             why_full = str(exc)
     if why_full:
         print(f"tokenize: tokenizing all of silver version {version}: {why_full}", flush=True)
+    silver_rows = silver_df.count()  # from the Delta log's file statistics: no scan
     return publish(spark, cfg, stage_run_id, TokenizeRun(spark, tc, silver_df, tokenizer, tok_fp), folder,
                    silver_rows, None, history, tokenizer, tokenizer_model, training, base)
 
