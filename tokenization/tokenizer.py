@@ -8,6 +8,11 @@
 `Encoder.encode` returns flat int32 token ids plus per-text offsets, so callers can build an
 Arrow list array without one Python list per text. Its output equals
 `AutoTokenizer.from_pretrained(dir)(texts, truncation=True, max_length=...)["input_ids"]`.
+
+With right truncation and a tokenizer whose JSON passes `precut_is_exact`, `Encoder` first
+encodes only a prefix of each long text (cut at a space, PRECUT_CHARS_PER_TOKEN characters per
+kept token) and encodes the whole text only when that prefix gives too few tokens: the same
+ids, without tokenizing the part of a long text that truncation drops.
 """
 
 from __future__ import annotations
@@ -27,6 +32,23 @@ from conf.schema import looks_like_path
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_MODEL_MAX_LENGTH = 512  # BERT's position embeddings
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# The pre-cut keeps this many characters per token of max_length. A kept token covers about 4
+# characters of English prose with a BERT-sized vocabulary (fewer in code or odd text), so a
+# prefix this long almost always still yields more than max_length tokens and the text is not
+# encoded a second time, while a 2,300-character news article is cut to 768 characters at
+# max_length 128. A smaller value saves more on the texts it cuts but re-encodes more of them.
+PRECUT_CHARS_PER_TOKEN = 6
+# How many spaces (or runs of whitespace) back from the limit the pre-cut looks for one it may
+# cut at (`Encoder._precut_end`); after that the text is encoded whole.
+PRECUT_TRIES = 8
+
+# What `precut_is_exact` accepts (tokenizer.json "type" names). Each is checked against the
+# tokenizer's own truncation in tests/tokenization/test_tokenizer.py.
+PRECUT_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents"}
+PRECUT_SPACE_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace"}
+PRECUT_OTHER_SPLITTERS = {"Punctuation", "Digits"}  # split only at their own characters, keep every one
+PRECUT_MODELS = {"WordPiece", "BPE", "WordLevel", "Unigram"}
 
 
 class TokenizerError(ValueError):
@@ -183,15 +205,88 @@ def fingerprint(files: dict[str, bytes], settings: dict) -> str:
     return digest.hexdigest()
 
 
+def _flatten(spec: dict | None, key: str) -> list[dict]:
+    """A normalizer or pre-tokenizer spec as the list of its steps (a Sequence's, nested or not)."""
+    if spec is None:
+        return []
+    if spec.get("type") == "Sequence":
+        return [step for sub in spec.get(key) or [] for step in _flatten(sub, key)]
+    return [spec]
+
+
+def precut_is_exact(tokenizer_json: str) -> bool:
+    """Whether this tokenizer encodes a prefix of a text to a prefix of the text's ids, for a
+    prefix that ends just before a space (U+0020) and whose last character does not normalize to
+    nothing or to something ending in whitespace (`Encoder` cuts only there).
+
+    Then the pre-cut of `Encoder` is exact. It holds when
+    - the normalizer maps each character on its own (BertNormalizer, Lowercase, NFC, NFD, NFKC,
+      NFKD, StripAccents, or a Sequence of those): the normalized text is the normalized prefix
+      followed by the normalized rest, which still starts with the space (a space maps to itself,
+      and composition and reordering never cross it);
+    - the pre-tokenizer splits there, so the prefix's words are the text's first words: a space
+      splitter (BertPreTokenizer, Whitespace, WhitespaceSplit, Metaspace with split, ByteLevel
+      with its regex), alone or in a Sequence, before which only Punctuation and Digits may come
+      (they split only at their own characters and leave the space for the splitter). ByteLevel's
+      regex puts a run of whitespace into one word, and an added token with lstrip takes the
+      whitespace before it: hence the condition on the prefix's last character;
+    - the model encodes each word on its own (WordPiece, BPE without dropout, WordLevel, Unigram);
+    - no added token contains a space, before or after normalization (it could match across the cut).
+    Anything else (a Replace or Precompiled normalizer, a Split or no pre-tokenizer, ...) is not
+    pre-cut: `Encoder` encodes whole texts."""
+    spec = json.loads(tokenizer_json)
+    normalizers = _flatten(spec.get("normalizer"), "normalizers")
+    if any(n.get("type") not in PRECUT_NORMALIZERS for n in normalizers):
+        return False
+    steps = _flatten(spec.get("pre_tokenizer"), "pretokenizers")
+    first = next((k for k, step in enumerate(steps) if step.get("type") in PRECUT_SPACE_SPLITTERS), None)
+    if first is None or any(step.get("type") not in PRECUT_OTHER_SPLITTERS for step in steps[:first]):
+        return False
+    for step in steps:
+        kind = step.get("type")
+        if kind not in PRECUT_SPACE_SPLITTERS | PRECUT_OTHER_SPLITTERS:
+            return False
+        if kind == "ByteLevel" and not step.get("use_regex", True):
+            return False
+        if kind == "Metaspace" and not step.get("split", True):
+            return False
+    model = spec.get("model") or {}
+    if model.get("type") not in PRECUT_MODELS or (model.get("type") == "BPE" and model.get("dropout")):
+        return False
+    added = spec.get("added_tokens") or []
+    if any(" " in t.get("content", "") for t in added):
+        return False
+    normalized = [t.get("content", "") for t in added if t.get("normalized")]
+    if normalizers and normalized:
+        from tokenizers import Tokenizer
+
+        normalizer = Tokenizer.from_str(tokenizer_json).normalizer
+        return not any(" " in normalizer.normalize_str(content) for content in normalized)
+    return True
+
+
 class Encoder:
     """Encodes texts to BERT inputs, truncated to `max_length` (special tokens included).
 
     The Rust tokenizer runs without truncation; truncation is done here on the flat id array,
     which also tells which texts were truncated. It keeps the template's leading and trailing
     special tokens exactly as the tokenizer's own truncation does.
+
+    Pre-cut (`precut`, on where it is exact): the Rust tokenizer tokenizes a whole text even when
+    only its first `max_length` tokens are kept. So with right truncation, a text longer than
+    `cut_chars` (PRECUT_CHARS_PER_TOKEN * max_length) characters is first encoded only up to the
+    last space before that limit that follows a character which does not normalize to nothing or
+    to whitespace (`_precut_end`). If that prefix has more than `max_length` tokens, its tokens
+    are a prefix of the whole text's (`precut_is_exact`), so the text has more than `max_length`
+    tokens too and its first ones are the prefix's: the prefix is truncated in its place. If it has
+    `max_length` or fewer, the whole text is encoded after all (one more batch call for those).
+    `n_precut` counts the texts served by their prefix, `n_reencoded` those encoded twice. The
+    output is the same as without the pre-cut. Left truncation, and tokenizers that
+    `precut_is_exact` rejects, always encode whole texts.
     """
 
-    def __init__(self, tokenizer_json: str, max_length: int, truncation_side: str = "right"):
+    def __init__(self, tokenizer_json: str, max_length: int, truncation_side: str = "right",
+                 precut: bool = True):
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
@@ -199,8 +294,17 @@ class Encoder:
         self.tokenizer.no_padding()
         self.max_length = max_length
         self.truncation_side = truncation_side
-        probe = self.tokenizer.encode("a")
-        mask = probe.special_tokens_mask
+        self.precut = bool(precut and truncation_side == "right" and precut_is_exact(tokenizer_json))
+        self.cut_chars = PRECUT_CHARS_PER_TOKEN * max_length
+        self.n_precut = 0
+        self.n_reencoded = 0
+        self._cut_after: dict[str, bool] = {}  # character -> whether `_precut_end` may cut right after it
+        # Where the template puts its special tokens, from a text that gives at least one other
+        # token ("a" alone may normalize to nothing or be unknown to a vocabulary without [UNK]).
+        for probe in ("a", "x", "0", ".", "the", "hello world"):
+            mask = self.tokenizer.encode(probe).special_tokens_mask
+            if not all(mask):
+                break
         self.n_prefix = next((i for i, m in enumerate(mask) if not m), len(mask))
         self.n_suffix = len(mask) - self.n_prefix - sum(1 for m in mask if not m)
         if max_length < self.n_prefix + self.n_suffix + 1:
@@ -208,11 +312,66 @@ class Encoder:
                                  f"{self.n_prefix + self.n_suffix} special tokens")
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """-> (ids int32 flat, offsets int32 [n+1], lengths int32 [n], truncated bool [n])."""
-        ids = [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)]
+        """-> (ids int32 flat, offsets int32 [n+1], lengths int32 [n], truncated bool [n]).
+
+        `truncated[i]`: the whole text has more than `max_length` tokens."""
+        if self.precut:
+            ids = self._encode_precut(texts)
+        else:
+            ids = [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)]
         full = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(full.sum()))
         return self.truncate(flat, full)
+
+    def _encode_precut(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text: the whole text's, or its prefix's where that has more than
+        max_length tokens (whose first max_length are then the whole text's)."""
+        limit = self.cut_chars
+        inputs, cut = texts, []
+        for k in [k for k, text in enumerate(texts) if len(text) > limit]:
+            end = self._precut_end(texts[k], limit)
+            if end > 0:
+                if not cut:
+                    inputs = list(texts)
+                inputs[k] = texts[k][:end]
+                cut.append(k)
+        ids = [e.ids for e in self.tokenizer.encode_batch_fast(inputs, add_special_tokens=True)]
+        if cut:
+            # `>`, not `>=`: a prefix of exactly max_length tokens gives the right ids but does
+            # not tell whether the whole text has more (truncated) or not.
+            again = [k for k in cut if len(ids[k]) <= self.max_length]
+            if again:
+                encodings = self.tokenizer.encode_batch_fast([texts[k] for k in again], add_special_tokens=True)
+                for k, encoding in zip(again, encodings):
+                    ids[k] = encoding.ids
+            self.n_precut += len(cut) - len(again)
+            self.n_reencoded += len(again)
+        return ids
+
+    def _precut_end(self, text: str, limit: int) -> int:
+        """Where the pre-cut ends `text`: the last space before `limit` whose previous character is
+        not whitespace and does not normalize to nothing or to something ending in whitespace (at
+        most PRECUT_TRIES tries back; a run of whitespace is one), or -1 for none. After whitespace,
+        ByteLevel's regex would make the whitespace before and after the cut one word, and an
+        lstrip added token after the cut would take it."""
+        i = text.rfind(" ", 0, limit)
+        for _ in range(PRECUT_TRIES):
+            if i <= 0:
+                return -1
+            char = text[i - 1]
+            if char.isspace():  # in a run of whitespace (indented code): go to the space before it
+                start = len(text[:i].rstrip())
+                i = start if text.startswith(" ", start) else text.rfind(" ", 0, start)
+                continue
+            ok = self._cut_after.get(char)
+            if ok is None:
+                normalizer = self.tokenizer.normalizer
+                normal = normalizer.normalize_str(char) if normalizer is not None else char
+                ok = self._cut_after[char] = bool(normal) and not normal[-1].isspace()
+            if ok:
+                return i
+            i = text.rfind(" ", 0, i)
+        return -1
 
     def truncate(self, flat: np.ndarray, full: np.ndarray):
         starts = np.zeros(len(full) + 1, dtype=np.int64)
