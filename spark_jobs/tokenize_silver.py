@@ -78,6 +78,7 @@ from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, S
 from conf import Config
 from conf.paths import is_uri, join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
+from spark_jobs.console import detail
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, report_dir_in, report_images, tokenize_figures
 from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
@@ -85,7 +86,7 @@ from spark_jobs.tables import CHANGE_COLUMNS, INSERT, SILVER, resolve_table, run
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
 from tokenization import dataset
 from tokenization.dataset import DATA_DIR, FORMAT, KEYS_DIR, LATEST, MANIFEST
-from tokenization.tokenizer import TOKENIZER_FILE
+from tokenization.tokenizer import TOKENIZER_FILE, precut_is_exact
 from training.guards import imbalance_warning
 
 STAGE = "tokenize"
@@ -563,6 +564,8 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
                          f"({tokenizer.model_max_length} for {tokenizer.path})")
     settings = {"max_length": tc.max_length, "truncation_side": tc.truncation_side, "add_special_tokens": True}
     tok_fp = fingerprint(tokenizer.files, settings)
+    precut = tc.truncation_side == "right" and precut_is_exact(tokenizer.to_str())
+    detail(f"tokenize: {tokenizer.path}; long texts are {'pre-cut (only a prefix is encoded)' if precut else 'encoded whole'}")
     key = dataset_key(str(silver), str(version), tok_fp, FORMAT)
     folder = join_path(root, key)
     manifest_path = join_path(folder, MANIFEST)
