@@ -91,6 +91,7 @@ from training.guards import imbalance_warning
 
 STAGE = "tokenize"
 TRAINED_TOKENIZERS = "tokenizers"
+TRAINING_FILE = "lakebert_training.json"  # in a trained tokenizer's folder: the table, version and settings
 LENGTH_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 CROSS_SPLIT = "cross_split_duplicate"  # column: the row's ids occur in an earlier split
 KEY, RANK, FIRST = "_key", "_rank", "_first"  # columns: the ids' hash, the split's rank, the earliest rank
@@ -324,7 +325,7 @@ def _publish_latest(spark, root: str, key: str) -> None:
     os.replace(tmp, Path(root) / LATEST)  # atomic on POSIX filesystems
 
 
-def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, previous: dict | None):
+def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
     """(the tokenizer for this run, the pretrained model it belongs to or None, how it was trained
     or None).
 
@@ -337,7 +338,7 @@ def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, p
             return load_tokenizer(model), model, None
         training = None
         if tc.tokenizer in (AUTO_TOKENIZER, TRAIN_TOKENIZER):
-            tokenizer, training = _trained_tokenizer(cfg, silver, silver_df, version, previous)
+            tokenizer, training = _trained_tokenizer(cfg, silver, silver_df, version)
         else:
             tokenizer = load_tokenizer(tc.tokenizer)
         if not cfg.train.pretrained:
@@ -348,27 +349,27 @@ def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, p
         raise StageError(str(exc)) from None
 
 
-def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, previous: dict | None):
-    """A WordPiece tokenizer trained on the train split, and how: once per settings (reused by
-    later silver versions, see `tokenize.retrain_tokenizer`), or once per silver version."""
+def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
+    """A WordPiece tokenizer trained on the train split, and how (TRAINING_FILE): trained once
+    per settings and reused by later silver versions of the same table, or, with
+    `tokenize.retrain_tokenizer`, once per silver version."""
     tc = cfg.tokenize
-    training = {"table": str(silver), "delta_version": version, "vocab_size": tc.vocab_size,
-                "lowercase": tc.lowercase, "min_frequency": tc.min_frequency,
-                "train_sample_rows": tc.train_sample_rows}
-    reused = (previous or {}).get("tokenizer_training")
-    if (not tc.retrain_tokenizer and reused and reused["delta_version"] <= version
-            and {k: v for k, v in reused.items() if k != "delta_version"}
-            == {k: v for k, v in training.items() if k != "delta_version"}
-            and Path(previous["tokenizer_path"], TOKENIZER_FILE).is_file()):
-        return load_tokenizer(previous["tokenizer_path"]), reused
     if is_uri(resolve_root(cfg)):
         raise StageError("training a tokenizer saves it under lakehouse.root, which must be a local "
                          "or mounted path (e.g. /dbfs, /Volumes); or set tokenize.tokenizer to a trained one")
+    trained = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS
+    training = {"table": str(silver), "delta_version": version, "vocab_size": tc.vocab_size,
+                "lowercase": tc.lowercase, "min_frequency": tc.min_frequency,
+                "train_sample_rows": tc.train_sample_rows}
+    if not tc.retrain_tokenizer:
+        reusable = _reusable_tokenizer(trained, training)
+        if reusable is not None:
+            return load_tokenizer(str(reusable)), json.loads((reusable / TRAINING_FILE).read_text())
     # Trained once per silver version and settings, then reused: the WordPiece trainer is not
     # deterministic (huggingface/tokenizers#1794), so retraining could change the ids.
     key = dataset_key(str(silver), str(version), str(tc.vocab_size), str(tc.lowercase), str(tc.min_frequency),
                       str(tc.train_sample_rows))
-    out = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS / f"wordpiece-{key}"
+    out = trained / f"wordpiece-{key}"
     if not (out / TOKENIZER_FILE).is_file():
         train = silver_df.where(F.col("split") == TRAIN)
         texts = (r["text"] for r in train.orderBy("doc_id").limit(tc.train_sample_rows).select("text").toLocalIterator())
@@ -377,8 +378,26 @@ def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int, 
             raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
         train_wordpiece(itertools.chain([first], texts), tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
+        (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2))
         tmp.rename(out)  # another run may have won the race; both trained the same thing
     return load_tokenizer(str(out)), training
+
+
+def _reusable_tokenizer(trained: Path, training: dict) -> Path | None:
+    """The first tokenizer trained with the same table and settings (on a silver version at or
+    before this one), or None: every later version gets the same ids."""
+    def settings(t: dict) -> dict:
+        return {k: v for k, v in t.items() if k != "delta_version"}
+
+    found = []
+    for meta in trained.glob(f"wordpiece-*/{TRAINING_FILE}"):
+        try:
+            other = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if settings(other) == settings(training) and other.get("delta_version", 1 << 62) <= training["delta_version"]:
+            found.append((other["delta_version"], meta.parent))
+    return min(found)[1] if found else None
 
 
 def list_files(spark, folder: str, sub: str) -> list[str]:
@@ -557,8 +576,7 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     silver_df = silver.read(spark, version)
     root = output_root(cfg)
     previous = latest_dataset(spark, root)
-    tokenizer, tokenizer_model, training = resolve_tokenizer(cfg, silver, silver_df, version,
-                                                             previous[1] if previous else None)
+    tokenizer, tokenizer_model, training = resolve_tokenizer(cfg, silver, silver_df, version)
     if tc.max_length > tokenizer.model_max_length:
         raise StageError(f"tokenize.max_length={tc.max_length} is larger than the model allows "
                          f"({tokenizer.model_max_length} for {tokenizer.path})")

@@ -327,8 +327,9 @@ def test_a_silver_that_only_gained_rows_is_tokenized_incrementally(spark, grown)
 def test_an_incremental_dataset_equals_a_full_run_into_another_folder(spark, grown, tmp_path):
     cfg, _, first, second, _ = grown
     incremental = json.loads(Path(second["manifest"]).read_text())
-    full_cfg = make_config(cfg.lakehouse.root, "tokenize.max_length=8", f"tokenize.output={tmp_path / 'full'}",
-                           f"tokenize.tokenizer={incremental['tokenizer_path']}")
+    # The same settings into another folder: the trained tokenizer is the one reused, not a new one.
+    full_cfg = make_config(cfg.lakehouse.root, "tokenize.vocab_size=200", "tokenize.max_length=8",
+                           "tokenize.min_frequency=1", f"tokenize.output={tmp_path / 'full'}")
     full = tokenize(spark, full_cfg, "t-full")
     assert full["mode"] == "full"
     reference = json.loads(Path(full["manifest"]).read_text())
@@ -343,6 +344,16 @@ def test_an_incremental_dataset_equals_a_full_run_into_another_folder(spark, gro
 
     for split, stats in incremental["splits"].items():
         assert TokenizedSplit.open(second["manifest"], split).num_rows == stats["rows"]
+
+
+def test_retrain_tokenizer_trains_one_for_the_new_silver_version(spark, grown, tmp_path):
+    cfg, _, first, second, _ = grown
+    retrained = tokenize(spark, make_config(cfg.lakehouse.root, "tokenize.vocab_size=200", "tokenize.max_length=8",
+                                            "tokenize.min_frequency=1", "tokenize.retrain_tokenizer=true",
+                                            f"tokenize.output={tmp_path / 'retrained'}"), "t-retrain")
+    path = json.loads(Path(retrained["manifest"]).read_text())["tokenizer_path"]
+    assert path != json.loads(Path(first["manifest"]).read_text())["tokenizer_path"]
+    assert json.loads((Path(path) / "lakebert_training.json").read_text())["delta_version"] == second["silver_version"]
 
 
 def test_new_rows_that_would_remove_tokenized_rows_mean_a_full_run_that_says_why(spark, grown, capsys):
