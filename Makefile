@@ -38,6 +38,7 @@ test: install
 bench: install
 	$(PY) bench/etl.py
 	$(PY) bench/tokenization_speed.py
+	$(PY) bench/tokenize_cold.py
 	$(PY) bench/train_cpu.py
 
 clean-demo:
