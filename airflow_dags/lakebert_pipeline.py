@@ -1,4 +1,4 @@
-"""Airflow 3 DAG: ingest >> clean >> tokenize >> train [>> score], one SparkSubmitOperator per stage.
+"""Airflow 3 DAG: ingest >> clean >> tokenize >> train [>> score], [tokenize >> tune]; one SparkSubmitOperator each.
 
 Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebert with its
 `airflow` extra where the scheduler's workers run (`pip install "lakebert[airflow]"`), and make
@@ -12,7 +12,8 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   `--conn-type spark --conn-host yarn`).
 - Params (trigger with `--conf` or the UI): `env` (a conf/env overlay), `source` (ingest.source;
   `{ds}` is replaced by the run's logical date, so each scheduled run reads its own slice)
-  `overrides` (a list of `key=value`) and `score` (true: `lakebert score` after train).
+  `overrides` (a list of `key=value`), `score` (true: `lakebert score` after train) and `tune`
+  (true: `lakebert tune` after tokenize, beside train; its `tune.space` from the overrides or config).
 - Idempotent per logical date: ingest gets `ingest.batch_id=<ds>` and MERGEs on doc_id, so a
   retried or re-run date inserts nothing new; clean, tokenize and train say up to date.
 - Secrets in `overrides` (keys such as `spark.conf.spark.hadoop.fs.azure.account.key.*`, URL
@@ -52,8 +53,9 @@ CLI = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "cli.py"))
 STAGE_SCRIPTS = CLI["STAGE_SCRIPTS"]
 STAGES = tuple(STAGE_SCRIPTS)
 SCORE_SCRIPT = CLI["SCORE_SCRIPT"]  # the optional task after train: `params.score`
+TUNE_SCRIPT = CLI["TUNE_SCRIPT"]  # the optional task after tokenize: `params.tune`
 TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
-            "train": timedelta(hours=12), "score": timedelta(hours=4)}
+            "train": timedelta(hours=12), "score": timedelta(hours=4), "tune": timedelta(hours=48)}
 # Every stage gets --env and the overrides; ingest also gets its slice and batch id.
 COMMON_ARGS = "['--env', params.env] + (['--set'] + lakebert_args(params.overrides) if params.overrides else [])"
 INGEST_ARGS = ("['--set'] + lakebert_args(['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
@@ -80,7 +82,9 @@ doc_md = """
 `ingest >> clean >> tokenize >> train`, each a `spark-submit` of its stage's script
 (`spark_jobs/ingest.py`, `clean.py`, `tokenize_silver.py`, `train.py`) with the same config
 (`--env {{ params.env }}` plus `overrides`). With `score` true, `score` (`spark_jobs/score.py`)
-follows: the `@champion` model over silver, or over `score.source` from the overrides. The logical date picks the ingest slice (`source`
+follows: the `@champion` model over silver, or over `score.source` from the overrides. With
+`tune` true, `tune` (`spark_jobs/tune.py`) runs after tokenize, beside train: an Optuna study
+over `tune.space` from the overrides or the env's config, its best model registered `@tuned`. The logical date picks the ingest slice (`source`
 with `{ds}`) and is the ingest batch id, so reruns are idempotent.
 Results: Delta tables and tokenized data under `lakehouse.root`, the model in MLflow
 (`mlflow.registered_model`). Each task's log ends with the stage's JSON summary.
@@ -109,6 +113,8 @@ with DAG(
         "overrides": Param([], type="array", items={"type": "string"},
                            description="config overrides, key=value each"),
         "score": Param(False, type="boolean", description="after train, run lakebert score (score.* overrides)"),
+        "tune": Param(False, type="boolean",
+                      description="after tokenize, run lakebert tune beside train (tune.* overrides, e.g. tune.space)"),
     },
     tags=["lakebert"],
 ) as dag:
@@ -140,3 +146,9 @@ with DAG(
         task_id="score_requested", python_callable=lambda params: bool(params["score"]),
         doc_md="Goes on to `score` only when the run's `score` param is true.")
     previous >> score_requested >> submit("score", SCORE_SCRIPT, f"{{{{ {COMMON_ARGS} }}}}")
+
+    # The optional study, beside train on the same tokenized data: skipped unless `tune` is true.
+    tune_requested = ShortCircuitOperator(
+        task_id="tune_requested", python_callable=lambda params: bool(params["tune"]),
+        doc_md="Goes on to `tune` only when the run's `tune` param is true.")
+    dag.get_task("tokenize") >> tune_requested >> submit("tune", TUNE_SCRIPT, f"{{{{ {COMMON_ARGS} }}}}")

@@ -6,6 +6,7 @@
     lakebert tokenize
     lakebert train
     lakebert score                                   # the @champion model over silver (or score.source)
+    lakebert tune --config tune.yaml                 # an Optuna study of train jobs (tune.space)
     lakebert sample-data --out data/sample
     lakebert --help
 
@@ -37,6 +38,9 @@ SCORE_MODULE = "spark_jobs.score"
 # stage -> its script, relative to the repository root: `spark-submit spark_jobs/tokenize_silver.py`
 STAGE_SCRIPTS = {stage: module.replace(".", "/") + ".py" for stage, module in STAGE_MODULES.items()}
 SCORE_SCRIPT = SCORE_MODULE.replace(".", "/") + ".py"
+# After tokenize, on demand: an Optuna study of train jobs (the DAG's optional `tune` task).
+TUNE_MODULE = "spark_jobs.tune"
+TUNE_SCRIPT = TUNE_MODULE.replace(".", "/") + ".py"
 
 # sub-command -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS = {
@@ -48,6 +52,7 @@ COMMANDS = {
     "train": (STAGE_MODULES["train"],
               "tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)"),
     "score": (SCORE_MODULE, "score documents with the registered model -> predictions table, evaluation, drift"),
+    "tune": (TUNE_MODULE, "an Optuna study of train jobs over tune.space -> the best model registered @tuned"),
     "sample-data": ("spark_jobs.sample_data", "write the deterministic sample corpus"),
 }
 
@@ -80,6 +85,10 @@ COMMAND_CONFIG = {
               "ingest.text_column", "ingest.label_column", "ingest.id_column", "ingest.text_mode",
               "ingest.label_from_dir", "ingest.max_text_chars", "ingest.options",
               "tables.silver", "tables.predictions", "lakehouse", "spark"),
+    "tune": ("tune", "train", "mlflow",
+             "tokenize.output",  # the data when train.data is null
+             "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars",  # as train
+             "lakehouse", "spark"),
     "sample-data": (),
 }
 

@@ -43,13 +43,14 @@ def notebook_config(params: dict[str, str]) -> Config:
 
 
 def run_in_notebook(stage: str, params: dict[str, str], spark=None) -> dict:
-    """Run one stage (`ingest`, `clean`, `tokenize`, `train`, `score`) or the whole pipeline
-    (`run`) and return its summary; the run record is saved as for `lakebert <stage>`."""
+    """Run one stage (`ingest`, `clean`, `tokenize`, `train`, `score`, `tune`) or the whole
+    pipeline (`run`) and return its summary; the run record is saved as for `lakebert <stage>`."""
     from spark_jobs.pipeline import stage_functions, pipeline
     from spark_jobs.score import score
     from spark_jobs.stage import execute
+    from spark_jobs.tune import tune
 
-    functions = {**stage_functions(), "run": pipeline, "score": score}
+    functions = {**stage_functions(), "run": pipeline, "score": score, "tune": tune}
     if stage not in functions:
         raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(functions)})")
     return execute(stage, notebook_config(params), functions[stage], spark)

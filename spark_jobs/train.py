@@ -22,6 +22,7 @@ seconds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import io
 import re
@@ -168,12 +169,56 @@ def failure_report(failures: Path, message: str) -> str:
     return "a training process failed: " + " | ".join(tail)[-1500:]
 
 
-def train(spark, cfg: Config, stage_run_id: str) -> dict:
+@contextlib.contextmanager
+def captured_output():
+    """The training processes' output, as the console routes it, with its tail kept for the
+    failure report. Re-entered (tune's parallel trials share one), it reuses the outer capture."""
+    global _CAPTURE
+    from training.meter import PROGRESS_PREFIX
+
+    if _CAPTURE is not None:
+        yield _CAPTURE
+        return
+    with console.current().training_output(PROGRESS_PREFIX):
+        tail, stdout = _StdoutTail(sys.stdout), sys.stdout
+        sys.stdout = _CAPTURE = tail
+        try:
+            yield tail
+        finally:
+            sys.stdout, _CAPTURE = stdout, None
+
+
+_CAPTURE: _StdoutTail | None = None
+
+
+def launch(cfg: Config, plan, manifest: dict, trial: dict | None = None) -> dict:
+    """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
+    -> rank 0's result. A failure ends the MLflow run FAILED and raises a StageError that names
+    the failed rank. `trial`: a tune trial's pruning spec (training.pruning)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training import job, tracking
-    from training.meter import PROGRESS_PREFIX
     from training.train import train_job
+
+    failures = job.failures_dir(job.output_dir(cfg, manifest))
+    shutil.rmtree(failures, ignore_errors=True)
+    tc = cfg.train
+    with captured_output() as tail:
+        try:
+            distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
+                                           use_gpu=tc.use_gpu)
+            return distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan), trial)
+        except BaseException as exc:
+            tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
+            if not isinstance(exc, Exception):
+                raise
+            # `from exc`: not bad input, so the stage keeps error.log and the run's log (the ranks' output)
+            raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
+                             f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from exc
+
+
+def train(spark, cfg: Config, stage_run_id: str) -> dict:
+    from training import tracking
 
     manifest_path, manifest = preflight(spark, cfg)
     try:
@@ -185,31 +230,13 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     if plan.status == tracking.UP_TO_DATE:
         print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
         return {"status": "up_to_date", **base, **tracking.finished_result(plan)}
-    failures = job.failures_dir(job.output_dir(cfg, manifest))
-    shutil.rmtree(failures, ignore_errors=True)
     tc = cfg.train
     print(f"train: {tc.defaults_kind} defaults for train.model={tc.model} (a value you set wins): lr={tc.lr:g} "
           f"epochs={tc.epochs} warmup_ratio={tc.warmup_ratio:g} weight_decay={tc.weight_decay:g}", flush=True)
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
-    with console.current().training_output(PROGRESS_PREFIX):
-        tail, stdout = _StdoutTail(sys.stdout), sys.stdout
-        sys.stdout = tail
-        try:
-            distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
-                                           use_gpu=tc.use_gpu)
-            result = distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan))
-        except BaseException as exc:
-            sys.stdout = stdout
-            tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
-            if not isinstance(exc, Exception):
-                raise
-            # `from exc`: not bad input, so the stage keeps error.log and the run's log (the ranks' output)
-            raise StageError(f"training failed, MLflow run {plan.run_id} ended FAILED: "
-                             f"{failure_report(failures, str(exc) + chr(10) + tail.text())}") from exc
-        finally:
-            sys.stdout = stdout
+    result = launch(cfg, plan, manifest)
     for line in result.get("warnings", []):
         print(f"train: warning: {line}", flush=True)
     if result.get("champion"):

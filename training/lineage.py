@@ -45,6 +45,14 @@ TAG_SCORED_VERSION = "lakebert.scored_model_version"
 TAG_SCORED_RUN = "lakebert.scored_model_run_id"
 TAG_SCORE_SOURCE = "lakebert.score_source"
 TAG_SCORE_SOURCE_VERSION = "lakebert.score_source_delta_version"
+# lakebert tune: the study's parent run, and each trial's run (a child of it through MLflow's own tag)
+TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_STUDY = "lakebert.tune.study"
+TAG_TRIAL = "lakebert.tune.trial"  # the Optuna trial number (a retried trial's latest)
+TAG_TRIAL_STATE = "lakebert.tune.trial_state"  # complete | pruned
+TAG_BEST_TRIAL = "lakebert.tune.best_trial"
+TAG_BEST_RUN = "lakebert.tune.best_run_id"
+TRIAL_PRUNED, TRIAL_COMPLETE = "pruned", "complete"
 MAX_PARAM_CHARS = 6000
 CARD_LABELS_MAX = 50  # the card names the labels up to this many; the model's config has them all
 

@@ -135,11 +135,14 @@ def http_settings(settings: dict[str, str]):
                 os.environ[name] = value
 
 
-def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = False) -> RunPlan:
+def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = False,
+                tags: dict[str, str] | None = None) -> RunPlan:
     """Find the job's run (resume it, or report it done) or create it, with its lineage tags.
-    `quick`: give up on an unreachable store within about 30 s (the launcher's preflight)."""
+    `quick`: give up on an unreachable store within about 30 s (the launcher's preflight).
+    `tags`: more tags for the run (a tune trial's parent and number), set on a found run too."""
     uri = tracking_uri(cfg)
-    tags = lineage_tags(cfg, manifest, manifest_path)
+    extra = dict(tags or {})
+    tags = {**lineage_tags(cfg, manifest, manifest_path), **extra}
     key = tags[TAG_JOB_KEY]
     with http_settings(PREFLIGHT_HTTP if quick else {}):
         try:
@@ -152,6 +155,9 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
             raise TrackingError(redact(f"MLflow at {uri} is not usable: {first[:300]}")) from None
         if runs:
             status = UP_TO_DATE if runs[0].info.status == "FINISHED" else RESUME
+            for name, value in extra.items():
+                if runs[0].data.tags.get(name) != value:
+                    client.set_tag(runs[0].info.run_id, name, value)
             return RunPlan(uri, runs[0].info.run_id, status, key)
         run = client.create_run(experiment, tags=tags, run_name=f"train-{key[:8]}")
     return RunPlan(uri, run.info.run_id, NEW, key)
@@ -196,6 +202,9 @@ class NullTracker:
         pass
 
     def log_checkpoint(self, path: Path) -> None:
+        pass
+
+    def delete_checkpoints(self) -> None:
         pass
 
     def log_dict(self, data: dict, name: str) -> None:
@@ -282,6 +291,19 @@ class MlflowTracker(NullTracker):
     def log_checkpoint(self, path: Path) -> None:
         self.flush()
         self.client.log_artifacts(self.run_id, str(path), f"{CHECKPOINT_ARTIFACTS}/{path.parent.name}/{path.name}")
+
+    def delete_checkpoints(self) -> None:
+        """Remove the run's copies of its checkpoints (a pruned trial's), where the artifact store
+        can delete (local files, an `mlflow server` serving artifacts); else say they stay."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self.flush()
+        try:
+            get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri).delete_artifacts(
+                CHECKPOINT_ARTIFACTS)
+        except Exception as exc:  # noqa: BLE001 - a leftover copy is never worth a failed trial
+            print(f"warning: the pruned run's checkpoint artifacts stay in MLflow run {self.run_id}: "
+                  f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}", flush=True)
 
     def log_dict(self, data: dict, name: str) -> None:
         self.client.log_dict(self.run_id, redact(data, by_key=False), name)

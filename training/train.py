@@ -13,22 +13,34 @@ registered by rank 0.
 
 A failing rank writes `<output_dir>/failures/rank-<r>.json` (error and traceback) for the
 launcher to report, and rank 0 ends the MLflow run FAILED.
+
+A `lakebert tune` trial (`trial`: its Optuna spec, training.pruning) reports each evaluation to
+the study's pruner. A pruned trial stops on every rank together: its run ends FINISHED, tagged
+`lakebert.tune.trial_state=pruned`, its checkpoints are removed (on disk and in the run), and
+the result's status is `pruned`.
 """
 
 from __future__ import annotations
 
+import shutil
+
 from conf import Config
 from conf.redact import remember_secrets
 from training import job, tracking
-from training.distributed import broadcast, init_distributed, teardown
+from training.distributed import barrier, broadcast, init_distributed, teardown
+from training.lineage import TAG_TRIAL_STATE, TRIAL_PRUNED
+from training.meter import PROGRESS_PREFIX
+from training.pruning import Pruned, open_reporter
 from training.trainer import TrainData, Trainer
 
 
-def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None) -> dict:
+def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None,
+          trial: dict | None = None) -> dict:
     """Train, evaluate, log to MLflow and return the result.
 
     `plan`: the job's MLflow run, as the launcher prepared it; None = rank 0 finds or creates
-    it. `stop_after_steps` ends the run abruptly, as a crash would (tests)."""
+    it. `stop_after_steps` ends the run abruptly, as a crash would (tests). `trial`: the tune
+    trial this job is (`training.pruning`), None for a plain job."""
     env = init_distributed(cfg.train.use_gpu)
     out_dir = None
     tracker = tracking.NullTracker()
@@ -49,7 +61,12 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
         except Exception as exc:
             opened = exc
         broadcast(env, opened)  # a rank 0 that cannot log stops every rank, not only itself
-        result = Trainer(cfg, env, plan, tracker, TrainData.open(manifest_path, manifest), out_dir).train(stop_after_steps)
+        trainer = Trainer(cfg, env, plan, tracker, TrainData.open(manifest_path, manifest), out_dir,
+                          open_reporter(trial, env))
+        try:
+            result = trainer.train(stop_after_steps)
+        except Pruned as exc:
+            result = pruned(env, plan, tracker, out_dir, trainer.state.step, str(exc))
         tracker.finish("FINISHED")
         return result
     except BaseException as exc:
@@ -61,9 +78,22 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
         teardown(env)
 
 
-def train_job(config: dict, plan: dict | None = None) -> dict:
+def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str) -> dict:
+    """A pruned trial: tagged, its checkpoints gone (they would never be resumed)."""
+    barrier(env)  # no rank still reads a checkpoint
+    if env.is_main:
+        tracker.set_tags({TAG_TRIAL_STATE: TRIAL_PRUNED})
+        for folder in (job.CHECKPOINTS, job.BEST):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+        tracker.delete_checkpoints()
+        print(f"{PROGRESS_PREFIX} {reason}", flush=True)
+    return {"status": TRIAL_PRUNED, "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "steps": step,
+            "reason": reason, "output_dir": str(out_dir), "world_size": env.world_size}
+
+
+def train_job(config: dict, plan: dict | None = None, trial: dict | None = None) -> dict:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
     remember_secrets(config)  # this process did not load the config: hide its secrets here too
-    result = train(Config.model_validate(config), tracking.RunPlan(**plan) if plan else None)
+    result = train(Config.model_validate(config), tracking.RunPlan(**plan) if plan else None, trial=trial)
     return {k: v for k, v in result.items() if k != "history"}

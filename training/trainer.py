@@ -47,6 +47,7 @@ from training.lineage import TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON
 from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, StepTotals
 from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
+from training.pruning import NullReporter
 
 HISTORY_KEYS = ("loss", "lr", "grad_norm", "eval")
 
@@ -189,12 +190,14 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
 class Trainer:
     """Model, optimizer, schedule, checkpoints and state for one job on one rank."""
 
-    def __init__(self, cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, data: TrainData, out_dir: Path):
+    def __init__(self, cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, data: TrainData, out_dir: Path,
+                 reporter: NullReporter | None = None):
         from transformers import get_linear_schedule_with_warmup
 
         self.started = time.perf_counter()
         self.cfg, self.tc, self.env, self.plan, self.tracker, self.data = cfg, cfg.train, env, plan, tracker, data
         self.out_dir, tc = out_dir, cfg.train
+        self.reporter = reporter or NullReporter()  # a `lakebert tune` trial's pruning (training.pruning)
         weights = class_weights(data.train_counts, tc.class_weights)
         self.weights = weights.to(env.device) if weights is not None else None
         imbalance = imbalance_warning(dict(zip(data.names, data.train_counts)), tc.class_weights)
@@ -321,7 +324,19 @@ class Trainer:
         if improved:
             state.best = metrics[metric]
         self.meter.restart_clock()
+        self.report(metrics)
         return improved
+
+    def report(self, metrics: dict) -> None:
+        """A tune trial's evaluation, to its pruner; every rank raises `Pruned` together when it says stop."""
+        metric, rows = self.reporter.metric, self.data.splits[TRAIN].num_rows
+        if metric is None:  # not a trial
+            return
+        if metric not in metrics:
+            raise ValueError(f"tune.metric={metric!r} is not a metric "
+                             f"(have: {', '.join(k for k in metrics if k != 'confusion_matrix')})")
+        seen = self.state.epoch * rows + min(self.state.batches_done * self.tc.batch_size * self.env.world_size, rows)
+        self.reporter.report(metrics[metric], seen)
 
     def save(self, manager: CheckpointManager) -> None:
         """A checkpoint of the state, written by rank 0, with every rank's RNG state."""

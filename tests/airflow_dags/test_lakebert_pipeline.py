@@ -23,7 +23,7 @@ DAGS = REPO / "airflow_dags"
 PAT = "ghp_AirflowRenderedSecret0123456789"
 HEAVY = ("pyspark", "torch", "transformers", "mlflow", "spark_jobs", "training")
 SCRIPTS = {"ingest": "ingest.py", "clean": "clean.py", "tokenize": "tokenize_silver.py", "train": "train.py",
-           "score": "score.py"}
+           "score": "score.py", "tune": "tune.py"}
 
 INSPECT = """
 import json, sys
@@ -86,23 +86,24 @@ def test_dagbag_has_no_import_errors_and_parsing_imports_nothing_heavy(parsed):
     assert parsed["heavy"] == []
 
 
-def test_dag_runs_the_four_stages_in_order_then_score_when_asked(parsed):
+def test_dag_runs_the_four_stages_in_order_then_score_when_asked_and_tune_beside_train_when_asked(parsed):
     tasks = parsed["tasks"]
-    assert list(tasks) == ["ingest", "clean", "tokenize", "train", "score_requested", "score"]
-    assert [tasks[t]["downstream"] for t in tasks] == [["clean"], ["tokenize"], ["train"], ["score_requested"],
-                                                       ["score"], []]
-    assert tasks["score_requested"]["operator"] == "ShortCircuitOperator"
+    assert list(tasks) == ["ingest", "clean", "tokenize", "train", "score_requested", "score", "tune_requested",
+                           "tune"]
+    assert [tasks[t]["downstream"] for t in tasks] == [["clean"], ["tokenize"], ["train", "tune_requested"],
+                                                       ["score_requested"], ["score"], [], ["tune"], []]
+    assert tasks["score_requested"]["operator"] == tasks["tune_requested"]["operator"] == "ShortCircuitOperator"
     for name, task in tasks.items():
-        if name == "score_requested":
+        if name in ("score_requested", "tune_requested"):
             continue
         assert task["operator"] == "SparkSubmitOperator"
         assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 120
-        assert task["timeout"] == {"train": 12, "score": 4}.get(name, 2) * 3600
+        assert task["timeout"] == {"train": 12, "score": 4, "tune": 48}.get(name, 2) * 3600
         assert task["conn_id"] == "lakebert_spark"
         assert Path(task["application"]) == REPO / "spark_jobs" / SCRIPTS[name]
         assert task["packages"] == delta_package()  # the DAG's constant matches the installed pair
     assert parsed["max_active_runs"] == 1 and parsed["doc_md"] is True
-    assert parsed["params"] == ["env", "overrides", "score", "source"]
+    assert parsed["params"] == ["env", "overrides", "score", "source", "tune"]
 
 
 def test_lakebert_args_macro_registers_override_secrets_with_airflows_masker(tmp_path):
@@ -135,7 +136,8 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     output: list[str] = []
     result = _python(RUN, str(DAGS), json.dumps(conf), env=env, timeout=1500, output=output)
     assert result["tasks"] == {"ingest": "success", "clean": "success", "tokenize": "success", "train": "success",
-                               "score_requested": "success", "score": "skipped"}  # score: only when asked
+                               "score_requested": "success", "score": "skipped",  # score, tune: only when asked
+                               "tune_requested": "success", "tune": "skipped"}
     assert result["state"] == "success"
     assert src.is_dir()
     summaries = {p.parent.parent.name: json.loads(p.read_text()) for p in root.glob("_runs/*/*/summary.json")}

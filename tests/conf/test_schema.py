@@ -1,4 +1,4 @@
-"""conf/schema.py: model-aware training defaults."""
+"""conf/schema.py: model-aware training defaults, and the tune search space."""
 
 import pytest
 
@@ -35,3 +35,54 @@ def test_resolved_defaults_survive_a_round_trip_through_plain_data():
     cfg = load_config(overrides=["train.model=/m"])
     again = Config.model_validate(config_dict(cfg, redact=False))
     assert again.train.lr == FINE_TUNING_DEFAULTS["lr"] and again.train == cfg.train
+
+
+README_SPACE = """
+tune:
+  trials: 8
+  space:
+    lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}
+    batch_size: {type: categorical, choices: [16, 32]}
+    warmup_ratio: {type: uniform, low: 0.0, high: 0.2}
+    epochs: {type: int, low: 1, high: 3}
+"""
+
+
+def test_the_readmes_tune_space_loads_from_a_config_file(tmp_path):
+    file = tmp_path / "tune.yaml"
+    file.write_text(README_SPACE)
+    space = load_config(config_file=file).tune.space
+    assert list(space) == ["lr", "batch_size", "warmup_ratio", "epochs"]
+    assert (space["lr"].type, space["lr"].low, space["lr"].high) == ("loguniform", 1e-5, 1e-3)
+    assert space["batch_size"].choices == [16, 32] and space["epochs"].values() == [1, 3]
+
+
+def test_a_space_entry_can_be_set_inline_or_key_by_key():
+    inline = load_config(overrides=["tune.space.lr={type: loguniform, low: 1.0e-5, high: 1.0e-3}"]).tune.space
+    by_key = load_config(overrides=["tune.space.lr.type=loguniform", "tune.space.lr.low=1e-5",
+                                    "tune.space.lr.high=1e-3"]).tune.space
+    assert inline == by_key and inline["lr"].low == 1e-5
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("tune.space.warmup_ratio={type: uniform, low: 0.0, high: 1.5}", "1.5 is not a valid train.warmup_ratio"),
+    ("tune.space.lr={type: loguniform, low: 0, high: 1.0e-3}", "needs low > 0"),
+    ("tune.space.lr={type: int, low: 1, high: 3}", "does not fit train.lr, which is float"),
+    ("tune.space.class_weights={type: categorical, choices: [balanced, equal]}", "'equal' is not a valid"),
+    ("tune.space.num_processes={type: int, low: 1, high: 4}", "not a train key a study can vary"),
+    ("tune.space.lr={type: categorical}", "needs a non-empty `choices` list"),
+])
+def test_a_space_that_cannot_work_is_a_one_line_config_error(entry, message):
+    from conf.loader import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(overrides=[entry])
+    assert "\n" not in str(info.value)
+
+
+def test_pruner_none_means_never_prune_in_yaml_and_on_the_command_line(tmp_path):
+    file = tmp_path / "t.yaml"
+    file.write_text("tune:\n  pruner: none\n")
+    assert load_config(config_file=file).tune.pruner is None
+    assert load_config(overrides=["tune.pruner=none"]).tune.pruner is None
+    assert load_config().tune.pruner == "median"

@@ -48,6 +48,10 @@ def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_d
     scored = _run("05_score", monkeypatch, overrides + ";score.split=test")
     assert scored["stage"] == "score" and scored["scored"] == scored["read"] > 0
     assert scored["model_version"] == "1" and scored["evaluation"]["examples"] == scored["scored"]
+    tuned = _run("06_tune", monkeypatch, overrides + ";tune.trials=2;train.epochs=1;tune.pruner=none;"
+                 "tune.space.lr={type: loguniform, low: 1.0e-4, high: 1.0e-2}")
+    assert tuned["status"] == "done" and tuned["trials"]["complete"] == 2
+    assert tuned["registered_model"] == {"name": "lakebert-classifier", "version": "2", "alias": "tuned"}
 
 
 def test_end_to_end_notebook_trains_on_a_fresh_lakehouse(spark, tmp_path, monkeypatch):
