@@ -507,7 +507,7 @@ def _space_mapping(value):
 
 
 class Distribution(Section):
-    """One `tune.space` entry: `{type: loguniform|uniform|int|categorical, low, high}` or `{type: categorical, choices: [...]}`."""
+    """One `tune.space` entry: `{type: loguniform|uniform|int, low, high}` or `{type: categorical, choices: [...]}`."""
 
     type: Literal["loguniform", "uniform", "int", "categorical"]
     """loguniform: a float whose log is uniform in [low, high]; uniform: a float in [low, high];

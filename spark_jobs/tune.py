@@ -16,7 +16,8 @@ The study persists in an Optuna database (`tune.storage`; by default `optuna.db`
 local MLflow store), named from the data, the `train` config and the search (`tune.study`), so
 the same command continues the same study: a killed `lakebert tune` is rerun and runs only the
 trials still missing. The trial it was running is marked failed (its heartbeat stopped) and
-retried once with the same values (Optuna's RetryHeartbeatStaleTrialCallback), which resumes that job's MLflow run from its last checkpoint.
+retried once with the same values (Optuna's RetryHeartbeatStaleTrialCallback), which resumes
+that job's MLflow run from its last checkpoint.
 
 At the end the best trial's model is registered under `mlflow.registered_model` with the alias
 `tune.alias` (`@tuned`), and the parent run holds the study's settings, the best trial (tags,
@@ -41,8 +42,9 @@ from spark_jobs import console
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.train import captured_output, launch, preflight
 from training.lineage import (
-    TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_PARENT_RUN, TAG_REGISTERED_NAME,
-    TAG_REGISTERED_VERSION, TAG_STAGE, TAG_STUDY, TAG_TRIAL, TAG_TRIAL_STATE, TRIAL_COMPLETE, TRIAL_PRUNED, flat_params,
+    TAG_BEST_PARAMS, TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_PARENT_RUN,
+    TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_STAGE, TAG_STUDY, TAG_STUDY_STORAGE, TAG_TRIAL, TAG_TRIAL_STATE,
+    TRIAL_COMPLETE, TRIAL_PRUNED, flat_params,
 )
 from training.pruning import make_pruner
 
@@ -174,7 +176,7 @@ def parent_run(cfg: Config, name: str, url: str) -> str:
             client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(experiment, run_name=f"tune-{name.removeprefix('lakebert-')[:8]}",
-                            tags={TAG_STAGE: STAGE, TAG_STUDY: name, "lakebert.tune.storage": redact(url)})
+                            tags={TAG_STAGE: STAGE, TAG_STUDY: name, TAG_STUDY_STORAGE: redact(url)})
     from mlflow.entities import Param
 
     params = [Param(k, v) for k, v in flat_params(cfg).items()]
@@ -234,7 +236,9 @@ class Objective:
         except tracking.TrackingError as exc:
             raise StageError(str(exc)) from None
         trial.set_user_attr("run_id", plan.run_id)
-        again = f" (retry of trial {retry}, {plan.status} its run)" if retry is not None else ""
+        how = {tracking.NEW: "a new run", tracking.RESUME: "resuming its run",
+               tracking.UP_TO_DATE: "its run had finished"}[plan.status]
+        again = f" (retry of trial {retry}: {how})" if retry is not None else ""
         self.say(f"tune: trial {trial.number}: {_show(values)}{again}")
         if plan.status == tracking.UP_TO_DATE:  # the same values in this study already ran to the end
             run = tracking.store_client(plan.tracking_uri).get_run(plan.run_id)
@@ -322,7 +326,7 @@ def record(client, parent: str, study, best, metric: str) -> None:
                              "best_trial": best.number, "trials": trials}, STUDY_ARTIFACT)
     client.set_tag(parent, TAG_BEST_TRIAL, str(best.number))
     client.set_tag(parent, TAG_BEST_RUN, best.user_attrs["run_id"])
-    client.set_tag(parent, "lakebert.tune.best_params", json.dumps(best.params, sort_keys=True))
+    client.set_tag(parent, TAG_BEST_PARAMS, json.dumps(best.params, sort_keys=True))
     client.log_metric(parent, f"best/{metric}", best.value, step=len(trials))
 
 
@@ -337,6 +341,10 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     if cfg.train.num_processes % cfg.tune.parallel_trials:
         raise StageError(f"tune.parallel_trials={cfg.tune.parallel_trials} must divide "
                          f"train.num_processes={cfg.train.num_processes} (each trial gets an equal share)")
+    if cfg.tune.parallel_trials > 1 and cfg.train.use_gpu and cfg.train.local_mode:
+        raise StageError("tune.parallel_trials > 1 with train.use_gpu=true in local mode would put every trial on "
+                         "the same GPUs (TorchDistributor gives each local run the driver's first ones): run trials "
+                         "one at a time, or on executors with train.local_mode=false")
     started = time.perf_counter()
     manifest_path, manifest = preflight(spark, cfg)
     url = storage_url(cfg)
@@ -353,10 +361,14 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     objective = Objective(cfg, name, url, parent, manifest_path, manifest)
     if done < cfg.tune.trials:
         parallel = cfg.tune.parallel_trials > 1
-        with captured_output() if parallel else contextlib.nullcontext():
-            study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
-                           n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
-                           callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
+        try:
+            with captured_output() if parallel else contextlib.nullcontext():
+                study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
+                               n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
+                               callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
+        except Exception:
+            client.set_terminated(parent, "FAILED")  # a rerun continues the study and the parent run
+            raise
     trials = counts(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:

@@ -32,3 +32,18 @@ def spark(tmp_path_factory):
     session = get_spark(cfg)
     yield session
     session.stop()
+
+
+def tokenized_sample(spark, root, n_docs: int, seed: int, *overrides: str):
+    """The sample corpus (`n_docs` documents) through ingest, clean and tokenize under `root`."""
+    from spark_jobs.clean import clean
+    from spark_jobs.ingest import ingest
+    from spark_jobs.sample_data import write_sample
+    from spark_jobs.tokenize_silver import tokenize
+
+    src = write_sample(root.parent / "data", n_docs=n_docs, seed=seed)
+    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id", *overrides)
+    ingest(spark, cfg, "i")
+    clean(spark, cfg, "c")
+    tokenize(spark, cfg, "t")
+    return root

@@ -48,9 +48,16 @@ def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_d
     scored = _run("05_score", monkeypatch, overrides + ";score.split=test")
     assert scored["stage"] == "score" and scored["scored"] == scored["read"] > 0
     assert scored["model_version"] == "1" and scored["evaluation"]["examples"] == scored["scored"]
-    tuned = _run("06_tune", monkeypatch, overrides + ";tune.trials=2;train.epochs=1;tune.pruner=none;"
-                 "tune.space.lr={type: loguniform, low: 1.0e-4, high: 1.0e-2}")
-    assert tuned["status"] == "done" and tuned["trials"]["complete"] == 2
+    # two trials at once, one process each (train.num_processes=2 split in two)
+    tuned = _run("06_tune", monkeypatch, overrides + ";tune.trials=2;tune.parallel_trials=2;train.epochs=1;"
+                 "tune.pruner=none;tune.space.lr={type: loguniform, low: 1.0e-4, high: 1.0e-2}")
+    assert tuned["status"] == "done" and tuned["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "total": 2}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tuned["tracking_uri"])
+    children = client.search_runs([client.get_run(tuned["parent_run_id"]).info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{tuned['parent_run_id']}'")
+    assert [run.data.params["train.num_processes"] for run in children] == ["1", "1"]
     assert tuned["registered_model"] == {"name": "lakebert-classifier", "version": "2", "alias": "tuned"}
 
 

@@ -93,18 +93,23 @@ def test_verbose_shows_everything_on_the_console(tmp_path):
     assert "log" not in summary and not (root / "_runs" / "ingest" / summary["run_id"] / "run.log").exists()
 
 
-def test_stage_runs_through_the_real_spark_submit_binary(tmp_path):
+def test_stage_runs_through_the_real_spark_submit_binary(spark, tmp_path):
+    """tokenize's script, the one whose name must not shadow the standard library (spark-submit
+    puts the script's folder first on sys.path), on bronze and silver made in this process.
+    (The Airflow DAG test runs every stage's script through spark-submit.)"""
+    from spark_jobs.clean import clean
+    from spark_jobs.ingest import ingest
+    from tests.conftest import make_config
+
     src = write_sample(tmp_path / "data", n_docs=200, seed=2)
     root = tmp_path / "lh"
-    args = ["--set", f"lakehouse.root={root}", "--set", f"ingest.source={src}", "--set", "ingest.id_column=id"]
+    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id")
+    ingest(spark, cfg, "i")
+    cleaned = clean(spark, cfg, "c")
+    args = ["--set", f"lakehouse.root={root}", "--set", "tokenize.vocab_size=500"]
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--packages", delta_package(),
               "--conf", "spark.sql.shuffle.partitions=2"]
-    ingested = _summary(_run([*submit, "spark_jobs/ingest.py", *args]))
-    assert ingested["inserted"] > 0
-    cleaned = _summary(_run([*submit, "spark_jobs/clean.py", *args]))
-    assert cleaned["input"] == ingested["inserted"]
-    assert cleaned["output"] + cleaned["duplicates"] + sum(cleaned["quarantined"].values()) == cleaned["input"]
-    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args, "--set", "tokenize.vocab_size=500"]))
+    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args]))
     assert tokenized["status"] == "done" and tokenized["rows"] == cleaned["output"]
     assert json.loads(Path(tokenized["manifest"]).read_text())["rows"] == cleaned["output"]
 

@@ -23,13 +23,11 @@ from mlflow import MlflowClient
 from safetensors.torch import load_file
 
 from conf.schema import FINE_TUNING_DEFAULTS
-from spark_jobs.clean import clean
-from spark_jobs.ingest import ingest
-from spark_jobs.sample_data import LABELS, make_document, write_sample
+from spark_jobs.sample_data import LABELS, make_document
 from spark_jobs.stage import StageError
 from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.train import failure_report, train
-from tests.conftest import TEST_SPARK, make_config
+from tests.conftest import TEST_SPARK, make_config, tokenized_sample
 from training import tracking
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +37,8 @@ TRAIN = ["train.epochs=3", "train.batch_size=16", "train.num_processes=2", "trai
 @pytest.fixture(scope="module")
 def lakehouse(spark, tmp_path_factory):
     """Sample data (1,200 docs) through ingest, clean and tokenize."""
-    root = tmp_path_factory.mktemp("train") / "lh"
-    src = write_sample(root.parent / "data", n_docs=1200, seed=4)
-    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1500",
-                      "tokenize.max_length=64")
-    ingest(spark, cfg, "i")
-    clean(spark, cfg, "c")
-    tokenize(spark, cfg, "t")
-    return root
+    return tokenized_sample(spark, tmp_path_factory.mktemp("train") / "lh", 1200, 4, "tokenize.vocab_size=1500",
+                            "tokenize.max_length=64")
 
 
 def _cfg(root, store, *overrides):

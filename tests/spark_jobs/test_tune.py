@@ -18,12 +18,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from spark_jobs import cli
-from spark_jobs.clean import clean
-from spark_jobs.ingest import ingest
-from spark_jobs.sample_data import write_sample
-from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.tune import tune
-from tests.conftest import TEST_SPARK, make_config
+from tests.conftest import TEST_SPARK, make_config, tokenized_sample
 from training.lineage import (
     TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_PARENT_RUN, TAG_STAGE, TAG_STUDY, TAG_TRIAL, TAG_TRIAL_STATE, TRIAL_PRUNED,
 )
@@ -40,14 +36,8 @@ SPACE = ["tune.space.lr={type: loguniform, low: 1.0e-6, high: 1.0e-2}",
 @pytest.fixture(scope="module")
 def lakehouse(spark, tmp_path_factory):
     """Sample data (600 docs) through ingest, clean and tokenize."""
-    root = tmp_path_factory.mktemp("tune") / "lh"
-    src = write_sample(root.parent / "data", n_docs=600, seed=9)
-    cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1000",
-                      "tokenize.max_length=48")
-    ingest(spark, cfg, "i")
-    clean(spark, cfg, "c")
-    tokenize(spark, cfg, "t")
-    return root
+    return tokenized_sample(spark, tmp_path_factory.mktemp("tune") / "lh", 600, 9, "tokenize.vocab_size=1000",
+                            "tokenize.max_length=48")
 
 
 def _study(root: Path, summary: dict) -> optuna.Study:
@@ -123,7 +113,8 @@ def _launch(root: Path, *overrides: str) -> subprocess.Popen:
 
 def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_the_killed_trial(lakehouse, tmp_path):
     sets = ("tune.trials=3", "tune.pruner=none", f"tune.study=killed-{tmp_path.name}",
-            f"mlflow.tracking_uri=sqlite:///{lakehouse / 'killed.db'}", "train.checkpoint_every=4")
+            f"mlflow.tracking_uri=sqlite:///{lakehouse / 'killed.db'}", "train.checkpoint_every=4",
+            "mlflow.log_model=false")  # registration is the other test's
     proc = _launch(lakehouse, *sets)
     lines, deadline = [], time.time() + 420
     for line in proc.stdout:  # kill once trial 1 has trained a few steps
@@ -135,10 +126,12 @@ def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_
         pytest.fail("lakebert tune ended before trial 1:\n" + "".join(lines)[-4000:])
     storage = f"sqlite:///{lakehouse / 'optuna.db'}"
     study = optuna.load_study(study_name=f"killed-{tmp_path.name}", storage=storage)
-    while not list((lakehouse / "train").glob("*/checkpoints/step-*/COMPLETE")) or len(study.trials) < 2:
+    def jobs_with_a_checkpoint():
+        return {p.parent.parent.parent.name for p in (lakehouse / "train").glob("*/checkpoints/step-*/COMPLETE")}
+
+    while len(jobs_with_a_checkpoint()) < 2:  # trial 1 has saved its first checkpoint (step 4 of 60)
         assert proc.poll() is None and time.time() < deadline, "".join(lines)
-        time.sleep(0.1)
-    time.sleep(2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     killed = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
@@ -148,7 +141,7 @@ def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_
     out, _ = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, out[-4000:]
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["retried"] == [1] and "retry of trial 1" in out
+    assert summary["retried"] == [1] and "(retry of trial 1: resuming its run)" in out and "resuming from" in out
 
     trials = study.get_trials()
     states = [t.state for t in trials]
