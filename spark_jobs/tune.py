@@ -74,6 +74,15 @@ def direction_of(cfg: Config) -> str:
     return "minimize" if metric_of(cfg) in LOWER_IS_BETTER else "maximize"
 
 
+def check_metric(metric: str, labels: int) -> None:
+    """The metric every trial returns exists for this data (found before any trial, not by each)."""
+    from training.confusion import SELECTABLE
+
+    if metric not in SELECTABLE or (metric == "roc_auc" and labels != 2):
+        have = [m for m in SELECTABLE if m != "roc_auc" or labels == 2]
+        raise StageError(f"tune.metric={metric!r} is not a validation metric of this data (have: {', '.join(have)})")
+
+
 def storage_url(cfg: Config) -> str:
     """`tune.storage`, else `optuna.db` beside a local sqlite MLflow store or under a local lakehouse."""
     from pathlib import Path
@@ -273,7 +282,7 @@ def counts(study) -> dict[str, int]:
 def register_best(cfg: Config, client, parent: str, best) -> dict | None:
     """The best trial's model, registered under `mlflow.registered_model` with `tune.alias`;
     a rerun whose best trial is unchanged registers nothing new."""
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
     name, run_id = cfg.mlflow.registered_model, best.user_attrs["run_id"]
     if not name or not cfg.mlflow.log_model:
@@ -285,9 +294,15 @@ def register_best(cfg: Config, client, parent: str, best) -> dict | None:
                                              max_results=1)
         if not logged:
             raise StageError(f"the best trial's run {run_id} has no logged model to register")
-        mlflow.set_tracking_uri(client.tracking_uri)
-        mlflow.set_registry_uri(client.tracking_uri)
-        version = str(mlflow.register_model(f"models:/{logged[0].model_id}", name).version)
+        try:  # the client, not mlflow.register_model: no process-wide tracking URI is changed
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # the model's own artifact location as source: a `models:/<id>` source is looked up through the
+        # process-wide tracking URI (mlflow's sqlalchemy registry), which may be another store
+        version = str(client.create_model_version(name, logged[0].artifact_location, run_id=run_id,
+                                                  model_id=logged[0].model_id).version)
         client.set_tag(run_id, TAG_REGISTERED_NAME, name)
         client.set_tag(run_id, TAG_REGISTERED_VERSION, version)
     client.set_registered_model_alias(name, cfg.tune.alias, version)
@@ -347,6 +362,7 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
                          "one at a time, or on executors with train.local_mode=false")
     started = time.perf_counter()
     manifest_path, manifest = preflight(spark, cfg)
+    check_metric(metric_of(cfg), len(manifest.get("label_map", {})))
     url = storage_url(cfg)
     name = study_name(cfg, manifest)
     study = open_study(cfg, name, url)

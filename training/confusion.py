@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 LOWER_IS_BETTER = {"loss"}
+# The validation metrics a run can be selected or tuned by (`metrics_from`; roc_auc: two labels only).
+SELECTABLE = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc")
 
 
 def class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

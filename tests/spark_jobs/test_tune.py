@@ -115,6 +115,11 @@ def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_
     sets = ("tune.trials=3", "tune.pruner=none", f"tune.study=killed-{tmp_path.name}",
             f"mlflow.tracking_uri=sqlite:///{lakehouse / 'killed.db'}", "train.checkpoint_every=4",
             "mlflow.log_model=false")  # registration is the other test's
+
+    def jobs_with_a_checkpoint() -> set[str]:
+        return {p.parent.parent.parent.name for p in (lakehouse / "train").glob("*/checkpoints/step-*/COMPLETE")}
+
+    others = jobs_with_a_checkpoint()  # the lakehouse is shared: the other tests' jobs do not count
     proc = _launch(lakehouse, *sets)
     lines, deadline = [], time.time() + 420
     for line in proc.stdout:  # kill once trial 1 has trained a few steps
@@ -126,10 +131,8 @@ def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_
         pytest.fail("lakebert tune ended before trial 1:\n" + "".join(lines)[-4000:])
     storage = f"sqlite:///{lakehouse / 'optuna.db'}"
     study = optuna.load_study(study_name=f"killed-{tmp_path.name}", storage=storage)
-    def jobs_with_a_checkpoint():
-        return {p.parent.parent.parent.name for p in (lakehouse / "train").glob("*/checkpoints/step-*/COMPLETE")}
 
-    while len(jobs_with_a_checkpoint()) < 2:  # trial 1 has saved its first checkpoint (step 4 of 60)
+    while len(jobs_with_a_checkpoint() - others) < 2:  # trial 1 has saved its first checkpoint (step 4 of 60)
         assert proc.poll() is None and time.time() < deadline, "".join(lines)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -169,3 +172,12 @@ def test_bad_search_space_is_a_one_line_error_before_any_trial(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "lh").exists()  # no study, no run, not even the lakehouse
+
+
+def test_a_metric_the_trials_cannot_report_is_an_error_before_any_trial(spark, lakehouse):
+    from spark_jobs.stage import StageError
+
+    cfg = make_config(lakehouse, *TRIAL, *SPACE, "tune.metric=f1", "tune.study=no-such-metric")
+    with pytest.raises(StageError, match=r"tune.metric='f1' is not a validation metric .*f1_macro"):
+        tune(spark, cfg, "m")
+    assert "no-such-metric" not in optuna.get_all_study_names(f"sqlite:///{lakehouse / 'optuna.db'}")
