@@ -361,6 +361,11 @@ class TrainConfig(Section):
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     log_every: int = Field(1, ge=1)
     """Log loss, lr, grad norm and tokens/s every N steps (a host sync; raise it on GPUs)."""
+    shuffle_buffer: int = Field(10_000, ge=1)
+    """Rows shuffled together, when each rank reads only its own row groups (a large split):
+    whole row groups are gathered until they hold this many rows, then permuted. Memory per
+    rank: this many rows plus one row group. (A small split is read whole by every rank and
+    each row group's rows are permuted.)"""
     prefetch_batches: int = Field(2, ge=0)
     """Batches built ahead on a background thread (pinned memory on GPU); 0 = inline."""
     compile: bool = False

@@ -5,16 +5,22 @@
     for batch in batches(split.rows(rank, world_size, epoch, seed), batch_size=32, pad_id=0):
         model(**batch)                                               # input_ids, attention_mask, labels
 
-Sharding (the choice): the rows of an epoch get one global order: the Parquet row groups are
-permuted by (seed, epoch), and the rows inside each row group by (seed, epoch, row group).
-Rank r takes the rows whose position p in that order has p % world_size == r. So every row
-is used exactly once per epoch across ranks, the ranks' counts differ by at most one row, and
-the order depends only on the seed and epoch, never on timing. Ranks that end up one batch
-short are handled by the training loop (DDP's join), not by repeating or dropping rows.
+Sharding: every rank reads only its share of the files. The split's Parquet row groups are
+permuted by (seed, epoch), then each in turn goes whole to the rank with the fewest rows so
+far. So a rank reads about 1/N of the bytes (at most one row group more), every row is used
+exactly once per epoch, and the ranks' row counts differ by at most one row group. Ranks
+with fewer rows run zero-weight batches at the epoch's end (the training loop's business).
+A split whose largest row group exceeds SHARD_IMBALANCE_MAX of a rank's rows (a small split,
+a few big files) is read whole by every rank instead, each keeping every N-th row of the
+epoch's order: balanced to one row, at N times the reads, which a small split can afford.
 
-Memory stays bounded: one row group is read at a time, only the `input_ids` and `label`
-columns. Each rank reads every row group and keeps its share. That costs I/O, not memory,
-and the token data is small next to the model.
+Shuffling is bounded: a rank's own row groups are read in order into buffers of at least
+`shuffle_buffer` rows (whole row groups), whose rows are permuted by (seed, epoch, rank,
+buffer); read whole, each row group's rows are permuted by (seed, epoch, row group). The
+order depends only on the seed and epoch, never on timing, so a resumed epoch regenerates
+the same rows. The next row group is read on a thread while the current one is used, so
+object-storage reads overlap compute. Memory: a buffer plus one row group.
+Only the `input_ids` and `label` columns are read; `ReadCounter` counts their bytes.
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ from typing import Iterator
 
 import numpy as np
 
+from conf.schema import TrainConfig
 # The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
 from tokenization.dataset import DataError, resolve_manifest
 
 COLUMNS = ["input_ids", "label"]
+# Whole row groups per rank only when the largest is at most this share of a rank's rows.
+SHARD_IMBALANCE_MAX = 0.1
+SHUFFLE_BUFFER = TrainConfig.model_fields["shuffle_buffer"].default  # rows permuted together (own row groups)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,33 @@ class RowGroup:
     path: str
     index: int
     rows: int
+    bytes: int  # compressed size of the columns the loader reads (COLUMNS)
+
+
+class ReadCounter:
+    """Bytes and row groups a process has read from a split (thread-safe: the read-ahead thread counts)."""
+
+    def __init__(self):
+        self.bytes, self.row_groups, self._lock = 0, 0, threading.Lock()
+
+    def add(self, group: RowGroup) -> None:
+        with self._lock:
+            self.bytes += group.bytes
+            self.row_groups += 1
+
+
+def assign(groups: tuple[RowGroup, ...], order, world_size: int) -> list[list[int]]:
+    """Whole row groups to ranks: each group in `order` goes to the rank with the fewest rows so
+    far (ties: the lower rank). Shares then differ by at most one row group's rows."""
+    import heapq
+
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    heap = [(0, rank) for rank in range(world_size)]
+    for g in order:
+        rows, rank = heapq.heappop(heap)
+        shares[rank].append(int(g))
+        heapq.heappush(heap, (rows + groups[g].rows, rank))
+    return shares
 
 
 @dataclass(frozen=True)
@@ -47,6 +84,7 @@ class TokenizedSplit:
     manifest: dict
     split: str
     row_groups: tuple[RowGroup, ...]
+    reads: ReadCounter
 
     @classmethod
     def open(cls, location: str | Path, split: str) -> "TokenizedSplit":
@@ -61,12 +99,19 @@ class TokenizedSplit:
         for rel in files:
             path = str(manifest_path.parent / rel)
             meta = pq.ParquetFile(path).metadata
-            groups += [RowGroup(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
-        return cls(manifest_path, manifest, split, tuple(groups))
+            read = [j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] in COLUMNS]
+            groups += [RowGroup(path, i, meta.row_group(i).num_rows,
+                                sum(meta.row_group(i).column(j).total_compressed_size for j in read))
+                       for i in range(meta.num_row_groups)]
+        return cls(manifest_path, manifest, split, tuple(groups), ReadCounter())
 
     @property
     def num_rows(self) -> int:
         return sum(g.rows for g in self.row_groups)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(g.bytes for g in self.row_groups)
 
     def label_counts(self, num_labels: int) -> list[int]:
         """Rows per label id: from the manifest when it has them, else one scan of the label column."""
@@ -83,22 +128,82 @@ class TokenizedSplit:
                 counts[label] += 1
         return counts
 
-    def rank_rows(self, rank: int, world_size: int) -> int:
-        """How many rows rank `rank` gets in any epoch."""
-        return len(range(rank, self.num_rows, world_size))
+    def sharded(self, world_size: int) -> bool:
+        """Whole row groups per rank, when that keeps the ranks' shares within SHARD_IMBALANCE_MAX
+        of each other (the greedy assignment's shares differ by at most the largest row group)."""
+        most = max((g.rows for g in self.row_groups), default=0)
+        return world_size == 1 or most <= SHARD_IMBALANCE_MAX * self.num_rows / world_size
 
-    def rows(self, rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0, shuffle: bool = True,
-             skip: int = 0) -> Iterator[tuple[np.ndarray, int]]:
-        """This rank's (input_ids, label) rows for `epoch`, after skipping its first `skip` rows."""
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        import pyarrow.parquet as pq
-
+    def shares(self, world_size: int, epoch: int = 0, seed: int = 0, shuffle: bool = True) -> list[list[int]]:
+        """The row groups (indexes into `row_groups`, in reading order) each rank reads in `epoch`:
+        its own when `sharded`, else all of them (each rank then keeps every world_size-th row)."""
         order = np.arange(len(self.row_groups))
         if shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(order)
-        position = 0  # of the row group's first row in the epoch's global order
-        for g in order:
+        if not self.sharded(world_size):
+            return [[int(g) for g in order]] * world_size
+        return assign(self.row_groups, order, world_size)
+
+    def rank_rows(self, rank: int, world_size: int, epoch: int = 0, seed: int = 0, shuffle: bool = True) -> int:
+        """How many rows rank `rank` gets in `epoch`."""
+        if not self.sharded(world_size):
+            return len(range(rank, self.num_rows, world_size))
+        return sum(self.row_groups[g].rows for g in self.shares(world_size, epoch, seed, shuffle)[rank])
+
+    def most_rank_rows(self, world_size: int, epochs: int, seed: int) -> int:
+        """The largest share of any rank in any of `epochs`: the rows every rank steps through per epoch."""
+        return max(self.rank_rows(rank, world_size, epoch, seed)
+                   for epoch in range(max(epochs, 1)) for rank in range(world_size))
+
+    def rows(self, rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0, shuffle: bool = True,
+             skip: int = 0, shuffle_buffer: int = SHUFFLE_BUFFER) -> Iterator[tuple[np.ndarray, int]]:
+        """This rank's (input_ids, label) rows for `epoch`, after skipping its first `skip` rows."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        groups = self.shares(world_size, epoch, seed, shuffle)[rank]
+        if self.sharded(world_size):
+            yield from self._own_rows(groups, rank, epoch, seed, shuffle, skip, shuffle_buffer)
+        else:
+            yield from self._interleaved_rows(groups, rank, world_size, epoch, seed, shuffle, skip)
+
+    def _own_rows(self, groups: list[int], rank: int, epoch: int, seed: int, shuffle: bool, skip: int,
+                  shuffle_buffer: int):
+        """The rows of this rank's own row groups, permuted within buffers of >= shuffle_buffer rows."""
+        import pyarrow as pa
+
+        buffers, current = [], []
+        for g in groups:
+            current.append(g)
+            if sum(self.row_groups[i].rows for i in current) >= max(shuffle_buffer, 1):
+                buffers.append(current)
+                current = []
+        if current:
+            buffers.append(current)
+        kept = []
+        for b, members in enumerate(buffers):  # resuming: buffers already used up are never read
+            size = sum(self.row_groups[g].rows for g in members)
+            if skip >= size:
+                skip -= size
+            else:
+                kept.append((b, members))
+        tables = self._read_ahead([g for _, members in kept for g in members])
+        for b, members in kept:
+            read = [next(tables) for _ in members]
+            ids = pa.chunked_array([t.column("input_ids").combine_chunks() for t in read]).combine_chunks()
+            labels = np.concatenate([t.column("label").to_numpy(zero_copy_only=False) for t in read])
+            order = np.arange(len(labels))
+            if shuffle:
+                order = np.random.default_rng([seed, epoch, rank, b]).permutation(len(labels))
+            offsets, values = ids.offsets.to_numpy(), ids.values.to_numpy()
+            for i in order[skip:]:
+                yield values[offsets[i]:offsets[i + 1]], int(labels[i])
+            skip = 0
+
+    def _interleaved_rows(self, groups: list[int], rank: int, world_size: int, epoch: int, seed: int,
+                          shuffle: bool, skip: int):
+        """Every row group read, every world_size-th row of the epoch's global order kept (small splits)."""
+        position, wanted = 0, []  # position: of the row group's first row in the epoch's global order
+        for g in groups:
             group = self.row_groups[g]
             first = (rank - position) % world_size
             mine = len(range(first, group.rows, world_size))
@@ -106,18 +211,39 @@ class TokenizedSplit:
             if skip >= mine:  # resuming: the whole share of this row group was already used
                 skip -= mine
                 continue
-            within = np.arange(group.rows)
-            if shuffle:
-                within = np.random.default_rng([seed, epoch, int(g)]).permutation(group.rows)
-            take = within[first::world_size][skip:]
+            within = np.random.default_rng([seed, epoch, g]).permutation(group.rows) if shuffle \
+                else np.arange(group.rows)
+            wanted.append((g, within[first::world_size][skip:]))
             skip = 0
-            table = pq.ParquetFile(group.path).read_row_group(group.index, columns=COLUMNS)
+        tables = self._read_ahead([g for g, _ in wanted])
+        for (_, take), table in zip(wanted, tables):
             ids = table.column("input_ids").combine_chunks()
             labels = table.column("label").to_numpy(zero_copy_only=False)
-            offsets = ids.offsets.to_numpy()
-            values = ids.values.to_numpy()
+            offsets, values = ids.offsets.to_numpy(), ids.values.to_numpy()
             for i in take:
                 yield values[offsets[i]:offsets[i + 1]], int(labels[i])
+
+    def _read_ahead(self, order: list[int]) -> Iterator:
+        """The row groups' tables in `order`, the next one read on a thread while this one is used."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not order:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakebert-read") as pool:
+            pending = pool.submit(self._read, order[0])
+            for nxt in [*order[1:], None]:
+                table = pending.result()
+                if nxt is not None:
+                    pending = pool.submit(self._read, nxt)
+                yield table
+
+    def _read(self, g: int):
+        import pyarrow.parquet as pq
+
+        group = self.row_groups[g]
+        table = pq.ParquetFile(group.path).read_row_group(group.index, columns=COLUMNS)
+        self.reads.add(group)
+        return table
 
 
 def collate(rows: list[tuple[np.ndarray, int]], pad_id: int):

@@ -10,9 +10,10 @@ Each object owns its state:
 - `StepMeter` (training.meter): steps not yet logged, timing, throughput, progress line.
 - `CheckpointManager` (training.checkpoint): `checkpoints/` (the latest K) and `best/`.
 
-Uneven shards: ranks get the same number of micro-batches per epoch. A rank whose share of
-rows runs out one batch early runs a zero-weight batch instead, so every rank takes the same
-optimizer steps and every row is still used exactly once per epoch.
+Uneven shards: ranks get the same number of micro-batches per epoch, set by the largest share
+of any rank in any epoch (training.data deals out whole row groups). A rank whose share runs
+out early runs zero-weight batches instead, so every rank takes the same optimizer steps and
+every row is still used exactly once per epoch.
 
 Resume: the newest complete checkpoint in `<output_dir>/checkpoints` is loaded (fetched from
 the MLflow run's artifacts first when the folder has none), with model, optimizer, scheduler,
@@ -142,7 +143,7 @@ class TrainData:
 
     def train_batches(self, env: DistEnv, epoch: int, tc):
         """This rank's padded micro-batches of `epoch` (built ahead on a thread with prefetching)."""
-        rows = self.splits[TRAIN].rows(env.rank, env.world_size, epoch, tc.seed)
+        rows = self.splits[TRAIN].rows(env.rank, env.world_size, epoch, tc.seed, shuffle_buffer=tc.shuffle_buffer)
         stream = batches(rows, tc.batch_size, self.pad_id, tc.bucket_batches, seed=tc.seed + epoch)
         return Prefetcher(stream, tc.prefetch_batches, pin_memory=env.cuda) if tc.prefetch_batches else stream
 
@@ -208,7 +209,9 @@ class Trainer:
         self.wrapped = parallelize(self.model, tc, env)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                            **({"fused": True} if env.cuda and tc.fused_adamw else {}))
-        self.batches_per_epoch = math.ceil(data.splits[TRAIN].rank_rows(0, env.world_size) / tc.batch_size)
+        # every rank takes as many micro-batches as the largest share of any epoch (zero-weight when short)
+        self.batches_per_epoch = math.ceil(data.splits[TRAIN].most_rank_rows(env.world_size, tc.epochs, tc.seed)
+                                           / tc.batch_size)
         self.total_steps = math.ceil(self.batches_per_epoch / tc.grad_accum) * tc.epochs
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(tc.warmup_ratio * self.total_steps),
                                                          self.total_steps)
@@ -362,14 +365,17 @@ class Trainer:
                                  self.tc.degenerate_max_share)
         if check.degenerate:
             self.warnings.append(check.warning())
+        reads = all_gather(self.env, self.data.splits[TRAIN].reads.bytes)  # collective: every rank takes part
         outcome = None
         if self.env.is_main:
             try:
+                self.tracker.log_step(self.state.step, {f"data/train_bytes_read_rank{r}": float(b)
+                                                        for r, b in enumerate(reads)})
                 outcome = self.publish(final, check)
             except Exception as exc:  # every rank must learn of it, or they wait for rank 0 forever
                 outcome = exc
         registered, champion = broadcast(self.env, outcome)
-        result = self.result(final, check.degenerate, registered, champion, best_path)
+        result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
             (self.out_dir / job.RESULT_FILE).write_text(json.dumps(redact(result, by_key=False), indent=2))
             self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
@@ -400,8 +406,8 @@ class Trainer:
                                    score)
         return registered, champion
 
-    def result(self, final: dict, degenerate: bool, registered, champion, best_path: Path) -> dict:
-        tc, manifest = self.tc, self.data.manifest
+    def result(self, final: dict, degenerate: bool, registered, champion, best_path: Path, reads: list[int]) -> dict:
+        tc, manifest, train = self.tc, self.data.manifest, self.data.splits[TRAIN]
         return {
             "status": "done", "run_id": self.plan.run_id, "tracking_uri": self.plan.tracking_uri,
             "registered_model": registered, "champion": champion, "degenerate": degenerate, "warnings": self.warnings,
@@ -411,7 +417,10 @@ class Trainer:
             "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "output_dir": str(self.out_dir),
             "data": {"manifest": str(self.data.manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),
                      "content_hash": manifest.get("content_hash"),
-                     "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint")},
+                     "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint"),
+                     # this process's reads of the train split (a resumed run: since it resumed)
+                     "train_bytes": train.num_bytes, "train_bytes_read_per_rank": reads,
+                     "ranks_read_own_row_groups": train.sharded(self.env.world_size)},
             "throughput": self.meter.throughput.summary(self.env.device),
             "history": self.state.history,
             "seconds": round(time.perf_counter() - self.started, 3),

@@ -13,7 +13,7 @@ from tokenization import Encoder, load_tokenizer, train_wordpiece
 SPLITS = {"train": 480, "validation": 120, "test": 120}
 
 
-def make_tokenized(root, max_length=64):
+def make_tokenized(root, max_length=64, row_group_size=100):
     rng = random.Random(0)
     tok_dir = train_wordpiece((make_document(random.Random(i), LABELS[i % 4]) for i in range(800)),
                               root / "tokenizer", vocab_size=600)
@@ -30,7 +30,7 @@ def make_tokenized(root, max_length=64):
         })
         rel = f"data/split={split}/part-00000.parquet"
         (folder / rel).parent.mkdir(parents=True)
-        pq.write_table(table, folder / rel, row_group_size=100)
+        pq.write_table(table, folder / rel, row_group_size=row_group_size)
         files[split] = [rel]
         total += n
     manifest = {"rows": total, "files": files, "tokenizer_path": str(tok_dir), "max_length": max_length,
@@ -43,3 +43,10 @@ def make_tokenized(root, max_length=64):
 @pytest.fixture(scope="session")
 def tokenized_root(tmp_path_factory):
     return make_tokenized(tmp_path_factory.mktemp("train-data"))
+
+
+@pytest.fixture(scope="session")
+def sharded_root(tmp_path_factory):
+    """The same rows in row groups of 23: small enough next to 240 rows per rank that 2 ranks
+    each read only their own row groups (21 of them, so the shares are uneven)."""
+    return make_tokenized(tmp_path_factory.mktemp("train-data-sharded"), row_group_size=23)

@@ -44,22 +44,71 @@ def test_ranks_get_disjoint_shards_covering_every_row_once(tmp_path, n_rows, wor
     shards = [_ids(split, r, world, epoch=1, seed=5) for r in range(world)]
     everything = [i for s in shards for i in s]
     assert sorted(everything) == list(range(n_rows))  # the union is all rows, no overlap
-    assert max(map(len, shards)) - min(map(len, shards)) <= 1
-    assert [len(s) for s in shards] == [split.rank_rows(r, world) for r in range(world)]
+    largest = max(g.rows for g in split.row_groups)
+    assert max(map(len, shards)) - min(map(len, shards)) <= (largest if split.sharded(world) else 1)
+    assert [len(s) for s in shards] == [split.rank_rows(r, world, epoch=1, seed=5) for r in range(world)]
+    assert max(map(len, shards)) <= split.most_rank_rows(world, epochs=2, seed=5)
 
 
-def test_order_is_deterministic_per_seed_and_epoch_and_changes_between_epochs(tmp_path):
-    split = TokenizedSplit.open(make_dataset(tmp_path, 200), "train")
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_rank_reads_its_own_row_groups_about_one_nth_of_the_bytes(tmp_path, world):
+    root = make_dataset(tmp_path, 3000, row_group_size=37, files=3)
+    shards, reads = [], []
+    for rank in range(world):  # a fresh split per rank: its counter is that process's reads
+        split = TokenizedSplit.open(root, "train")
+        shards.append(_ids(split, rank, world, epoch=2, seed=1))
+        reads.append(split.reads.bytes)
+    assert split.sharded(world)
+    assert sorted(i for s in shards for i in s) == list(range(3000))
+    largest = max(g.bytes for g in split.row_groups)
+    assert sum(reads) == split.num_bytes  # each row group read by exactly one rank
+    assert all(r <= split.num_bytes / world + largest for r in reads), (reads, split.num_bytes)
+
+
+def test_a_split_of_few_big_row_groups_is_read_whole_by_every_rank_and_balanced_to_one_row(tmp_path):
+    split = TokenizedSplit.open(make_dataset(tmp_path, 300, row_group_size=100, files=1), "train")
+    assert not split.sharded(2)  # a 100-row group is a third of a rank's 150 rows
+    shards = [_ids(split, r, 2, epoch=1, seed=4) for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == list(range(300)) and len(shards[0]) == len(shards[1]) == 150
+    assert split.reads.bytes == 2 * split.num_bytes
+
+
+def test_shuffling_mixes_rows_only_within_a_bounded_buffer_of_row_groups(tmp_path):
+    split = TokenizedSplit.open(make_dataset(tmp_path, 2000, row_group_size=10, files=1), "train")
+    share = split.shares(2, epoch=0, seed=3)[0]
+    rows = _ids(split, 0, 2, epoch=0, seed=3, shuffle_buffer=30)  # buffers of 3 row groups
+    for b in range(0, len(share) // 3):
+        members = {i for g in share[3 * b:3 * b + 3] for i in range(10 * g, 10 * g + 10)}  # row i is in group i // 10
+        assert set(rows[30 * b:30 * b + 30]) == members
+    assert rows[:30] != sorted(rows[:30])  # shuffled inside the buffer
+    big = _ids(split, 0, 2, epoch=0, seed=3, shuffle_buffer=10_000)
+    assert sorted(big) == sorted(rows) and big != rows
+
+
+@pytest.mark.parametrize("n_rows", [60, 3000])  # read whole by every rank; each rank's own row groups
+def test_order_is_deterministic_per_seed_and_epoch_and_changes_between_epochs(tmp_path, n_rows):
+    split = TokenizedSplit.open(make_dataset(tmp_path, n_rows), "train")
+    assert split.sharded(2) == (n_rows == 3000)
     assert _ids(split, 0, 2, epoch=3, seed=1) == _ids(split, 0, 2, epoch=3, seed=1)
     assert _ids(split, 0, 2, epoch=3, seed=1) != _ids(split, 0, 2, epoch=4, seed=1)
-    assert _ids(split, 0, 1, shuffle=False) == list(range(200))
+    assert _ids(split, 0, 2, epoch=3, seed=1) != _ids(split, 0, 2, epoch=3, seed=2)
+    assert _ids(split, 0, 1, shuffle=False) == list(range(n_rows))
 
 
-def test_skip_resumes_exactly_where_a_rank_stopped(tmp_path):
-    split = TokenizedSplit.open(make_dataset(tmp_path, 101), "train")
-    full = _ids(split, 1, 3, epoch=2, seed=9)
-    for skip in (0, 1, 6, 17, len(full)):
-        assert _ids(split, 1, 3, epoch=2, seed=9, skip=skip) == full[skip:]
+@pytest.mark.parametrize("n_rows", [101, 3000])
+def test_skip_resumes_exactly_where_a_rank_stopped(tmp_path, n_rows):
+    split = TokenizedSplit.open(make_dataset(tmp_path, n_rows), "train")
+    full = _ids(split, 1, 3, epoch=2, seed=9, shuffle_buffer=50)
+    for skip in (0, 1, 6, 17, 60, len(full) - 1, len(full)):
+        assert _ids(split, 1, 3, epoch=2, seed=9, skip=skip, shuffle_buffer=50) == full[skip:]
+
+
+def test_a_resumed_rank_does_not_read_the_buffers_it_skips(tmp_path):
+    root = make_dataset(tmp_path, 3000, row_group_size=10, files=1)
+    whole, resumed = TokenizedSplit.open(root, "train"), TokenizedSplit.open(root, "train")
+    n = len(_ids(whole, 0, 2, shuffle_buffer=100))
+    assert _ids(resumed, 0, 2, skip=n - 5, shuffle_buffer=100) == _ids(whole, 0, 2, shuffle_buffer=100)[-5:]
+    assert resumed.reads.row_groups <= 10 + 1 < whole.reads.row_groups / 2  # the last buffer (or two), not all
 
 
 def test_manifest_found_from_root_folder_or_file(tmp_path):

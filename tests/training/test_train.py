@@ -90,6 +90,32 @@ def test_torchrun_with_two_gloo_processes(tokenized_root, tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one run for two processes
 
 
+def test_two_ranks_read_only_their_own_row_groups_and_use_every_row_once(sharded_root, tmp_path):
+    from training.data import TokenizedSplit
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training",
+           "--set", f"lakehouse.root={sharded_root}", "--set", f"train.output_dir={tmp_path / 'ddp'}",
+           "--set", "train.epochs=2", "--set", "train.batch_size=16", "--set", "train.shuffle_buffer=50",
+           "--set", f"mlflow.tracking_uri={_store(tmp_path / 'ddp')}", "--set", "mlflow.log_model=false"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    split = TokenizedSplit.open(sharded_root / "tokenized", "train")
+    largest = max(g.bytes for g in split.row_groups)
+    data = result["data"]
+    assert data["ranks_read_own_row_groups"] and data["train_bytes"] == split.num_bytes
+    per_rank = data["train_bytes_read_per_rank"]
+    assert sum(per_rank) == 2 * split.num_bytes  # two epochs, each row group read by one rank per epoch
+    assert all(b <= 2 * (split.num_bytes / 2 + largest) for b in per_rank), per_rank
+    most = split.most_rank_rows(2, epochs=2, seed=3)
+    assert most > 240 and result["steps"] == 2 * math.ceil(most / 16)  # the larger share sets the steps
+    assert result["metrics"]["validation"]["examples"] == 120  # evaluated over both ranks' own row groups
+    client = MlflowClient(_store(tmp_path / "ddp"))
+    logged = client.get_run(result["run_id"]).data.metrics
+    assert [logged[f"data/train_bytes_read_rank{r}"] for r in range(2)] == per_rank
+
+
 def test_balanced_class_weights_are_inverse_label_frequencies(tokenized_root):
     from training.data import TokenizedSplit
     from training.trainer import class_weights
