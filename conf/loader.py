@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from conf import storage
 from conf.redact import redact, remember_secrets
 from conf.schema import Config
 
@@ -78,9 +79,11 @@ def validate(data: dict[str, Any], origin: dict[tuple[str, ...], str] | None = N
     # Remembered before validation: an invalid value's error message hides them as well.
     remember_secrets(data)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(redact(_describe(exc, origin or {}))) from None
+    storage.configure(cfg)  # the Python side reads object storage with the same s3a settings as Spark
+    return cfg
 
 
 def config_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:

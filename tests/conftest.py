@@ -47,3 +47,56 @@ def tokenized_sample(spark, root, n_docs: int, seed: int, *overrides: str):
     clean(spark, cfg, "c")
     tokenize(spark, cfg, "t")
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's) on 127.0.0.1 for the whole run: its endpoint URL."""
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+S3_TEST_KEYS = {"AWS_ACCESS_KEY_ID": "lakebert-test-key", "AWS_SECRET_ACCESS_KEY": "lakebert-test-secret-value",
+                "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, request):
+    """A new bucket on the S3 server, with only the AWS variables set (as a user would): its name."""
+    import hashlib
+    import re
+
+    from pyarrow import fs
+
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**S3_TEST_KEYS, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{digest}-{os.getpid()}"
+    fs.S3FileSystem(endpoint_override=s3_server.split("://")[1], scheme="http", region="us-east-1",
+                    access_key=S3_TEST_KEYS["AWS_ACCESS_KEY_ID"], secret_key=S3_TEST_KEYS["AWS_SECRET_ACCESS_KEY"],
+                    allow_bucket_creation=True).create_dir(bucket)
+    return bucket

@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 
 from conf import Config
-from conf.redact import remember_secrets
+from conf.loader import validate
 from training import job, tracking
 from training.distributed import barrier, broadcast, init_distributed, teardown
 from training.lineage import TAG_TRIAL_STATE, TRIAL_PRUNED
@@ -94,6 +94,6 @@ def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str
 def train_job(config: dict, plan: dict | None = None, trial: dict | None = None) -> dict:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
-    remember_secrets(config)  # this process did not load the config: hide its secrets here too
-    result = train(Config.model_validate(config), tracking.RunPlan(**plan) if plan else None, trial=trial)
+    # this process did not load the config: `validate` hides its secrets here too and sets up storage
+    result = train(validate(config), tracking.RunPlan(**plan) if plan else None, trial=trial)
     return {k: v for k, v in result.items() if k != "history"}
