@@ -70,7 +70,7 @@ def run_hf(data: Path, out: Path, steps: int, batch_size: int, group_by_length: 
     from training.data import resolve_manifest
     from training.model import build_model
 
-    manifest_path = resolve_manifest(data)
+    manifest_path = Path(resolve_manifest(data))  # a local dataset
     manifest = json.loads(manifest_path.read_text())
     table = pq.read_table(manifest_path.parent / manifest["files"]["train"][0], columns=["input_ids", "label"])
     rows = [{"input_ids": ids, "labels": y} for ids, y in

@@ -109,7 +109,7 @@ def hf_worker(opts) -> None:
     from training.data import resolve_manifest
     from training.model import build_model
 
-    manifest_path = resolve_manifest(opts.data)
+    manifest_path = Path(resolve_manifest(opts.data))  # a local dataset
     manifest = json.loads(manifest_path.read_text())
     table = pq.read_table(manifest_path.parent / manifest["files"]["train"][0], columns=["input_ids", "label"])
     rows = [{"input_ids": ids, "labels": y} for ids, y in

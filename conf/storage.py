@@ -76,7 +76,18 @@ def local_path(location: str) -> str:
 
 
 def join(location: str, *parts: str) -> str:
-    return "/".join([location.rstrip("/"), *(p.strip("/") for p in parts)])
+    """`location/part/...`, with `..` resolved (an object store has no `..`: a manifest's
+    `../<older key>/data/...` must name the older dataset's object)."""
+    import posixpath
+
+    joined = "/".join([location.rstrip("/"), *(p.strip("/") for p in parts)])
+    if ".." not in joined.split("/"):
+        return joined
+    head, sep, path = joined.partition("://")
+    if not sep:
+        return posixpath.normpath(joined)
+    netloc, _, rest = path.partition("/")
+    return f"{head}://{netloc}/{posixpath.normpath(rest).lstrip('/')}"
 
 
 def parent(location: str) -> str:
@@ -179,6 +190,16 @@ def is_dir(location: str) -> bool:
     filesystem, path = resolve(location)
     try:
         return filesystem.get_file_info(path).type == fs.FileType.Directory
+    except OSError as exc:
+        raise _failed("read", location, exc) from None
+
+
+def is_file(location: str) -> bool:
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    try:
+        return filesystem.get_file_info(path).type == fs.FileType.File
     except OSError as exc:
         raise _failed("read", location, exc) from None
 

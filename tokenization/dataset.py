@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conf import storage
+
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 DATA_DIR = "data"
@@ -30,23 +32,25 @@ class DataError(ValueError):
     """The tokenized data cannot be found or read; one line for the user."""
 
 
-def latest_manifest(root: str | Path) -> Path | None:
-    """The manifest of the dataset that `<root>/LATEST` names, if it is complete; else None."""
-    pointer = Path(root) / LATEST
-    if not pointer.is_file():
+def latest_manifest(root: str | Path) -> str | None:
+    """The manifest of the dataset that `<root>/LATEST` names, if it is complete; else None
+    (any location `conf.storage` reads: a local path, s3a://, ...)."""
+    try:
+        key = storage.read_text(storage.join(str(root), LATEST)).strip()
+    except FileNotFoundError:
         return None
-    manifest = Path(root) / pointer.read_text().strip() / MANIFEST
-    return manifest if manifest.is_file() else None
+    manifest = storage.join(str(root), key, MANIFEST)
+    return manifest if storage.is_file(manifest) else None
 
 
-def resolve_manifest(location: str | Path) -> Path:
+def resolve_manifest(location: str | Path) -> str:
     """A manifest.json, a dataset folder holding one, or a tokenized root with a LATEST pointer."""
-    path = Path(location)
-    if path.is_file():
-        return path
-    if (path / MANIFEST).is_file():
-        return path / MANIFEST
-    latest = latest_manifest(path)
+    location = str(location)
+    if storage.is_file(location):
+        return location
+    if storage.is_file(storage.join(location, MANIFEST)):
+        return storage.join(location, MANIFEST)
+    latest = latest_manifest(location)
     if latest is not None:
         return latest
     raise DataError(f"no tokenized data at {location}: expected a manifest.json, a dataset folder or a "

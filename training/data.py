@@ -34,6 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
+from conf import storage
 from conf.schema import TrainConfig
 # The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
 from tokenization.dataset import DataError, resolve_manifest
@@ -80,7 +81,7 @@ def assign(groups: tuple[RowGroup, ...], order, world_size: int) -> list[list[in
 
 @dataclass(frozen=True)
 class TokenizedSplit:
-    manifest_path: Path
+    manifest_path: str
     manifest: dict
     split: str
     row_groups: tuple[RowGroup, ...]
@@ -88,17 +89,16 @@ class TokenizedSplit:
 
     @classmethod
     def open(cls, location: str | Path, split: str) -> "TokenizedSplit":
-        import pyarrow.parquet as pq
-
+        """A split of the dataset at `location` (a local path or any URI `conf.storage` reads)."""
         manifest_path = resolve_manifest(location)
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(storage.read_text(manifest_path))
         files = manifest.get("files", {}).get(split)
         if files is None:
             raise DataError(f"{manifest_path} has no split {split!r} (splits: {', '.join(manifest.get('files', {}))})")
         groups = []
         for rel in files:
-            path = str(manifest_path.parent / rel)
-            meta = pq.ParquetFile(path).metadata
+            path = storage.join(storage.parent(manifest_path), rel)
+            meta = _parquet(path).metadata
             read = [j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] in COLUMNS]
             groups += [RowGroup(path, i, meta.row_group(i).num_rows,
                                 sum(meta.row_group(i).column(j).total_compressed_size for j in read))
@@ -121,10 +121,8 @@ class TokenizedSplit:
             for label, n in known.items():
                 counts[int(label)] += n
             return counts
-        import pyarrow.parquet as pq
-
         for path in sorted({g.path for g in self.row_groups}):
-            for label in pq.read_table(path, columns=["label"]).column("label").to_pylist():
+            for label in _parquet(path).read(columns=["label"]).column("label").to_pylist():
                 counts[label] += 1
         return counts
 
@@ -238,12 +236,18 @@ class TokenizedSplit:
                 yield table
 
     def _read(self, g: int):
-        import pyarrow.parquet as pq
-
         group = self.row_groups[g]
-        table = pq.ParquetFile(group.path).read_row_group(group.index, columns=COLUMNS)
+        table = _parquet(group.path).read_row_group(group.index, columns=COLUMNS)
         self.reads.add(group)
         return table
+
+
+def _parquet(location: str):
+    """A Parquet file at any location `conf.storage` reads (object stores: ranged reads)."""
+    import pyarrow.parquet as pq
+
+    filesystem, path = storage.resolve(location)
+    return pq.ParquetFile(filesystem.open_input_file(path))
 
 
 def collate(rows: list[tuple[np.ndarray, int]], pad_id: int):

@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from conf import Config, redact
+from conf import storage
 from conf.paths import under_root
 from tokenization.dataset import resolve_manifest
 
@@ -40,9 +41,9 @@ def data_location(cfg: Config) -> str:
     return cfg.train.data or under_root(cfg, cfg.tokenize.output)
 
 
-def read_manifest(cfg: Config) -> tuple[Path, dict]:
+def read_manifest(cfg: Config) -> tuple[str, dict]:
     path = resolve_manifest(data_location(cfg))
-    return path, json.loads(path.read_text())
+    return path, json.loads(storage.read_text(path))
 
 
 def job_key(cfg: Config, manifest: dict) -> str:

@@ -116,7 +116,7 @@ def stand_in_batch() -> dict[str, torch.Tensor]:
 class TrainData:
     """The tokenized splits, the tokenizer that made them, and the labels."""
 
-    manifest_path: Path
+    manifest_path: str
     manifest: dict
     splits: dict[str, TokenizedSplit]
     tokenizer: object  # a `tokenizers.Tokenizer`
@@ -126,7 +126,7 @@ class TrainData:
     train_counts: list[int]  # train rows per label id (read once: a scan when the manifest has no stats)
 
     @classmethod
-    def open(cls, manifest_path: Path, manifest: dict) -> TrainData:
+    def open(cls, manifest_path: str, manifest: dict) -> TrainData:
         from tokenizers import Tokenizer
 
         splits = {s: TokenizedSplit.open(manifest_path, s) for s in (TRAIN, VALIDATION, TEST)}

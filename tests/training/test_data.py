@@ -164,3 +164,28 @@ def test_prefetcher_raises_the_producers_error_in_the_consumer():
     with pytest.raises(OSError, match="vanished"):
         next(stream)
     assert next(stream, None) is None
+
+
+def test_ranks_read_their_own_row_groups_from_s3_and_an_older_datasets_files(tmp_path, s3_bucket):
+    from conf import load_config, storage
+
+    load_config()  # the AWS variables alone
+    root = make_dataset(tmp_path, 3000, row_group_size=37, files=3)
+    manifest = json.loads((root / "k1" / "manifest.json").read_text())
+    (root / "k2").mkdir()  # an incremental dataset lists the files it extends as ../<key>/...
+    (root / "k2" / "manifest.json").write_text(json.dumps(
+        {**manifest, "files": {"train": [f"../k1/{rel}" for rel in manifest["files"]["train"]]}}))
+    (root / "LATEST").write_text("k2")
+    storage.upload(str(root), f"s3a://{s3_bucket}/tokenized")
+
+    shards, reads = [], []
+    for rank in range(2):
+        split = TokenizedSplit.open(f"s3a://{s3_bucket}/tokenized", "train")
+        assert split.manifest_path == f"s3a://{s3_bucket}/tokenized/k2/manifest.json"
+        shards.append(_ids(split, rank, 2, epoch=1, seed=7))
+        reads.append(split.reads.bytes)
+    assert sorted(shards[0] + shards[1]) == list(range(3000))
+    assert sum(reads) == split.num_bytes
+    assert max(reads) <= split.num_bytes / 2 + max(g.bytes for g in split.row_groups)
+    local = TokenizedSplit.open(root, "train")
+    assert shards[0] == _ids(local, 0, 2, epoch=1, seed=7)  # the same rows in the same order as on disk
