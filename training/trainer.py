@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -236,9 +235,9 @@ class Trainer:
         if self.env.is_main:
             for manager in (self.ckpt, self.best_ckpt):
                 if self.plan.status == tracking.NEW:  # a new run trains from scratch, so all its steps are in it
-                    shutil.rmtree(manager.root, ignore_errors=True)
-                elif manager.latest() is None:
-                    tracking.fetch_checkpoints(self.plan, manager.root.name, manager.root, manager.is_complete)
+                    manager.clear()
+                elif manager.latest() is None and not manager.remote:  # an object store keeps its own
+                    tracking.fetch_checkpoints(self.plan, manager.name, manager.root, manager.is_complete)
         barrier(self.env)
         latest = self.ckpt.latest()
         if latest is not None:

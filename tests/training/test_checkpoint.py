@@ -107,3 +107,44 @@ def test_files_load_with_weights_only_and_safetensors(tmp_path):
 
 def test_no_checkpoint_means_none(tmp_path):
     assert CheckpointManager(tmp_path / "missing").latest() is None
+
+
+def test_on_s3_a_checkpoint_resumes_bitwise_and_an_unmarked_newer_one_is_skipped_then_pruned(s3_bucket):
+    from conf import load_config, storage
+
+    load_config()  # the AWS variables alone
+    root = f"s3a://{s3_bucket}/run/checkpoints"
+    model, opt, sched = setup()
+    torch.manual_seed(1)
+    train_steps(model, opt, sched, 3)
+    ckpt = CheckpointManager(root, keep_last=2)
+    saved = ckpt.save(3, model, opt, sched, state={"epoch": 0}, rng={"rank0": rng_state()})
+    assert saved == f"{root}/step-000000003" and ckpt.remote
+    expected = train_steps(model, opt, sched, 2)
+
+    torn = f"{root}/step-000000004"  # a crash mid-upload: files, no marker
+    storage.write_bytes(f"{torn}/{MODEL_FILE}", b"half a model")
+    reader = CheckpointManager(root, keep_last=2)  # another process, as after a restart
+    assert reader.latest() == saved
+    model2, opt2, sched2 = setup(seed=5)
+    assert reader.load(reader.latest(), model2, opt2, sched2)["epoch"] == 0
+    assert train_steps(model2, opt2, sched2, 2) == expected  # same RNG, same weights: bitwise
+
+    for step in (5, 6):
+        ckpt.save(step, model, opt, sched)
+    assert [c.rsplit("/", 1)[-1] for c in ckpt.candidates()] == ["step-000000006", "step-000000005"]
+    assert not storage.exists(torn)  # the torn one went once a newer checkpoint was complete
+
+
+def test_on_s3_a_checkpoint_whose_files_do_not_match_the_marker_is_skipped(s3_bucket):
+    from conf import load_config, storage
+
+    load_config()
+    ckpt = CheckpointManager(f"s3a://{s3_bucket}/ck")
+    model, opt, sched = setup()
+    good = ckpt.save(1, model, opt, sched)
+    bad = ckpt.save(2, model, opt, sched)
+    data = bytearray(storage.read_bytes(f"{bad}/{MODEL_FILE}"))
+    data[-10] ^= 0xFF
+    storage.write_bytes(f"{bad}/{MODEL_FILE}", bytes(data))
+    assert CheckpointManager(f"s3a://{s3_bucket}/ck").latest() == good
