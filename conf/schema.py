@@ -432,7 +432,8 @@ class MlflowConfig(Section):
     nobody has decided yet. MLflow writes the value into the model's LICENSE.txt; `other` (a
     custom license) makes it warn that it found no license information."""
     log_checkpoints: bool = True
-    """Copy each checkpoint into the run's artifacts (a restart on another machine resumes from them)."""
+    """Copy each checkpoint into the run's artifacts (a restart on another machine resumes from
+    them). Not done when `train.output_dir` is on an object store, which outlives any node."""
     system_metrics: bool = True
     """Record CPU, memory and GPU use on the training run (MLflow system metrics)."""
     system_metrics_interval: float = Field(5.0, gt=0)

@@ -26,11 +26,10 @@ import contextlib
 import dataclasses
 import io
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from conf import Config, config_dict
+from conf import Config, config_dict, storage
 from conf.schema import model_name_problem
 from spark_jobs import console
 from spark_jobs.stage import StageError, run_stage
@@ -104,7 +103,7 @@ def check_tracking(spark, cfg: Config) -> None:
                          "start `mlflow server` and set mlflow.tracking_uri=http://<host>:5000")
 
 
-def preflight(spark, cfg: Config) -> tuple[Path, dict]:
+def preflight(spark, cfg: Config) -> tuple[str, dict]:
     """Every check that can fail before a process starts."""
     from tokenization.dataset import DataError
     from training.job import read_manifest
@@ -142,7 +141,7 @@ class _StdoutTail(io.TextIOBase):
         return "".join(self.lines)
 
 
-def failure_report(failures: Path, message: str) -> str:
+def failure_report(failures: str, message: str) -> str:
     """Which rank failed and why, root cause first.
 
     A rank that raised wrote its own error file; a rank killed by a signal did not, and
@@ -201,7 +200,7 @@ def launch(cfg: Config, plan, manifest: dict, trial: dict | None = None) -> dict
     from training.train import train_job
 
     failures = job.failures_dir(job.output_dir(cfg, manifest))
-    shutil.rmtree(failures, ignore_errors=True)
+    storage.delete(failures)
     tc = cfg.train
     with captured_output() as tail:
         try:

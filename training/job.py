@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import traceback
-from pathlib import Path
 
 from conf import Config, redact
 from conf import storage
@@ -53,28 +52,28 @@ def job_key(cfg: Config, manifest: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def output_dir(cfg: Config, manifest: dict) -> Path:
-    """`train.output_dir`, else a folder per job under the lakehouse."""
-    return Path(cfg.train.output_dir or under_root(cfg, f"train/{job_key(cfg, manifest)}"))
+def output_dir(cfg: Config, manifest: dict) -> str:
+    """`train.output_dir`, else a folder per job under the lakehouse: a local path or a URI
+    (`s3a://...`; everything in it goes through `conf.storage`)."""
+    return str(cfg.train.output_dir or under_root(cfg, f"train/{job_key(cfg, manifest)}"))
 
 
-def failures_dir(out_dir: Path) -> Path:
-    return out_dir / FAILURES
+def failures_dir(out_dir: str) -> str:
+    return storage.join(str(out_dir), FAILURES)
 
 
-def write_failure(out_dir: Path, rank: int, local_rank: int, exc: BaseException) -> None:
+def write_failure(out_dir: str, rank: int, local_rank: int, exc: BaseException) -> None:
     """This rank's error and traceback, redacted, for the launcher's report."""
     try:
-        folder = failures_dir(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"rank-{rank}.json").write_text(json.dumps({
+        storage.write_text(storage.join(failures_dir(out_dir), f"rank-{rank}.json"), json.dumps({
             "rank": rank, "local_rank": local_rank, "host": socket.gethostname(), "pid": os.getpid(),
             "error": redact(f"{type(exc).__name__}: {exc}"), "traceback": redact(traceback.format_exc()[-8000:])}))
-    except OSError:
+    except (OSError, storage.StorageError):
         pass
 
 
-def read_failures(folder: Path) -> dict[int, dict]:
+def read_failures(folder: str) -> dict[int, dict]:
     """Every failed rank's record in a `failures_dir`, by rank."""
-    records = (json.loads(file.read_text()) for file in sorted(folder.glob("rank-*.json")))
+    names = [n for n in storage.listdir(str(folder)) if n.startswith("rank-") and n.endswith(".json")]
+    records = (json.loads(storage.read_text(storage.join(str(folder), n))) for n in names)
     return {int(info["rank"]): info for info in records}

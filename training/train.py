@@ -22,9 +22,8 @@ the result's status is `pruned`.
 
 from __future__ import annotations
 
-import shutil
 
-from conf import Config
+from conf import Config, storage
 from conf.loader import validate
 from training import job, tracking
 from training.distributed import barrier, broadcast, init_distributed, teardown
@@ -84,7 +83,7 @@ def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str
     if env.is_main:
         tracker.set_tags({TAG_TRIAL_STATE: TRIAL_PRUNED})
         for folder in (job.CHECKPOINTS, job.BEST):
-            shutil.rmtree(out_dir / folder, ignore_errors=True)
+            storage.delete(storage.join(out_dir, folder))
         tracker.delete_checkpoints()
         print(f"{PROGRESS_PREFIX} {reason}", flush=True)
     return {"status": TRIAL_PRUNED, "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "steps": step,

@@ -24,6 +24,7 @@ weights as an uninterrupted one, and logs no step twice.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from conf import Config, redact
+from conf import Config, redact, storage
 from conf.schema import TEST, TRAIN, VALIDATION
 from training import job, tracking
 from training.champion import champion_score_fn
@@ -190,7 +191,7 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
 class Trainer:
     """Model, optimizer, schedule, checkpoints and state for one job on one rank."""
 
-    def __init__(self, cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, data: TrainData, out_dir: Path,
+    def __init__(self, cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, data: TrainData, out_dir: str,
                  reporter: NullReporter | None = None):
         from transformers import get_linear_schedule_with_warmup
 
@@ -214,8 +215,8 @@ class Trainer:
         self.total_steps = math.ceil(self.batches_per_epoch / tc.grad_accum) * tc.epochs
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(tc.warmup_ratio * self.total_steps),
                                                          self.total_steps)
-        self.ckpt = CheckpointManager(out_dir / job.CHECKPOINTS, tc.keep_last)
-        self.best_ckpt = CheckpointManager(out_dir / job.BEST, keep_last=1)
+        self.ckpt = CheckpointManager(storage.join(out_dir, job.CHECKPOINTS), tc.keep_last)
+        self.best_ckpt = CheckpointManager(storage.join(out_dir, job.BEST), keep_last=1)
         self.state = TrainState()
         self.meter = StepMeter(env, tracker, Progress(self.total_steps, 0, tc.epochs))
         tracker.set_tags({TAG_DEFAULTS: tc.defaults_kind})
@@ -347,7 +348,7 @@ class Trainer:
         if self.env.is_main:
             path = manager.save(self.state.step, self.model, self.optimizer, self.scheduler, state=self.state.saved(),
                                 rng={f"rank{r}": s for r, s in enumerate(states)})
-            if self.cfg.mlflow.log_checkpoints:
+            if self.cfg.mlflow.log_checkpoints and not manager.remote:  # on an object store it survives the node
                 self.tracker.log_checkpoint(path)
         barrier(self.env)
         self.meter.restart_clock()
@@ -376,7 +377,7 @@ class Trainer:
         registered, champion = broadcast(self.env, outcome)
         result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
-            (self.out_dir / job.RESULT_FILE).write_text(json.dumps(redact(result, by_key=False), indent=2))
+            storage.write_text(storage.join(self.out_dir, job.RESULT_FILE), json.dumps(redact(result, by_key=False), indent=2))
             self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
         return result
 
@@ -389,7 +390,9 @@ class Trainer:
             tracker.log_dict({"labels": names, "matrix": metrics["confusion_matrix"]},
                              f"eval/confusion_matrix_{split}.json")
             figure = confusion_figure(metrics["confusion_matrix"], names, f"{split} (best checkpoint)")
-            figure.savefig(self.out_dir / f"confusion_matrix_{split}.png")
+            image = io.BytesIO()
+            figure.savefig(image, format="png")
+            storage.write_bytes(storage.join(self.out_dir, f"confusion_matrix_{split}.png"), image.getvalue())
             tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
         tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
         tracker.set_tags({TAG_DEGENERATE: str(check.degenerate).lower(),
@@ -405,7 +408,7 @@ class Trainer:
                                    score)
         return registered, champion
 
-    def result(self, final: dict, degenerate: bool, registered, champion, best_path: Path, reads: list[int]) -> dict:
+    def result(self, final: dict, degenerate: bool, registered, champion, best_path, reads: list[int]) -> dict:
         tc, manifest, train = self.tc, self.data.manifest, self.data.splits[TRAIN]
         return {
             "status": "done", "run_id": self.plan.run_id, "tracking_uri": self.plan.tracking_uri,

@@ -19,8 +19,9 @@ def test_job_key_follows_what_is_trained_not_where_it_reports(tmp_path):
 
 def test_a_jobs_folder_is_named_by_its_key_under_the_lakehouse(tmp_path):
     cfg = _cfg(tmp_path)
-    assert job.output_dir(cfg, MANIFEST) == tmp_path / "train" / job.job_key(cfg, MANIFEST)
-    assert job.output_dir(_cfg(tmp_path, f"train.output_dir={tmp_path / 'x'}"), MANIFEST) == tmp_path / "x"
+    assert job.output_dir(cfg, MANIFEST) == str(tmp_path / "train" / job.job_key(cfg, MANIFEST))
+    assert job.output_dir(_cfg(tmp_path, f"train.output_dir={tmp_path / 'x'}"), MANIFEST) == str(tmp_path / "x")
+    assert job.output_dir(_cfg("s3a://b/lh"), MANIFEST) == f"s3a://b/lh/train/{job.job_key(_cfg('s3a://b/lh'), MANIFEST)}"
 
 
 def test_a_failed_ranks_record_is_read_back_redacted(tmp_path):

@@ -164,3 +164,30 @@ def test_another_registered_model_is_scored_on_this_runs_validation_rows_by_labe
     shuffled = {label: (i + 1) % 4 for label, i in manifest["label_map"].items()}
     assert score_other_model(model, hf, split, ours, shuffled, True, 64, env.device, 32)["examples"] == want["examples"]
     assert score_other_model(model, hf, split, ours, {"x": 0, "y": 1}, True, 64, env.device, 32) is None
+
+
+def test_data_and_checkpoints_on_s3_resume_after_a_crash_bitwise(tokenized_root, tmp_path, s3_bucket, capsys):
+    from safetensors.torch import load as load_bytes
+
+    from conf import storage
+
+    storage.upload(str(tokenized_root / "tokenized"), f"s3a://{s3_bucket}/tokenized")  # the tokenizer stays local
+    on_s3 = (f"train.data=s3a://{s3_bucket}/tokenized", "train.checkpoint_every=7", "mlflow.log_model=false")
+    full = train(_cfg(tokenized_root, f"s3a://{s3_bucket}/full", *on_s3, store=_store(tmp_path / "full")))
+    with pytest.raises(SystemExit):
+        train(_cfg(tokenized_root, f"s3a://{s3_bucket}/crashed", *on_s3, store=_store(tmp_path / "crashed")),
+              stop_after_steps=18)
+    marked = [n for n in storage.listdir(f"s3a://{s3_bucket}/crashed/checkpoints")
+              if storage.is_file(f"s3a://{s3_bucket}/crashed/checkpoints/{n}/COMPLETE")]
+    assert marked == [f"step-{7:09d}", f"step-{14:09d}"]  # 30 steps per epoch: the crash at 18 came after 14
+    capsys.readouterr()
+    resumed = train(_cfg(tokenized_root, f"s3a://{s3_bucket}/crashed", *on_s3, store=_store(tmp_path / "crashed")))
+    assert f"resuming from s3a://{s3_bucket}/crashed/checkpoints/step-{14:09d} (step 14/" in capsys.readouterr().out
+    assert resumed["history"]["loss"] == full["history"]["loss"]
+    assert resumed["best_checkpoint"].startswith(f"s3a://{s3_bucket}/crashed/best/")
+    a = load_bytes(storage.read_bytes(f"{full['best_checkpoint']}/model.safetensors"))
+    b = load_bytes(storage.read_bytes(f"{resumed['best_checkpoint']}/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(storage.read_text(f"s3a://{s3_bucket}/crashed/result.json"))["steps"] == full["steps"]
+    assert storage.is_file(f"s3a://{s3_bucket}/crashed/confusion_matrix_test.png")
+    assert not any(tmp_path.rglob("step-*"))  # nothing of the checkpoints on local disk
