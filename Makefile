@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/tokenization_speed.py
 	$(PY) bench/tokenize_cold.py
 	$(PY) bench/train_cpu.py
+	$(PY) bench/loader_bytes.py
 
 clean-demo:
 	rm -rf lakehouse data spark-warehouse
