@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
 from pyspark.sql.window import Window
 
-from conf import Config
+from conf import Config, storage
 from conf.paths import join_path
 from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
@@ -42,7 +42,7 @@ from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JS
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
 from spark_jobs.normalize import collapse_whitespace, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
-from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
+from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
 STAGE = "clean"
@@ -315,10 +315,10 @@ def quarantine_counts(quarantine: DataFrame) -> dict[str, dict[str, int]]:
 
 def write_report(spark, folder: str, report: dict) -> list[str]:
     """report.json and its images (`data_report.CLEAN_FILES`) into `folder`. -> warnings."""
-    write_text(spark, join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
+    storage.write_text(join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
     images, warnings = report_images(clean_figures, report)
     for name, png in images.items():
-        write_bytes(spark, join_path(folder, name), png)
+        storage.write_bytes(join_path(folder, name), png)
     return warnings
 
 

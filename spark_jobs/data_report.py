@@ -6,7 +6,7 @@
 
     from spark_jobs.data_report import clean_figures, render_png
     for name, figure in clean_figures(report).items():     # {"labels_per_split.png": Figure, ...}
-        write_bytes(spark, join_path(folder, name), render_png(figure))
+        storage.write_bytes(join_path(folder, name), render_png(figure))
 
 The figures are pure functions of the stages' report dicts (clean's `report.json`, tokenize's
 manifest), so they are tested from small hand-written dicts. Each is a `matplotlib.figure.Figure`
@@ -63,7 +63,7 @@ def _figure(width: float, height: float):
 
 
 def render_png(figure) -> bytes:
-    """The figure as PNG bytes (Agg), ready for `spark_jobs.stage.write_bytes`."""
+    """The figure as PNG bytes (Agg), ready for `conf.storage.write_bytes`."""
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=FIGURE_DPI)
     return out.getvalue()

@@ -35,8 +35,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable
 
-from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact
-from conf.paths import is_uri, join_path
+from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact, storage
+from conf.paths import join_path, resolve_root
 from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, SparkProgress, current, verbose_requested
 from spark_jobs.tables import runs_dir
 
@@ -86,28 +86,6 @@ def new_stage_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def write_text(spark, path: str, text: str) -> None:
-    """Write a small text file locally, or through Hadoop's FileSystem for a URI (s3a://, abfss://)."""
-    write_bytes(spark, path, text.encode("utf-8"))
-
-
-def write_bytes(spark, path: str, data: bytes) -> None:
-    """Write a small file (a PNG, a JSON record) locally, or through Hadoop's FileSystem for a URI."""
-    if not is_uri(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    out = fs.create(hpath, True)
-    try:
-        out.write(bytearray(data))
-    finally:
-        out.close()
-
-
 def run_stage(stage: str, argv: list[str] | None,
               body: Callable[[object, Config, str], dict], description: str = "") -> int:
     """Load config, start Spark, run `body(spark, cfg, stage_run_id) -> summary`, report."""
@@ -143,7 +121,7 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
             print(f"{stage}: interrupted (log: {log})", file=sys.stderr, flush=True)
         raise
     # bad input: the log stays in its temporary file, so nothing is written under the lakehouse
-    log = console.keep(lambda path, text: write_text(_active_spark(), path, text),
+    log = console.keep(storage.write_text,
                        publish=failure is None or _unexpected(failure))
     if failure is not None:
         trace = getattr(failure, "lakebert_log", None)
@@ -158,12 +136,6 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
     return EXIT_OK
 
 
-def _active_spark():
-    from pyspark.sql import SparkSession
-
-    return SparkSession.getActiveSession()
-
-
 def _unexpected(exc: BaseException) -> bool:
     """Not a plain StageError: a Java exception, a bug, or a StageError that wraps one."""
     return not isinstance(exc, StageError) or exc.__cause__ is not None
@@ -174,15 +146,22 @@ def write_error_log(spark, cfg: Config, stage: str, stage_run_id: str, exc: Base
     text = redact("".join(traceback.format_exception(exc)))
     path = join_path(runs_dir(cfg, stage, stage_run_id), ERROR_LOG)
     try:
-        if spark is None and is_uri(path):
-            raise OSError("no Spark session to write to a URI")
-        write_text(spark, path, text)
+        storage.write_text(path, text)
         return path
     except Exception:  # noqa: BLE001 - the log must not hide the error it records
         fd, path = tempfile.mkstemp(prefix=f"lakebert-{stage}-{stage_run_id}-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         return path
+
+
+def reach(cfg: Config) -> None:
+    """The lakehouse's store answers, before Spark starts: a wrong endpoint, missing
+    credentials or a missing bucket is one line, not a JVM trace halfway through a stage."""
+    try:
+        storage.check(resolve_root(cfg))
+    except storage.StorageError as exc:
+        raise StageError(str(exc)) from None
 
 
 def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict], spark=None,
@@ -197,6 +176,7 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     stage_run_id = stage_run_id or new_stage_run_id()
     console.activity = stage
     try:
+        reach(cfg)
         spark = spark or get_spark(cfg)
         started = time.perf_counter()  # the stage's own time, after Spark start-up
         with SparkProgress.when_running(spark, console):
@@ -212,6 +192,6 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     if console.log_path:
         summary["log"] = console.log_path
     record_dir = runs_dir(cfg, stage, stage_run_id)
-    write_text(spark, join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
-    write_text(spark, join_path(record_dir, "summary.json"), json.dumps(summary, indent=2))
+    storage.write_text(join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
+    storage.write_text(join_path(record_dir, "summary.json"), json.dumps(summary, indent=2))
     return summary

@@ -66,6 +66,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,13 +76,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
 
-from conf import Config
-from conf.paths import is_uri, join_path, resolve_root, under_root
+from conf import Config, storage
+from conf.paths import join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
 from spark_jobs.console import detail
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, report_dir_in, report_images, tokenize_figures
 from spark_jobs.session import arrow_batch_rows
-from spark_jobs.stage import StageError, run_stage, write_bytes, write_text
+from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import CHANGE_COLUMNS, INSERT, SILVER, resolve_table, runs_dir
 from tokenization import Encoder, TokenizerError, check_matches_model, fingerprint, load_tokenizer, train_wordpiece
 from tokenization import dataset
@@ -289,15 +290,16 @@ def dataset_key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _read_text(spark, path: str) -> str | None:
+def _read_text(path: str) -> str | None:
+    """A small file's text (any location `conf.storage` reads), or None when it does not exist."""
     try:
-        return spark.sparkContext.wholeTextFiles(path).values().first() if is_uri(path) else Path(path).read_text()
-    except Exception:  # noqa: BLE001 - missing means not there
+        return storage.read_text(path)
+    except FileNotFoundError:
         return None
 
 
-def read_manifest(spark, path: str) -> dict | None:
-    text = _read_text(spark, path)
+def read_manifest(path: str) -> dict | None:
+    text = _read_text(path)
     return None if text is None else json.loads(text)
 
 
@@ -307,22 +309,17 @@ def latest_manifest(cfg: Config) -> str | None:
     return None if manifest is None else str(manifest)
 
 
-def latest_dataset(spark, root: str) -> tuple[str, dict] | None:
+def latest_dataset(root: str) -> tuple[str, dict] | None:
     """(key, manifest) of the dataset that `<root>/LATEST` names, when it is complete."""
-    key = _read_text(spark, join_path(root, LATEST))
+    key = _read_text(join_path(root, LATEST))
     if not key or not key.strip():
         return None
-    manifest = read_manifest(spark, join_path(root, key.strip(), MANIFEST))
+    manifest = read_manifest(join_path(root, key.strip(), MANIFEST))
     return None if manifest is None else (key.strip(), manifest)
 
 
-def _publish_latest(spark, root: str, key: str) -> None:
-    if is_uri(root):
-        write_text(spark, join_path(root, LATEST), key)
-        return
-    tmp = Path(root) / f".{LATEST}.{uuid.uuid4().hex}"
-    tmp.write_text(key)
-    os.replace(tmp, Path(root) / LATEST)  # atomic on POSIX filesystems
+def _publish_latest(root: str, key: str) -> None:
+    storage.write_text(join_path(root, LATEST), key)  # whole: a local file is renamed into place
 
 
 def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
@@ -354,66 +351,76 @@ def _trained_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
     per settings and reused by later silver versions of the same table, or, with
     `tokenize.retrain_tokenizer`, once per silver version."""
     tc = cfg.tokenize
-    if is_uri(resolve_root(cfg)):
-        raise StageError("training a tokenizer saves it under lakehouse.root, which must be a local "
-                         "or mounted path (e.g. /dbfs, /Volumes); or set tokenize.tokenizer to a trained one")
-    trained = Path(resolve_root(cfg)) / TRAINED_TOKENIZERS
+    trained = join_path(resolve_root(cfg), TRAINED_TOKENIZERS)
     training = {"table": str(silver), "delta_version": version, "vocab_size": tc.vocab_size,
                 "lowercase": tc.lowercase, "min_frequency": tc.min_frequency,
                 "train_sample_rows": tc.train_sample_rows}
     if not tc.retrain_tokenizer:
         reusable = _reusable_tokenizer(trained, training)
         if reusable is not None:
-            return load_tokenizer(str(reusable)), json.loads((reusable / TRAINING_FILE).read_text())
+            return load_tokenizer(reusable[0]), reusable[1]
     # Trained once per silver version and settings, then reused: the WordPiece trainer is not
     # deterministic (huggingface/tokenizers#1794), so retraining could change the ids.
     key = dataset_key(str(silver), str(version), str(tc.vocab_size), str(tc.lowercase), str(tc.min_frequency),
                       str(tc.train_sample_rows))
-    out = trained / f"wordpiece-{key}"
-    if not (out / TOKENIZER_FILE).is_file():
+    out = join_path(trained, f"wordpiece-{key}")
+    if not storage.is_file(join_path(out, TOKENIZER_FILE)):
         train = silver_df.where(F.col("split") == TRAIN)
         texts = (r["text"] for r in train.orderBy("doc_id").limit(tc.train_sample_rows).select("text").toLocalIterator())
         first = next(texts, None)
         if first is None:
             raise StageError(f"the train split of {silver} (version {version}) is empty; run `lakebert clean` first")
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
-        train_wordpiece(itertools.chain([first], texts), tmp, tc.vocab_size, tc.lowercase, tc.min_frequency)
-        (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2))
-        tmp.rename(out)  # another run may have won the race; both trained the same thing
-    return load_tokenizer(str(out)), training
+        with tempfile.TemporaryDirectory(prefix="lakebert-tokenizer-") as tmp:
+            local = Path(tmp) / "tokenizer"
+            train_wordpiece(itertools.chain([first], texts), local, tc.vocab_size, tc.lowercase, tc.min_frequency)
+            (local / TRAINING_FILE).write_text(json.dumps(training, indent=2))
+            _publish_tokenizer(local, out)
+    return load_tokenizer(out), training
 
 
-def _reusable_tokenizer(trained: Path, training: dict) -> Path | None:
+def _publish_tokenizer(local: Path, out: str) -> None:
+    """A trained tokenizer's folder into place; it counts once its TOKENIZER_FILE is there. Another
+    run may have won the race: both trained the same thing."""
+    if storage.is_local(out):
+        target = Path(storage.local_path(out))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        shutil.copytree(local, staged)
+        try:
+            staged.rename(target)  # atomic on POSIX filesystems
+        except OSError:  # the race's winner is in place
+            shutil.rmtree(staged, ignore_errors=True)
+        return
+    for file in sorted(local.iterdir(), key=lambda f: f.name == TOKENIZER_FILE):  # TOKENIZER_FILE last
+        storage.write_bytes(join_path(out, file.name), file.read_bytes())
+
+
+def _reusable_tokenizer(trained: str, training: dict) -> tuple[str, dict] | None:
     """The first tokenizer trained with the same table and settings (on a silver version at or
-    before this one), or None: every later version gets the same ids."""
+    before this one), and how it was trained, or None: every later version gets the same ids."""
     def settings(t: dict) -> dict:
         return {k: v for k, v in t.items() if k != "delta_version"}
 
     found = []
-    for meta in trained.glob(f"wordpiece-*/{TRAINING_FILE}"):
+    for name in storage.listdir(trained):
+        folder = join_path(trained, name)
+        if not name.startswith("wordpiece-") or not storage.is_file(join_path(folder, TOKENIZER_FILE)):
+            continue
         try:
-            other = json.loads(meta.read_text())
-        except (OSError, json.JSONDecodeError):
+            other = json.loads(_read_text(join_path(folder, TRAINING_FILE)) or "")
+        except json.JSONDecodeError:
             continue
         if settings(other) == settings(training) and other.get("delta_version", 1 << 62) <= training["delta_version"]:
-            found.append((other["delta_version"], meta.parent))
-    return min(found)[1] if found else None
+            found.append((other["delta_version"], folder, other))
+    if not found:
+        return None
+    _, folder, other = min(found, key=lambda f: (f[0], f[1]))
+    return folder, other
 
 
-def list_files(spark, folder: str, sub: str) -> list[str]:
+def list_files(folder: str, sub: str) -> list[str]:
     """The Parquet files under `<folder>/<sub>`, relative to `folder`, sorted."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(join_path(folder, sub))
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(path):
-        return []
-    listing = fs.listFiles(path, True)
-    names = []
-    while listing.hasNext():
-        name = listing.next().getPath().toString()
-        if name.endswith(".parquet"):
-            names.append(name[name.rindex(f"/{sub}/") + 1:])
-    return sorted(names)
+    return [f"{sub}/{rel}" for rel in storage.files_under(join_path(folder, sub)) if rel.endswith(".parquet")]
 
 
 def by_split(files: list[str]) -> dict[str, list[str]]:
@@ -493,13 +500,13 @@ class TokenizeRun:
          .parquet(join_path(folder, DATA_DIR)))
         (kept.select(F.col(KEY)["h1"].alias("h1"), F.col(KEY)["h2"].alias("h2"), RANK)
          .write.mode("overwrite").parquet(join_path(folder, KEYS_DIR)))
-        files = list_files(self.spark, folder, DATA_DIR)
+        files = list_files(folder, DATA_DIR)
         counted = sum(s["rows"] for s in self.counted[0].values())
         on_disk = self.spark.read.parquet(*(join_path(folder, f) for f in files)).count() if files else 0
         if on_disk != counted:
             raise StageError(f"counted {counted} rows to write but the written files hold {on_disk}; "
                              "no manifest written")
-        return by_split(files), list_files(self.spark, folder, KEYS_DIR)
+        return by_split(files), list_files(folder, KEYS_DIR)
 
 
 def read_keys(spark, root: str, key: str, manifest: dict) -> DataFrame:
@@ -575,7 +582,7 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     version, history = silver_state(spark, silver, tc.silver_version)
     silver_df = silver.read(spark, version)
     root = output_root(cfg)
-    previous = latest_dataset(spark, root)
+    previous = latest_dataset(root)
     tokenizer, tokenizer_model, training = resolve_tokenizer(cfg, silver, silver_df, version)
     if tc.max_length > tokenizer.model_max_length:
         raise StageError(f"tokenize.max_length={tc.max_length} is larger than the model allows "
@@ -590,9 +597,9 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     base = {"manifest": manifest_path, "silver_version": version, "tokenizer_fingerprint": tok_fp,
             "tables": {"silver": str(silver)}}
 
-    done = read_manifest(spark, manifest_path)
+    done = read_manifest(manifest_path)
     if done is not None:
-        _publish_latest(spark, root, key)
+        _publish_latest(root, key)
         return {"status": "up_to_date", "rows": done["rows"], **base}
 
     new_rows, inserted, why_full = incremental_rows(spark, silver, version, tok_fp, previous)
@@ -658,8 +665,7 @@ def publish(spark, cfg: Config, stage_run_id: str, run: TokenizeRun, folder: str
         }
         with ThreadPoolExecutor(1) as pool:  # matplotlib draws while the JVM writes
             drawing = pool.submit(report_images, tokenize_figures, manifest)
-            if not is_uri(folder):
-                shutil.rmtree(folder, ignore_errors=True)  # the leftovers of a crashed run
+            storage.delete(folder)  # the leftovers of a crashed run
             files, keys = run.write(folder)
             images, warnings = drawing.result()
         tokenized = run.tokenized
@@ -671,10 +677,10 @@ def publish(spark, cfg: Config, stage_run_id: str, run: TokenizeRun, folder: str
               f"{old['rows']:,} of dataset {old_key} (version {old['source']['delta_version']})", flush=True)
     manifest.update(files=files, keys=keys)
     for name, png in images.items():
-        write_bytes(spark, join_path(report_dir, name), png)
+        storage.write_bytes(join_path(report_dir, name), png)
     print(f"tokenize: data report in {report_dir}: {', '.join(TOKENIZE_FILES)}", flush=True)
-    write_text(spark, join_path(folder, MANIFEST), json.dumps(manifest, indent=2))  # the dataset exists from here on
-    _publish_latest(spark, root, key)
+    storage.write_text(join_path(folder, MANIFEST), json.dumps(manifest, indent=2))  # the dataset exists from here on
+    _publish_latest(root, key)
     warnings += data_warnings(manifest, cfg.train.class_weights)
     for line in warnings:
         print(f"tokenize: warning: {line}", flush=True)

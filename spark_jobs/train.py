@@ -27,7 +27,6 @@ import dataclasses
 import io
 import re
 import sys
-from pathlib import Path
 
 from conf import Config, config_dict, storage
 from conf.schema import model_name_problem
@@ -112,8 +111,8 @@ def preflight(spark, cfg: Config) -> tuple[str, dict]:
         manifest_path, manifest = read_manifest(cfg)
     except DataError as exc:
         raise StageError(str(exc)) from None
-    tokenizer = Path(manifest.get("tokenizer_path", ""))
-    if not tokenizer.exists():
+    tokenizer = manifest.get("tokenizer_path", "")
+    if not tokenizer or not storage.exists(tokenizer):
         raise StageError(f"{manifest_path} names tokenizer {tokenizer}, which does not exist")
     check_model(cfg)
     check_tokenizer_matches_model(cfg, str(tokenizer))

@@ -21,12 +21,15 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from conf import storage
 from conf.schema import looks_like_path
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -73,7 +76,9 @@ def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
     """From a Hugging Face `save_pretrained` directory, a `tokenizer.json` file, or a hub name."""
     from tokenizers import Tokenizer
 
-    path = Path(name_or_path)
+    if not storage.is_local(name_or_path):  # an object store: a local copy, recorded as its URI
+        return _load_remote(name_or_path)
+    path = Path(storage.local_path(name_or_path))
     if path.is_file():
         files = {path.name: path.read_bytes()}
         return LoadedTokenizer(_parse(Tokenizer.from_str, files[path.name].decode(), path), str(path), files,
@@ -88,6 +93,38 @@ def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
     if looks_like_path(name_or_path):
         raise TokenizerError(f"tokenizer path {name_or_path} does not exist")
     return _load_from_hub(name_or_path)
+
+
+def _load_remote(location: str) -> LoadedTokenizer:
+    return replace(load_tokenizer(local_tokenizer_path(location)), path=location)
+
+
+def local_tokenizer_path(location: str) -> str:
+    """A tokenizer folder or file as a local path: itself when local; for one on an object store
+    (`s3a://.../tokenizers/wordpiece-<key>`), a copy made once in a local cache. A trained
+    tokenizer's folder never changes once complete, so the copy stays valid."""
+    if storage.is_local(location):
+        return storage.local_path(location)
+    cache = Path(tempfile.gettempdir()) / "lakebert-tokenizers"
+    local = cache / hashlib.sha256(location.encode()).hexdigest()[:16] / location.rstrip("/").rsplit("/", 1)[-1]
+    if not local.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=".staged-", dir=cache))
+        try:
+            if storage.is_file(location):
+                (staged / local.name).write_bytes(storage.read_bytes(location))
+            elif storage.is_file(storage.join(location, TOKENIZER_FILE)):
+                storage.download(location, str(staged / local.name))
+            else:
+                raise TokenizerError(f"tokenizer path {location} does not exist (or has no {TOKENIZER_FILE})")
+            local.parent.mkdir(exist_ok=True)
+            try:
+                (staged / local.name).rename(local)
+            except OSError:  # another process put the same copy in place
+                pass
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return str(local)
 
 
 def _parse(parse, text: str, path: Path):

@@ -365,7 +365,9 @@ class MlflowTracker(NullTracker):
         active = self.mlflow.active_run()
         if active is None or active.info.run_id != self.run_id:  # log_model writes into the active run
             raise RuntimeError(f"MLflow's active run is {active and active.info.run_id}, not this job's {self.run_id}")
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        from tokenization.tokenizer import local_tokenizer_path
+
+        tokenizer = AutoTokenizer.from_pretrained(local_tokenizer_path(tokenizer_path))
         tokenizer.truncation_side = truncation_side
         name = cfg.mlflow.registered_model
         info = self.mlflow.transformers.log_model(

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from conf import Config, redact, storage
 from conf.schema import TEST, TRAIN, VALIDATION
 from training import job, tracking
+from tokenization.tokenizer import local_tokenizer_path
 from training.champion import champion_score_fn
 from training.checkpoint import CheckpointManager, rng_state
 from training.confusion import is_better
@@ -130,7 +131,7 @@ class TrainData:
         from tokenizers import Tokenizer
 
         splits = {s: TokenizedSplit.open(manifest_path, s) for s in (TRAIN, VALIDATION, TEST)}
-        path = Path(manifest["tokenizer_path"])
+        path = Path(local_tokenizer_path(manifest["tokenizer_path"]))  # a local copy when on an object store
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
         pad = tokenizer.token_to_id("[PAD]")
         names = [label for label, _ in sorted(manifest["label_map"].items(), key=lambda kv: kv[1])]

@@ -134,3 +134,23 @@ def test_stage_help_lists_the_keys_it_reads_with_defaults_and_meanings_from_the_
     assert f"tokenize.max_length 128 {meaning}" in lines
     assert "train.model tiny" in lines  # tokenizer=auto follows the model
     assert "train.lr" not in lines and "score.source" not in lines  # keys tokenize never reads
+
+
+@pytest.mark.parametrize("problem", ["wrong endpoint", "no credentials", "no bucket"])
+def test_an_unreachable_object_store_is_one_line_before_spark_starts(s3_bucket, monkeypatch, tmp_path, problem):
+    from spark_jobs.stage import EXIT_INPUT
+
+    bucket = s3_bucket
+    if problem == "wrong endpoint":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    elif problem == "no credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    else:
+        bucket = "no-such-bucket"
+    proc = _run([*LAKEBERT, "ingest", "--set", f"lakehouse.root=s3a://{bucket}/lh", "--set", "ingest.source=x.csv"])
+    expected = {"wrong endpoint": "the S3 endpoint 127.0.0.1:9 does not answer", "no credentials": "no S3 credentials",
+                "no bucket": "the bucket 'no-such-bucket' does not exist"}[problem]
+    assert proc.returncode == EXIT_INPUT and expected in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Spark" not in proc.stdout + proc.stderr and "lakebert-test-secret-value" not in proc.stdout + proc.stderr

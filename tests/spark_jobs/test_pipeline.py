@@ -61,3 +61,53 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_
 def test_run_without_a_source_is_a_clear_error(spark, tmp_path):
     with pytest.raises(StageError, match="ingest.source is not set"):
         pipeline(spark, make_config(tmp_path / "lh"), "r")
+
+
+def test_run_with_the_lakehouse_on_s3_and_only_the_aws_variables_keeps_nothing_on_local_disk(tmp_path, s3_bucket):
+    """`lakebert run` as a user starts it: a new process, `lakehouse.root=s3a://...`, the AWS
+    variables set, a real S3-compatible server; the MLflow store is local (sqlite)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlflow
+    import pandas as pd
+
+    from conf import storage
+    from tests.conftest import S3_TEST_KEYS, TEST_SPARK
+
+    src = write_sample(tmp_path / "data", n_docs=600, seed=4)
+    root = f"s3a://{s3_bucket}/lh"
+    store = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    (tmp_path / "mlflow").mkdir()
+    sets = [*TEST_SPARK, f"lakehouse.root={root}", f"ingest.source={src}", "ingest.id_column=id",
+            "tokenize.vocab_size=800", "tokenize.max_length=48", "train.epochs=2", "train.batch_size=16",
+            f"mlflow.tracking_uri={store}", "mlflow.system_metrics=false"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    proc = subprocess.run([sys.executable, "-m", "spark_jobs.cli", "run", *(a for s in sets for a in ("--set", s))],
+                          cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["registered_model"]["version"] == "1"
+    assert S3_TEST_KEYS["AWS_SECRET_ACCESS_KEY"] not in proc.stdout + proc.stderr
+
+    on_s3 = set(storage.listdir(root))
+    assert {"bronze", "silver", "quarantine", "tokenized", "tokenizers", "train", "_runs"} <= on_s3, on_s3
+    manifest = json.loads(storage.read_text(f"{root}/tokenized/{storage.read_text(f'{root}/tokenized/LATEST')}"
+                                            "/manifest.json"))
+    assert manifest["tokenizer_path"].startswith(f"{root}/tokenizers/wordpiece-")
+    job = storage.listdir(f"{root}/train")
+    assert len(job) == 1 and storage.listdir(f"{root}/train/{job[0]}/checkpoints")
+    # nothing of the lakehouse on local disk: only the source data and the local MLflow store
+    assert {p.name for p in tmp_path.iterdir()} == {"data", "mlflow"}
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("_delta_log"))
+
+    mlflow.set_tracking_uri(store)
+    try:
+        model = mlflow.pyfunc.load_model("models:/lakebert-classifier/1")
+        predicted = model.predict(pd.DataFrame({"text": ["markets rallied as the central bank cut rates"]}))
+        assert len(predicted) == 1
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -114,7 +114,7 @@ def test_training_reads_the_output_through_latest(tokenized):
 
     cfg, summary, manifest = tokenized
     split = TokenizedSplit.open(output_root(cfg), "train")  # the tokenized root: LATEST is followed
-    assert split.manifest_path == Path(summary["manifest"])
+    assert split.manifest_path == summary["manifest"]
     rows = list(split.rows(0, 1))
     assert len(rows) == split.num_rows == manifest["splits"]["train"]["rows"]
     assert all(len(ids) <= 64 and 0 <= label < 4 for ids, label in rows)

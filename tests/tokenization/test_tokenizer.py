@@ -435,3 +435,18 @@ def test_precut_can_be_turned_off_and_gives_the_same_output(trained, docs):
     for a, b in zip(on.encode(texts), off.encode(texts)):
         assert a.dtype == b.dtype and a.tolist() == b.tolist()
     assert on.n_precut > 0 and off.n_precut == 0
+
+
+def test_a_tokenizer_on_s3_loads_from_a_local_copy_and_keeps_its_uri(tok_dir, s3_bucket):
+    from conf import load_config, storage
+    from tokenization.tokenizer import local_tokenizer_path
+
+    load_config()  # the AWS variables alone
+    uri = f"s3a://{s3_bucket}/lh/tokenizers/wordpiece-x"
+    storage.upload(str(tok_dir), uri)
+    remote, local = load_tokenizer(uri), load_tokenizer(str(tok_dir))
+    assert remote.path == uri and remote.files == local.files
+    copy = Path(local_tokenizer_path(uri))
+    assert copy.is_dir() and copy != Path(tok_dir) and local_tokenizer_path(uri) == str(copy)  # one copy, reused
+    with pytest.raises(TokenizerError, match=f"tokenizer path s3a://{s3_bucket}/lh/none does not exist"):
+        load_tokenizer(f"s3a://{s3_bucket}/lh/none")
