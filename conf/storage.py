@@ -31,6 +31,7 @@ S3_SCHEMES = ("s3a", "s3", "s3n")
 AZURE_SCHEMES = ("abfs", "abfss")
 # `spark.hadoop.fs.s3a.*` settings the Python side honours too (the JVM reads all of them).
 S3A_PREFIX = "spark.hadoop.fs.s3a."
+AZURE_KEY_PREFIX = "spark.hadoop.fs.azure.account.key."
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
 CONNECT_TIMEOUT_S = 5.0  # a wrong endpoint fails in seconds, not after the SDK's retries
 
@@ -45,8 +46,12 @@ _lock = threading.Lock()
 
 
 def configure(cfg) -> None:
-    """Take the `spark.hadoop.fs.s3a.*` settings of `cfg.spark.conf` (they win over the AWS variables)."""
-    settings = {k[len(S3A_PREFIX):]: str(v) for k, v in (cfg.spark.conf or {}).items() if k.startswith(S3A_PREFIX)}
+    """Take the `spark.hadoop.fs.s3a.*` settings of `cfg.spark.conf` (they win over the AWS
+    variables) and its ADLS account keys (`spark.hadoop.fs.azure.account.key.<account>.dfs...`)."""
+    conf = cfg.spark.conf or {}
+    settings = {k[len(S3A_PREFIX):]: str(v) for k, v in conf.items() if k.startswith(S3A_PREFIX)}
+    settings.update({f"azure:{k[len(AZURE_KEY_PREFIX):].split('.')[0]}": str(v) for k, v in conf.items()
+                     if k.startswith(AZURE_KEY_PREFIX)})
     with _lock:
         if settings != _settings:
             _settings.clear()
@@ -91,7 +96,8 @@ def join(location: str, *parts: str) -> str:
 
 
 def parent(location: str) -> str:
-    return location.rstrip("/").rsplit("/", 1)[0]
+    stripped = location.rstrip("/")
+    return stripped.rsplit("/", 1)[0] if "/" in stripped else "."  # a bare local name: the current folder
 
 
 def s3_options() -> dict:
@@ -118,26 +124,64 @@ def _filesystem(scheme: str, netloc: str):
     from pyarrow import fs
 
     options = s3_options() if scheme in S3_SCHEMES else {}
+    if scheme in S3_SCHEMES and "region" not in options and "endpoint_override" not in options:
+        region = _bucket_region(netloc)  # as S3A does: the bucket's own region
+        if region:
+            options["region"] = region
     key = (scheme, netloc if scheme in AZURE_SCHEMES + ("hdfs",) else "", tuple(sorted(options.items())))
     with _lock:  # one filesystem per scheme and settings (the AWS variables may change, as in tests)
         cached = _filesystems.get(key)
     if cached is not None:
         return cached
-    if scheme in S3_SCHEMES:
-        made = fs.S3FileSystem(**options)
-    elif scheme == "gs":
-        made = fs.GcsFileSystem()
-    elif scheme in AZURE_SCHEMES:  # abfss://container@account.dfs.core.windows.net/path
-        made = fs.AzureFileSystem(account_name=netloc.split("@")[-1].split(".")[0])
-    elif scheme == "hdfs":
-        host, _, port = netloc.partition(":")
-        made = fs.HadoopFileSystem(host or "default", int(port or 0))
-    else:
-        raise StorageError(f"lakebert cannot read or write {redact(scheme)}:// locations outside Spark "
-                           f"(have: local paths, file:, s3a://, s3://, gs://, abfss://, hdfs://, dbfs:/)")
+    try:
+        if scheme in S3_SCHEMES:
+            made = fs.S3FileSystem(**options)
+        elif scheme == "gs":  # Google's default credentials (GOOGLE_APPLICATION_CREDENTIALS, the VM's account)
+            made = fs.GcsFileSystem()
+        elif scheme in AZURE_SCHEMES:  # abfss://container@account.dfs.core.windows.net/path
+            account = netloc.split("@")[-1].split(".")[0]
+            key_setting = _settings.get(f"azure:{account}")
+            made = fs.AzureFileSystem(account_name=account, **({"account_key": key_setting} if key_setting else {}))
+        elif scheme == "hdfs":
+            _hadoop_classpath()
+            host, _, port = netloc.partition(":")
+            made = fs.HadoopFileSystem(host or "default", int(port or 0))
+        else:
+            raise StorageError(f"lakebert cannot read or write {redact(scheme)}:// locations outside Spark "
+                               f"(have: local paths, file:, s3a://, s3://, gs://, abfss://, hdfs://, dbfs:/)")
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow without the filesystem, no libhdfs, bad settings
+        raise _failed("open", f"{scheme}://{netloc}", exc) from None
     with _lock:
         _filesystems[key] = made
     return made
+
+
+def _bucket_region(bucket: str) -> str | None:
+    """The bucket's region (one unsigned HEAD), or None to let the SDK choose."""
+    from pyarrow import fs
+
+    if not bucket:
+        return None
+    try:
+        return fs.resolve_s3_region(bucket)
+    except Exception:  # noqa: BLE001 - no network to AWS, or no such bucket: check() says which
+        return None
+
+
+def _hadoop_classpath() -> None:
+    """pyarrow's HDFS client runs libhdfs in a JVM that needs Hadoop's jars on CLASSPATH: take
+    them from `hadoop classpath --glob` when HADOOP_HOME is set and CLASSPATH is not."""
+    import subprocess
+
+    home = os.environ.get("HADOOP_HOME")
+    if os.environ.get("CLASSPATH") or not home:
+        return
+    found = subprocess.run([os.path.join(home, "bin", "hadoop"), "classpath", "--glob"], capture_output=True,
+                           text=True, timeout=60)
+    if found.returncode == 0:
+        os.environ["CLASSPATH"] = found.stdout.strip()
 
 
 def resolve(location: str):
@@ -202,6 +246,20 @@ def is_file(location: str) -> bool:
         return filesystem.get_file_info(path).type == fs.FileType.File
     except OSError as exc:
         raise _failed("read", location, exc) from None
+
+
+def stat(location: str) -> tuple[int | None, float | None]:
+    """(size in bytes, modification time) of a file; FileNotFoundError when it does not exist."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    try:
+        info = filesystem.get_file_info(path)
+    except OSError as exc:
+        raise _failed("read", location, exc) from None
+    if info.type != fs.FileType.File:
+        raise FileNotFoundError(location)
+    return info.size, info.mtime.timestamp() if info.mtime else None
 
 
 def read_bytes(location: str) -> bytes:
@@ -317,13 +375,15 @@ def has_s3_credentials() -> bool:
 def check(location: str) -> None:
     """Reach `location` (list it) now, so a wrong endpoint, missing credentials or a missing
     bucket is a one-line error before any work, not a stack trace halfway through a stage.
-    An S3-compatible server (a set endpoint) without credentials is an error at once: it has no
-    instance roles, and many accept anonymous requests where the JVM's S3A would not."""
+    An S3-compatible server (an endpoint outside amazonaws.com) without credentials is an error
+    at once: it has no instance roles, and many accept anonymous requests where S3A would not."""
     if is_local(location):
         return
     from pyarrow import fs
 
-    if scheme_of(location) in S3_SCHEMES and "endpoint_override" in s3_options() and not has_s3_credentials():
+    endpoint = s3_options().get("endpoint_override", "")
+    if (scheme_of(location) in S3_SCHEMES and endpoint and not endpoint.split(":")[0].endswith(".amazonaws.com")
+            and not has_s3_credentials()):
         raise StorageError(f"cannot reach {redact(location)}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
                            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or spark.conf's spark.hadoop.fs.s3a.access.key/"
                            "secret.key)")

@@ -88,7 +88,7 @@ def s3a_settings(cfg: Config) -> dict[str, str]:
 
     prefix, derived = "spark.hadoop.fs.s3a.", {"spark.hadoop.fs.s3.impl": S3A_FILESYSTEM}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:  # an S3-compatible server: path-style addressing, TLS as the URL says
+    if endpoint and f"{prefix}endpoint" not in cfg.spark.conf:  # an S3-compatible server: path-style, TLS as the URL says
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         derived.update({f"{prefix}endpoint": endpoint, f"{prefix}path.style.access": "true",
                         f"{prefix}connection.ssl.enabled": str(parsed.scheme == "https").lower()})
@@ -139,8 +139,9 @@ def get_spark(cfg: Config):
     from delta import configure_spark_with_delta_pip
 
     packages, excludes = s3_packages() if s3 else ([], None)
-    if excludes:
-        builder = builder.config("spark.jars.excludes", excludes)
+    if excludes:  # beside the user's own, if any
+        own = cfg.spark.conf.get("spark.jars.excludes")
+        builder = builder.config("spark.jars.excludes", f"{own},{excludes}" if own else excludes)
     spark = configure_spark_with_delta_pip(builder, extra_packages=packages).getOrCreate()
     # A command's run log keeps Spark's warnings (the console never shows them unless --verbose);
     # a notebook or a library caller would see them inline, so it gets errors only.

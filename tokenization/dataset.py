@@ -17,6 +17,7 @@ dataset folder must not be deleted while a newer one lists its files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from conf import storage
@@ -46,6 +47,8 @@ def latest_manifest(root: str | Path) -> str | None:
 def resolve_manifest(location: str | Path) -> str:
     """A manifest.json, a dataset folder holding one, or a tokenized root with a LATEST pointer."""
     location = str(location)
+    if storage.is_local(location):  # absolute: the manifest's files are found beside it
+        location = os.path.abspath(storage.local_path(location))
     if storage.is_file(location):
         return location
     if storage.is_file(storage.join(location, MANIFEST)):

@@ -101,22 +101,28 @@ def _load_remote(location: str) -> LoadedTokenizer:
 
 def local_tokenizer_path(location: str) -> str:
     """A tokenizer folder or file as a local path: itself when local; for one on an object store
-    (`s3a://.../tokenizers/wordpiece-<key>`), a copy made once in a local cache. A trained
-    tokenizer's folder never changes once complete, so the copy stays valid."""
+    (`s3a://.../tokenizers/wordpiece-<key>`), a copy in this user's local cache, made again only
+    when its defining file's size or time changes."""
     if storage.is_local(location):
         return storage.local_path(location)
-    cache = Path(tempfile.gettempdir()) / "lakebert-tokenizers"
-    local = cache / hashlib.sha256(location.encode()).hexdigest()[:16] / location.rstrip("/").rsplit("/", 1)[-1]
+    import getpass
+
+    single = storage.is_file(location)
+    try:  # the copy is keyed by the defining file's size and time too: a replaced tokenizer is fetched again
+        size, mtime = storage.stat(location if single else storage.join(location, TOKENIZER_FILE))
+    except FileNotFoundError:
+        raise TokenizerError(f"tokenizer path {location} does not exist (or has no {TOKENIZER_FILE})") from None
+    cache = Path(tempfile.gettempdir()) / f"lakebert-tokenizers-{getpass.getuser()}"  # this user's own
+    key = hashlib.sha256(f"{location}\0{size}\0{mtime}".encode()).hexdigest()[:16]
+    local = cache / key / location.rstrip("/").rsplit("/", 1)[-1]
     if not local.exists():
-        cache.mkdir(parents=True, exist_ok=True)
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=".staged-", dir=cache))
         try:
-            if storage.is_file(location):
+            if single:
                 (staged / local.name).write_bytes(storage.read_bytes(location))
-            elif storage.is_file(storage.join(location, TOKENIZER_FILE)):
-                storage.download(location, str(staged / local.name))
             else:
-                raise TokenizerError(f"tokenizer path {location} does not exist (or has no {TOKENIZER_FILE})")
+                storage.download(location, str(staged / local.name))
             local.parent.mkdir(exist_ok=True)
             try:
                 (staged / local.name).rename(local)

@@ -93,6 +93,9 @@ class CheckpointManager:
             with tempfile.TemporaryDirectory(prefix="lakebert-ckpt-") as tmp:
                 hashes = self._write(Path(tmp), step, model, optimizer, scheduler, state, rng)
                 final = self.path(step)
+                if self._fetched is not None and self._fetched[0] == final:  # our copy of it is about to be stale
+                    self._fetched[1].cleanup()
+                    self._fetched = None
                 storage.delete(storage.join(final, COMPLETE))  # a replayed step: unmarked before it changes
                 storage.delete(final)
                 for name in hashes:

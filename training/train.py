@@ -83,7 +83,10 @@ def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str
     if env.is_main:
         tracker.set_tags({TAG_TRIAL_STATE: TRIAL_PRUNED})
         for folder in (job.CHECKPOINTS, job.BEST):
-            storage.delete(storage.join(out_dir, folder))
+            try:
+                storage.delete(storage.join(out_dir, folder))
+            except storage.StorageError as exc:  # a leftover never fails the trial
+                print(f"{PROGRESS_PREFIX} warning: {exc}", flush=True)
         tracker.delete_checkpoints()
         print(f"{PROGRESS_PREFIX} {reason}", flush=True)
     return {"status": TRIAL_PRUNED, "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "steps": step,

@@ -238,7 +238,7 @@ class Trainer:
             for manager in (self.ckpt, self.best_ckpt):
                 if self.plan.status == tracking.NEW:  # a new run trains from scratch, so all its steps are in it
                     manager.clear()
-                elif manager.latest() is None and not manager.remote:  # an object store keeps its own
+                elif not manager.remote and manager.latest() is None:  # an object store keeps its own
                     tracking.fetch_checkpoints(self.plan, manager.name, manager.root, manager.is_complete)
         barrier(self.env)
         latest = self.ckpt.latest()

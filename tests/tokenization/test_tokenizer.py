@@ -450,3 +450,16 @@ def test_a_tokenizer_on_s3_loads_from_a_local_copy_and_keeps_its_uri(tok_dir, s3
     assert copy.is_dir() and copy != Path(tok_dir) and local_tokenizer_path(uri) == str(copy)  # one copy, reused
     with pytest.raises(TokenizerError, match=f"tokenizer path s3a://{s3_bucket}/lh/none does not exist"):
         load_tokenizer(f"s3a://{s3_bucket}/lh/none")
+
+
+def test_a_tokenizer_replaced_on_s3_is_fetched_again(tok_dir, tmp_path, s3_bucket):
+    from conf import load_config, storage
+
+    load_config()
+    uri = f"s3a://{s3_bucket}/tok"
+    storage.upload(str(tok_dir), uri)
+    first = load_tokenizer(uri)
+    other = train_wordpiece(_texts(300, seed=5), tmp_path / "other", vocab_size=300)
+    storage.upload(str(other), uri)  # the same URI, other files
+    again = load_tokenizer(uri)
+    assert again.files["tokenizer.json"] == (other / "tokenizer.json").read_bytes() != first.files["tokenizer.json"]

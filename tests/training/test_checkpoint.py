@@ -148,3 +148,18 @@ def test_on_s3_a_checkpoint_whose_files_do_not_match_the_marker_is_skipped(s3_bu
     data[-10] ^= 0xFF
     storage.write_bytes(f"{bad}/{MODEL_FILE}", bytes(data))
     assert CheckpointManager(f"s3a://{s3_bucket}/ck").latest() == good
+
+
+def test_on_s3_a_step_saved_again_loads_the_new_weights_not_a_cached_copy(s3_bucket):
+    from conf import load_config
+
+    load_config()
+    ckpt = CheckpointManager(f"s3a://{s3_bucket}/again")
+    model, opt, sched = setup()
+    first = ckpt.save(2, model, opt, sched)
+    assert ckpt.latest() == first  # fetched and cached
+    train_steps(model, opt, sched, 1)
+    ckpt.save(2, model, opt, sched)  # a replayed step after a resume replaces it
+    loaded = tiny_model(seed=9)
+    ckpt.load(ckpt.latest(), loaded, rank=None)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())

@@ -189,3 +189,11 @@ def test_ranks_read_their_own_row_groups_from_s3_and_an_older_datasets_files(tmp
     assert max(reads) <= split.num_bytes / 2 + max(g.bytes for g in split.row_groups)
     local = TokenizedSplit.open(root, "train")
     assert shards[0] == _ids(local, 0, 2, epoch=1, seed=7)  # the same rows in the same order as on disk
+
+
+def test_a_manifest_named_relative_to_the_current_folder_finds_its_files(tmp_path, monkeypatch):
+    make_dataset(tmp_path, 30)
+    monkeypatch.chdir(tmp_path / "k1")
+    split = TokenizedSplit.open("manifest.json", "train")
+    assert split.manifest_path == str(tmp_path / "k1" / "manifest.json")
+    assert sorted(_ids(split, 0, 1)) == list(range(30))
