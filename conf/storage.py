@@ -218,45 +218,38 @@ def _hint(location: str, reason: str) -> str:
     return ""
 
 
+def _info(location: str):
+    """pyarrow's FileInfo of `location` (type NotFound when it does not exist)."""
+    filesystem, path = resolve(location)
+    try:
+        return filesystem.get_file_info(path)
+    except OSError as exc:
+        raise _failed("read", location, exc) from None
+
+
 def exists(location: str) -> bool:
     from pyarrow import fs
 
-    filesystem, path = resolve(location)
-    try:
-        return filesystem.get_file_info(path).type != fs.FileType.NotFound
-    except OSError as exc:
-        raise _failed("read", location, exc) from None
+    return _info(location).type != fs.FileType.NotFound
 
 
 def is_dir(location: str) -> bool:
     from pyarrow import fs
 
-    filesystem, path = resolve(location)
-    try:
-        return filesystem.get_file_info(path).type == fs.FileType.Directory
-    except OSError as exc:
-        raise _failed("read", location, exc) from None
+    return _info(location).type == fs.FileType.Directory
 
 
 def is_file(location: str) -> bool:
     from pyarrow import fs
 
-    filesystem, path = resolve(location)
-    try:
-        return filesystem.get_file_info(path).type == fs.FileType.File
-    except OSError as exc:
-        raise _failed("read", location, exc) from None
+    return _info(location).type == fs.FileType.File
 
 
 def stat(location: str) -> tuple[int | None, float | None]:
     """(size in bytes, modification time) of a file; FileNotFoundError when it does not exist."""
     from pyarrow import fs
 
-    filesystem, path = resolve(location)
-    try:
-        info = filesystem.get_file_info(path)
-    except OSError as exc:
-        raise _failed("read", location, exc) from None
+    info = _info(location)
     if info.type != fs.FileType.File:
         raise FileNotFoundError(location)
     return info.size, info.mtime.timestamp() if info.mtime else None
