@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from conf import storage
 from conf.schema import Config
 
 
@@ -21,7 +22,7 @@ def resolve_root(cfg: Config) -> str:
 
 
 def join_path(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
+    return storage.join(root, *parts)
 
 
 def under_root(cfg: Config, path: str) -> str:

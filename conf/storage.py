@@ -32,7 +32,6 @@ AZURE_SCHEMES = ("abfs", "abfss")
 # `spark.hadoop.fs.s3a.*` settings the Python side honours too (the JVM reads all of them).
 S3A_PREFIX = "spark.hadoop.fs.s3a."
 AZURE_KEY_PREFIX = "spark.hadoop.fs.azure.account.key."
-AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
 CONNECT_TIMEOUT_S = 5.0  # a wrong endpoint fails in seconds, not after the SDK's retries
 
 
@@ -333,14 +332,14 @@ def delete(location: str) -> None:
         raise _failed("delete", location, exc) from None
 
 
-def upload(local_dir: str, location: str) -> None:
-    """Copy a local folder's files to `location` (same relative paths)."""
-    for root, _, names in os.walk(local_dir):
-        for name in names:
-            source = os.path.join(root, name)
-            rel = os.path.relpath(source, local_dir).replace(os.sep, "/")
-            with open(source, "rb") as f:
-                write_bytes(join(location, rel), f.read())
+def upload(local_dir: str, location: str, last: str | None = None) -> None:
+    """Copy a local folder's files to `location` (same relative paths); the file named `last`
+    goes last, so its presence can mark the folder complete."""
+    files = sorted(os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+                   for root, _, names in os.walk(local_dir) for name in names)
+    for rel in sorted(files, key=lambda rel: rel == last):
+        with open(os.path.join(local_dir, *rel.split("/")), "rb") as f:
+            write_bytes(join(location, rel), f.read())
 
 
 def download(location: str, local_dir: str) -> None:

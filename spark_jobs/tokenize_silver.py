@@ -391,8 +391,7 @@ def _publish_tokenizer(local: Path, out: str) -> None:
         except OSError:  # the race's winner is in place
             shutil.rmtree(staged, ignore_errors=True)
         return
-    for file in sorted(local.iterdir(), key=lambda f: f.name == TOKENIZER_FILE):  # TOKENIZER_FILE last
-        storage.write_bytes(join_path(out, file.name), file.read_bytes())
+    storage.upload(str(local), out, last=TOKENIZER_FILE)
 
 
 def _reusable_tokenizer(trained: str, training: dict) -> tuple[str, dict] | None:

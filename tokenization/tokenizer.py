@@ -77,7 +77,7 @@ def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
     from tokenizers import Tokenizer
 
     if not storage.is_local(name_or_path):  # an object store: a local copy, recorded as its URI
-        return _load_remote(name_or_path)
+        return replace(load_tokenizer(local_tokenizer_path(name_or_path)), path=name_or_path)
     path = Path(storage.local_path(name_or_path))
     if path.is_file():
         files = {path.name: path.read_bytes()}
@@ -93,10 +93,6 @@ def load_tokenizer(name_or_path: str) -> LoadedTokenizer:
     if looks_like_path(name_or_path):
         raise TokenizerError(f"tokenizer path {name_or_path} does not exist")
     return _load_from_hub(name_or_path)
-
-
-def _load_remote(location: str) -> LoadedTokenizer:
-    return replace(load_tokenizer(local_tokenizer_path(location)), path=location)
 
 
 def local_tokenizer_path(location: str) -> str:

@@ -98,8 +98,7 @@ class CheckpointManager:
                     self._fetched = None
                 storage.delete(storage.join(final, COMPLETE))  # a replayed step: unmarked before it changes
                 storage.delete(final)
-                for name in hashes:
-                    storage.write_bytes(storage.join(final, name), (Path(tmp) / name).read_bytes())
+                storage.upload(tmp, final)
                 # last: the checkpoint counts from here (an object store has no atomic folder rename)
                 storage.write_text(storage.join(final, COMPLETE), json.dumps(hashes, indent=1))
         else:

@@ -150,8 +150,10 @@ class TokenizedSplit:
 
     def most_rank_rows(self, world_size: int, epochs: int, seed: int) -> int:
         """The largest share of any rank in any of `epochs`: the rows every rank steps through per epoch."""
-        return max(self.rank_rows(rank, world_size, epoch, seed)
-                   for epoch in range(max(epochs, 1)) for rank in range(world_size))
+        if not self.sharded(world_size):
+            return self.rank_rows(0, world_size)
+        return max(sum(self.row_groups[g].rows for g in share)  # one assignment per epoch, not per rank
+                   for epoch in range(max(epochs, 1)) for share in self.shares(world_size, epoch, seed))
 
     def rows(self, rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0, shuffle: bool = True,
              skip: int = 0, shuffle_buffer: int = SHUFFLE_BUFFER) -> Iterator[tuple[np.ndarray, int]]:
@@ -169,17 +171,17 @@ class TokenizedSplit:
         """The rows of this rank's own row groups, permuted within buffers of >= shuffle_buffer rows."""
         import pyarrow as pa
 
-        buffers, current = [], []
+        buffers, current, size = [], [], 0  # (row groups, rows) of at least shuffle_buffer rows each
         for g in groups:
             current.append(g)
-            if sum(self.row_groups[i].rows for i in current) >= max(shuffle_buffer, 1):
-                buffers.append(current)
-                current = []
+            size += self.row_groups[g].rows
+            if size >= max(shuffle_buffer, 1):
+                buffers.append((current, size))
+                current, size = [], 0
         if current:
-            buffers.append(current)
+            buffers.append((current, size))
         kept = []
-        for b, members in enumerate(buffers):  # resuming: buffers already used up are never read
-            size = sum(self.row_groups[g].rows for g in members)
+        for b, (members, size) in enumerate(buffers):  # resuming: buffers already used up are never read
             if skip >= size:
                 skip -= size
             else:
