@@ -347,6 +347,7 @@ class Trainer:
         self.meter.flush(self.state)
         states = all_gather(self.env, rng_state())  # collective: every rank takes part
         if self.env.is_main:
+            self.tracker.flush()  # the steps a checkpoint holds are in MLflow before it exists (a replay skips them)
             path = manager.save(self.state.step, self.model, self.optimizer, self.scheduler, state=self.state.saved(),
                                 rng={f"rank{r}": s for r, s in enumerate(states)})
             if self.cfg.mlflow.log_checkpoints and not manager.remote:  # on an object store it survives the node

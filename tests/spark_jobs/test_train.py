@@ -1,7 +1,9 @@
-"""lakebert train: TorchDistributor (local mode and on a local cluster), MLflow, resume, bad config.
+"""lakebert train: TorchDistributor in local mode, MLflow, resume (with checkpoints on S3), bad config.
 
 Everything is real: the sample data through ingest, clean and tokenize; TorchDistributor
-launching 2 gloo processes; a sqlite MLflow store, or a real `mlflow server` on 127.0.0.1.
+launching 2 gloo processes; a sqlite MLflow store; a real S3-compatible server. Training on
+executors (`train.local_mode=false`) with a real `mlflow server` is the standalone-cluster
+test's (tests/spark_jobs/test_cluster.py).
 """
 
 import json
@@ -12,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ import psutil
 import pytest
 import torch
 from mlflow import MlflowClient
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
 from conf.schema import FINE_TUNING_DEFAULTS
@@ -253,7 +255,12 @@ def _local_rank(process: psutil.Process) -> str | None:
         return None
 
 
-def test_sigkill_of_one_process_then_rerun_resumes_and_equals_an_uninterrupted_run(lakehouse, tmp_path):
+def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equals_an_uninterrupted_run(
+        lakehouse, tmp_path, s3_bucket):
+    """The baseline keeps its checkpoints on local disk, the killed run on S3 (no rename there:
+    a checkpoint is complete when its marker is), and the resumed run equals the baseline bitwise."""
+    from conf import storage
+
     opts = ("train.epochs=4", "train.checkpoint_every=10", "train.batch_size=8", "train.keep_last=10")
     base_store = f"sqlite:///{tmp_path / 'base.db'}"
     code, out, err = _finish(_launch(lakehouse, base_store, f"train.output_dir={tmp_path / 'base'}", *opts))
@@ -261,13 +268,13 @@ def test_sigkill_of_one_process_then_rerun_resumes_and_equals_an_uninterrupted_r
     baseline = json.loads(out.strip().splitlines()[-1])
 
     store = f"sqlite:///{tmp_path / 'killed.db'}"
-    out_dir = tmp_path / "killed"
+    out_dir = f"s3a://{s3_bucket}/killed"
     proc = _launch(lakehouse, store, f"train.output_dir={out_dir}", *opts)
-    target = out_dir / "checkpoints" / f"step-{20:09d}"
+    target = f"{out_dir}/checkpoints/step-{20:09d}"
     deadline = time.time() + 300
-    while not (target / "COMPLETE").exists():
+    while not storage.exists(f"{target}/COMPLETE"):
         assert proc.poll() is None and time.time() < deadline, "training ended before step 20"
-        time.sleep(0.02)
+        time.sleep(0.05)
     victims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _local_rank(p) == "1"]
     assert victims, "no rank-1 process found"
     victims[0].send_signal(signal.SIGKILL)
@@ -290,7 +297,8 @@ def test_sigkill_of_one_process_then_rerun_resumes_and_equals_an_uninterrupted_r
     base_points = sorted(MlflowClient(base_store).get_metric_history(baseline["run_id"], "train/loss"),
                          key=lambda p: p.step)
     assert [p.value for p in points] == [p.value for p in base_points]  # every loss, bitwise
-    final = load_file(str(out_dir / "checkpoints" / f"step-{baseline['steps']:09d}" / "model.safetensors"))
+    assert not (tmp_path / "killed").exists()
+    final = safetensors_load(storage.read_bytes(f"{out_dir}/checkpoints/step-{baseline['steps']:09d}/model.safetensors"))
     expected = load_file(str(tmp_path / "base" / "checkpoints" / f"step-{baseline['steps']:09d}" / "model.safetensors"))
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
 
@@ -299,49 +307,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1, serving its own artifacts over HTTP."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", (tmp_path / "server-artifacts").as_uri(), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.time() < deadline, "mlflow server did not start"
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
-def test_distributed_mode_on_two_executors_logs_to_an_mlflow_server(lakehouse, tmp_path, mlflow_server):
-    proc = _launch(lakehouse, mlflow_server, f"train.output_dir={tmp_path / 'dist'}", "train.local_mode=false",
-                   "train.epochs=1", master="local-cluster[2,1,2048]")
-    code, out, err = _finish(proc)
-    assert code == 0, err[-3000:]
-    summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["status"] == "done" and summary["world_size"] == 2
-    assert summary["tracking_uri"] == mlflow_server
-    client = MlflowClient(mlflow_server)
-    run = client.get_run(summary["run_id"])
-    assert run.info.status == "FINISHED"
-    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == summary["steps"]
-    version = client.get_model_version("lakebert-classifier", summary["registered_model"]["version"])
-    assert version.run_id == run.info.run_id
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_server)  # the model's files come back through the server
-    model = mlflow.pyfunc.load_model(f"models:/lakebert-classifier/{version.version}")
-    assert set(model.predict(pd.DataFrame({"text": ["a short test document"]}))["label"]) <= set(LABELS)
