@@ -304,9 +304,8 @@ def read_manifest(path: str) -> dict | None:
 
 
 def latest_manifest(cfg: Config) -> str | None:
-    """Path of the newest complete dataset's manifest (local lakehouse), or None."""
-    manifest = dataset.latest_manifest(output_root(cfg))
-    return None if manifest is None else str(manifest)
+    """Location of the newest complete dataset's manifest (any store), or None."""
+    return dataset.latest_manifest(output_root(cfg))
 
 
 def latest_dataset(root: str) -> tuple[str, dict] | None:
