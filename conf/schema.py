@@ -158,6 +158,9 @@ class SparkConfig(Section):
     """Used only when lakebert creates the session; spark-submit and Databricks keep their own."""
     app_name: str = "lakebert"
     """The application name Spark's UI and logs show."""
+    remote: str | None = None
+    """A Spark Connect server (`sc://host:15002`) to run every stage on, instead of starting Spark
+    here; also `--remote` or $SPARK_REMOTE. The server needs Delta's jars and SQL settings."""
     conf: SparkSettings = Field(default_factory=dict)
     """Any Spark setting, e.g. `spark.conf.spark.sql.shuffle.partitions=8`."""
 
@@ -411,6 +414,9 @@ class TrainConfig(Section):
         return self
 
 
+UNITY_CATALOG_REGISTRY = "databricks-uc"
+
+
 class MlflowConfig(Section):
     """Where train and score record their MLflow runs, and what train logs and registers."""
 
@@ -421,7 +427,11 @@ class MlflowConfig(Section):
     experiment: str = "lakebert"
     """The MLflow experiment that train's and score's runs go into (created when missing)."""
     registered_model: str | None = "lakebert-classifier"
-    """Register the final model under this name; None = log it without registering."""
+    """Register the final model under this name; None = log it without registering. Unity Catalog
+    (`registry_uri: databricks-uc`) needs three parts: `catalog.schema.model`."""
+    registry_uri: str | None = None
+    """The model registry, when it is not the tracking store: `databricks-uc` (Unity Catalog), or
+    another MLflow store or server. None = the tracking store."""
     log_model: bool = True
     """Log the final model (transformers flavor). False: metrics and checkpoints only (benchmarks)."""
     model_license: str = Field("unknown", min_length=1)
@@ -442,6 +452,15 @@ class MlflowConfig(Section):
     """The registered model's alias for the version users should load. It moves to a new version
     only when that version is not degenerate and beats the champion on the same validation data
     (`train.select_metric`). None = never set an alias."""
+
+    @model_validator(mode="after")
+    def _unity_catalog_name(self):
+        """Unity Catalog's registry rejects a one-part name only when registering, after training."""
+        if (self.registry_uri or "").startswith(UNITY_CATALOG_REGISTRY) and self.registered_model \
+                and len(self.registered_model.split(".")) != 3:
+            raise ValueError(f"mlflow.registered_model={self.registered_model!r}: the {UNITY_CATALOG_REGISTRY} "
+                             "registry needs a three-part name, catalog.schema.model")
+        return self
 
 
 class ScoreConfig(Section):

@@ -80,7 +80,8 @@ COMMAND_CONFIG = {
               "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars",
               "lakehouse", "spark"),
     "score": ("score",
-              "mlflow.tracking_uri", "mlflow.experiment", "mlflow.registered_model", "mlflow.champion_alias",
+              "mlflow.tracking_uri", "mlflow.registry_uri", "mlflow.experiment", "mlflow.registered_model",
+              "mlflow.champion_alias",
               # score.source is read as ingest reads ingest.source
               "ingest.text_column", "ingest.label_column", "ingest.id_column", "ingest.text_mode",
               "ingest.label_from_dir", "ingest.max_text_chars", "ingest.options",
@@ -94,7 +95,7 @@ COMMAND_CONFIG = {
 
 
 def usage() -> str:
-    lines = ["usage: lakebert <command> [--env ENV] [--config FILE] [--set key.sub=value ...] [--verbose]",
+    lines = ["usage: lakebert <command> [--env ENV] [--config FILE] [--set key.sub=value ...] [--remote sc://HOST:PORT] [--verbose]",
              "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "lakebert <command> --help lists the config keys the command reads, with defaults and meanings."]

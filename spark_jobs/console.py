@@ -339,7 +339,9 @@ class SparkProgress:
     def __init__(self, spark, console: Console):
         self.console, self.stop_event = console, threading.Event()
         self.tracker = None
-        if not _is_connect(spark):
+        from spark_jobs.session import is_connect
+
+        if not is_connect(spark):
             self.tracker = spark.sparkContext.statusTracker()
         self.thread = threading.Thread(target=self._run, name="lakebert-spark-progress", daemon=True)
 
@@ -387,11 +389,3 @@ class SparkProgress:
             busy_since = busy_since or time.monotonic()
             if time.monotonic() - busy_since >= SPARK_PROGRESS_AFTER_S and self.console is _current:
                 self.console.progress(line)
-
-
-def _is_connect(spark) -> bool:
-    try:
-        from pyspark.sql.utils import is_remote
-    except ImportError:
-        return False
-    return is_remote() or type(spark).__module__.startswith("pyspark.sql.connect")

@@ -31,6 +31,7 @@ from conf import Config
 from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
 from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
+from spark_jobs.session import is_connect
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, QUARANTINE, resolve_table
 
@@ -77,13 +78,16 @@ def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
         raise StageError("ingest.source is not set; give it with --set ingest.source=PATH_OR_TABLE")
     readers = {"jsonl": _read_jsonl, "csv": _read_csv, "text": _read_text}
     try:
-        return readers.get(ic.format, _read_columnar)(spark, cfg).select(*RAW_COLUMNS)
+        raw = readers.get(ic.format, _read_columnar)(spark, cfg).select(*RAW_COLUMNS)
+        raw.schema  # noqa: B018 - Spark Connect analyzes lazily: a missing source fails here, not later
+        return raw
     except Exception as exc:  # noqa: BLE001 - turn Spark's analysis errors into one line
         if isinstance(exc, StageError):
             raise
         condition = getattr(exc, "getCondition", lambda: None)() or ""
         if condition == "PATH_NOT_FOUND" or "Path does not exist" in str(exc):
-            raise StageError(f"ingest.source={ic.source!r}: path does not exist") from None
+            where = " on the Spark Connect server (give an absolute path or a URI)" if is_connect(spark) else ""
+            raise StageError(f"ingest.source={ic.source!r}: path does not exist{where}") from None
         if condition in ("TABLE_OR_VIEW_NOT_FOUND",):
             raise StageError(f"ingest.source={ic.source!r}: table does not exist") from None
         raise

@@ -57,7 +57,7 @@ from conf import Config
 from conf.schema import CleanConfig
 from spark_jobs.filters import DropReason, is_empty, is_too_long
 from spark_jobs.normalize import normalize_text
-from spark_jobs.session import arrow_batch_rows
+from spark_jobs.session import arrow_batch_rows, is_connect
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
 
@@ -178,11 +178,11 @@ def load_model(cfg: Config) -> ScoringModel:
     local folder, and read what its training run recorded (clean's settings, lineage tags)."""
     import mlflow
 
-    from training.tracking import TrackingError, store_client, tracking_uri
+    from training.tracking import TrackingError, registry_uri, store_client, tracking_uri
 
     try:
         uri = tracking_uri(cfg)
-        client = store_client(uri)
+        client = store_client(uri, registry_uri(cfg))
         model_uri = cfg.score.model or default_model_uri(cfg, client)
     except TrackingError as exc:
         raise StageError(str(exc)) from None
@@ -366,12 +366,16 @@ def one_per_doc(rows: DataFrame) -> DataFrame:
 
 def ship_model(spark: SparkSession, model: ScoringModel) -> str:
     """Give the executors a copy of the model (a zip archive that Spark ships and unpacks:
-    `addFile` takes a directory only on a local master). -> the name they find it by."""
+    `addFile` takes a directory only on a local master). -> the name they find it by
+    (`SparkFiles.get`). Under Spark Connect the archive goes up as a session artifact."""
     archive = model.local_dir.rstrip("/") + ".zip"
     if not os.path.isfile(archive):
         staging = shutil.make_archive(archive[:-4] + ".partial", "zip", model.local_dir)
         os.replace(staging, archive)
-    spark.sparkContext.addArchive(archive)
+    if is_connect(spark):
+        spark.addArtifacts(archive, archive=True)
+    else:
+        spark.sparkContext.addArchive(archive)
     return os.path.basename(archive)
 
 

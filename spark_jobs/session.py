@@ -1,7 +1,14 @@
 """The Spark session every stage uses: local[*] with Delta by default, the existing one under
-spark-submit or Databricks.
+spark-submit or Databricks, or a Spark Connect session.
 
     python -m spark_jobs.session      # starts a session once, so Delta's jars are resolved and cached
+    lakebert run --remote sc://host:15002                   # any stage, against a Spark Connect server
+
+Spark Connect (`spark.remote`, `--remote`, or `SPARK_REMOTE`): lakebert is a client of a server
+that already has Delta's jars and its two SQL settings (`DELTA_SQL_CONF`); the server owns the
+master, the packages and the storage settings, so only `spark.sql.*` keys of `spark.conf` are
+sent (the others go to the run's log as ignored). Every stage runs the same code on both kinds
+of session; the few places that differ ask `is_connect(spark)`.
 
 Delta's JVM jars come from Maven Central through Spark's own package resolution
 (`configure_spark_with_delta_pip` sets `spark.jars.packages`); Ivy caches them under
@@ -30,6 +37,8 @@ DELTA_SQL_CONF = {
 # Defaults under the user's `spark.conf`. Spark 4 accepts only seven charsets for the CSV/JSON
 # `encoding` option unless this is set; real files come as latin1 and windows-1252 too.
 SPARK_DEFAULTS = {"spark.sql.legacy.javaCharsets": "true"}
+SPARK_REMOTE_ENV = "SPARK_REMOTE"
+CONNECT_SETTABLE = "spark.sql."  # the settings a Spark Connect client may set on its session
 
 
 # Hadoop's S3A connector, resolved like Delta's jars, only when a location is s3a:// (or s3://).
@@ -113,8 +122,19 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def is_connect(spark) -> bool:
+    """Whether `spark` is a Spark Connect session (no sparkContext, no JVM on this side)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def remote_url(cfg: Config) -> str | None:
+    """The Spark Connect server to use: `spark.remote` (or `--remote`), else $SPARK_REMOTE."""
+    return cfg.spark.remote or os.environ.get(SPARK_REMOTE_ENV) or None
+
+
 def get_spark(cfg: Config):
-    """Return the active session if there is one, else build one from `cfg.spark`."""
+    """Return the active session if there is one, else build one from `cfg.spark`: a Spark
+    Connect session when `remote_url(cfg)` is set, else a classic one with Delta's jars."""
     # Python workers must run this interpreter, or they miss the packages installed with it.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -123,6 +143,9 @@ def get_spark(cfg: Config):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = remote_url(cfg)
+    if remote:
+        return connect_session(cfg, remote)
 
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     s3 = uses_s3(cfg)
@@ -147,6 +170,24 @@ def get_spark(cfg: Config):
     # a notebook or a library caller would see them inline, so it gets errors only.
     spark.sparkContext.setLogLevel("WARN" if running() else "ERROR")
     return spark
+
+
+def connect_session(cfg: Config, remote: str):
+    """A Spark Connect session to `remote`, with the runtime (`spark.sql.*`) settings of
+    `spark.conf`; the server's own settings (master, packages, storage) are the server's."""
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.console import detail
+
+    settings = {**SPARK_DEFAULTS, **cfg.spark.conf}
+    ignored = sorted(k for k in settings if not k.startswith(CONNECT_SETTABLE))
+    if ignored:
+        detail(f"# lakebert: Spark Connect: these spark.conf keys are the server's, not sent: {', '.join(ignored)}")
+    builder = SparkSession.builder.remote(remote)
+    for key, value in settings.items():
+        if key.startswith(CONNECT_SETTABLE):
+            builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 ARROW_BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"

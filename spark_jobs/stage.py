@@ -1,7 +1,7 @@
 """What every stage's `main()` shares: argument parsing, config loading, the quiet console and
 the run's log, the saved run record and the JSON summary as the last stdout line.
 
-    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--verbose]
+    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--remote sc://host:15002] [--verbose]
     spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.cli.STAGE_SCRIPTS
 
 The console shows lakebert's own lines; the resolved config (secrets redacted) and everything
@@ -77,9 +77,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="an extra YAML file, above the env overlay")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override keys, e.g. --set ingest.format=csv clean.min_chars=20 (repeatable)")
+    parser.add_argument("--remote", default=None, metavar="sc://HOST:PORT",
+                        help="run on a Spark Connect server (the same as --set spark.remote=...; also $SPARK_REMOTE)")
     parser.add_argument("--verbose", action="store_true",
                         help=f"show everything (Spark, Ivy, MLflow, torchrun) on the console, not only "
                              f"lakebert's lines; the same as {LOG_LEVEL_ENV}=DEBUG")
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """`--set` values, with `--remote` as the `spark.remote` key (it wins, as given last)."""
+    return [*args.overrides, *([f"spark.remote={args.remote}"] if args.remote else [])]
 
 
 def new_stage_run_id() -> str:
@@ -91,7 +98,7 @@ def run_stage(stage: str, argv: list[str] | None,
     """Load config, start Spark, run `body(spark, cfg, stage_run_id) -> summary`, report."""
     args = build_parser(stage, description).parse_args(argv)
     try:
-        cfg = load_config(env=args.env, overrides=args.overrides, config_file=args.config)
+        cfg = load_config(env=args.env, overrides=config_overrides(args), config_file=args.config)
     except ConfigError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG

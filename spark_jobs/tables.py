@@ -5,6 +5,11 @@ under `lakehouse.root`; an absolute path or URI is used as is; a dotted name
 (`catalog.schema.table`, `schema.table`) is a metastore table. Both kinds support the same
 operations here, so stages never branch on it.
 
+Every Delta operation is Delta's SQL (`MERGE INTO`, `DESCRIBE HISTORY`, `DESCRIBE DETAIL`,
+`ALTER TABLE ... SET TBLPROPERTIES`) or a DataFrame reader option (`versionAsOf`,
+`readChangeFeed`), never the `DeltaTable` Python API: those work on a classic session and on
+any Spark Connect server with Delta's jars, which needs no Delta Connect plugin.
+
 Every identifier reaches SQL through `conf.identifiers.quote_identifier` (names were
 validated with the config). Writes retry Delta's concurrent-modification errors and the
 create-table race (`with_delta_retries`): the MERGEs insert by key, so a retry never
@@ -32,6 +37,7 @@ PREDICTIONS = "predictions"
 INSERT = "insert"
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
+DELTA_LOG = "_delta_log"
 
 # Delta's optimistic-concurrency conflicts, and the race of two writers creating one table.
 # MERGE on the key makes a retry safe; anything else is not retried.
@@ -88,7 +94,7 @@ class Table:
 
     @property
     def name_ref(self) -> str:
-        """The metastore name with every part quoted, for spark.table / DeltaTable.forName."""
+        """The metastore name with every part quoted, for spark.table and SQL."""
         return quote_table_name(list(self.parts))
 
     @property
@@ -96,18 +102,11 @@ class Table:
         return f"delta.{quote_identifier(self.location)}" if self.is_path else self.name_ref
 
     def exists(self, spark) -> bool:
-        from delta.tables import DeltaTable
+        if self.is_path:  # a Delta table is a folder with a transaction log
+            from conf import storage
 
-        if self.is_path:
-            return DeltaTable.isDeltaTable(spark, self.location)
+            return storage.exists(join_path(self.location, DELTA_LOG))
         return spark.catalog.tableExists(self.name_ref)
-
-    def delta(self, spark):
-        from delta.tables import DeltaTable
-
-        if self.is_path:
-            return DeltaTable.forPath(spark, self.location)
-        return DeltaTable.forName(spark, self.name_ref)
 
     def read(self, spark, version: int | None = None):
         reader = spark.read.format("delta")
@@ -121,14 +120,14 @@ class Table:
         return changes.where(f"_change_type = '{INSERT}'").drop(*CHANGE_COLUMNS)
 
     def version(self, spark) -> int:
-        return int(self.delta(spark).history(1).select("version").first()[0])
+        return int(spark.sql(f"DESCRIBE HISTORY {self.sql_ref} LIMIT 1").select("version").first()[0])
 
     def history(self, spark) -> list[dict]:
         """Every commit still in the log, newest first: version, operation, and the properties a
         SET TBLPROPERTIES set (a JSON string, else None). Raises when the table does not exist."""
         from pyspark.sql import functions as F
 
-        rows = self.delta(spark).history().select(
+        rows = spark.sql(f"DESCRIBE HISTORY {self.sql_ref}").select(
             "version", "operation", F.col("operationParameters")["properties"].alias("properties")).collect()
         return sorted((r.asDict() for r in rows), key=lambda r: r["version"], reverse=True)
 
@@ -140,7 +139,7 @@ class Table:
         return reader.load(self.location) if self.is_path else reader.table(self.name_ref)
 
     def properties(self, spark) -> dict[str, str]:
-        detail = self.delta(spark).detail().select("properties").first()[0]
+        detail = spark.sql(f"DESCRIBE DETAIL {self.sql_ref}").select("properties").first()[0]
         return dict(detail or {})
 
     def set_properties(self, spark, props: dict[str, str]) -> None:
@@ -154,17 +153,13 @@ class Table:
         now match."""
         columns = [quote_identifier(k) for k in ((key,) if isinstance(key, str) else key)]
         condition = " AND ".join(f"t.{c} = s.{c}" for c in columns)
-
-        def merge():
-            return (
-                self.delta(spark).alias("t")
-                .merge(rows.alias("s"), condition)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-
-        result = with_delta_retries(merge, f"writing the {self.role} table {self}")
-        return int(result.first()["num_inserted_rows"])
+        # `spark.sql` formats `{rows}` as the DataFrame (a classic and a Connect session alike);
+        # braces of the table's own reference are escaped from that formatting.
+        target = self.sql_ref.replace("{", "{{").replace("}", "}}")
+        merge = f"MERGE INTO {target} t USING {{rows}} s ON {condition} WHEN NOT MATCHED THEN INSERT *"
+        result = with_delta_retries(lambda: spark.sql(merge, rows=rows).first(),
+                                    f"writing the {self.role} table {self}")
+        return int(result["num_inserted_rows"])
 
     def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
         # SQL rather than DeltaTableBuilder: the builder's tableName() rejects 3-part names.

@@ -52,7 +52,8 @@ histograms and the order-free content hash; the writes read the cache; and a cou
 written files checks the rows. Silver's row count comes from the Delta log.
 
 Tokenization runs in `mapInArrow`: each Python worker builds the Rust tokenizer once from
-a broadcast copy of `tokenizer.json` (no driver filesystem needed on a cluster), encodes a
+the copy of `tokenizer.json` its task's closure carries (no driver filesystem needed on a
+cluster, and no `broadcast`, which Spark Connect lacks), encodes a
 whole Arrow batch at once, and returns the ids as an Arrow list array built from offsets.
 Spark runs one task per core, so the tokenizer's own thread pool is switched off in workers.
 """
@@ -114,15 +115,19 @@ TOKENIZE_OUTPUT = StructType([*TOKENIZED_SCHEMA.fields, StructField(LABEL_NAME, 
 _ENCODERS: dict[str, Encoder] = {}  # per Python worker: built once, reused by every task
 
 
-def _encoder(key: str, tokenizer_json, max_length: int, side: str) -> Encoder:
+def _encoder(key: str, tokenizer_json: str, max_length: int, side: str) -> Encoder:
     if key not in _ENCODERS:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one task per core already
-        _ENCODERS[key] = Encoder(tokenizer_json.value, max_length, side)
+        _ENCODERS[key] = Encoder(tokenizer_json, max_length, side)
     return _ENCODERS[key]
 
 
-def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
-    """The `mapInArrow` function: Arrow batches of (doc_id, text, label, label_id, split) -> TOKENIZE_OUTPUT."""
+def tokenize_batches_fn(key: str, tokenizer_json: str, max_length: int, side: str):
+    """The `mapInArrow` function: Arrow batches of (doc_id, text, label, label_id, split) -> TOKENIZE_OUTPUT.
+
+    The tokenizer travels in the function's closure (`tokenizer.json` as a string): Spark ships
+    the closure with the job's tasks, on a classic session and under Spark Connect alike (where
+    there is no `broadcast`), and each Python worker builds the encoder once per `key`."""
 
     def tokenize_batches(batches):
         import pyarrow as pa
@@ -140,7 +145,7 @@ def tokenize_batches_fn(key: str, tokenizer_json, max_length: int, side: str):
     return tokenize_batches
 
 
-def tokenize_documents(silver: DataFrame, key: str, tokenizer_json, max_length: int, side: str) -> DataFrame:
+def tokenize_documents(silver: DataFrame, key: str, tokenizer_json: str, max_length: int, side: str) -> DataFrame:
     """silver -> TOKENIZE_OUTPUT rows (TOKENIZED_SCHEMA plus the label's name), in silver's order.
 
     No shuffle: tokenization runs in the scan's own tasks (Spark already splits the files
@@ -451,9 +456,8 @@ class TokenizeRun:
 
     def __init__(self, spark, tc, rows: DataFrame, tokenizer, tok_fp: str, prior_keys: DataFrame | None = None):
         self.spark, self.tc, self.prior_keys = spark, tc, prior_keys
-        self.tokenizer_json = spark.sparkContext.broadcast(tokenizer.to_str())
         # Tokenized once, into the cache: the keys' aggregation, the counts and the writes read it.
-        tokens = with_keys(tokenize_documents(rows, tok_fp, self.tokenizer_json, tc.max_length, tc.truncation_side))
+        tokens = with_keys(tokenize_documents(rows, tok_fp, tokenizer.to_str(), tc.max_length, tc.truncation_side))
         self.tokens = tokens.persist(StorageLevel.MEMORY_AND_DISK)
         keys = self.tokens.select(KEY, RANK)
         self.shared = shared_keys(keys if prior_keys is None else keys.unionByName(prior_keys)).persist()
@@ -466,7 +470,6 @@ class TokenizeRun:
     def __exit__(self, *exc) -> None:
         self.shared.unpersist()
         self.tokens.unpersist()
-        self.tokenizer_json.unpersist()
 
     def count(self) -> tuple[dict, dict[str, int], dict[str, int]]:
         """-> `split_stats` of the rows: kept counts, removed rows per split, label map."""

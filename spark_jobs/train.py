@@ -29,8 +29,10 @@ import re
 import sys
 
 from conf import Config, config_dict, storage
+from conf.paths import resolve_root
 from conf.schema import model_name_problem
 from spark_jobs import console
+from spark_jobs.session import is_connect
 from spark_jobs.stage import StageError, run_stage
 
 STAGE = "train"
@@ -72,8 +74,11 @@ def check_gpus(spark, cfg: Config) -> None:
         import torch
 
         visible = torch.cuda.device_count()
-        resources = spark.sparkContext.resources
-        spark_gpus = len(resources["gpu"].addresses) if "gpu" in resources else 0
+        if is_connect(spark):  # local mode runs torchrun here, beside the client: only torch's count applies
+            spark_gpus = visible
+        else:
+            resources = spark.sparkContext.resources
+            spark_gpus = len(resources["gpu"].addresses) if "gpu" in resources else 0
         if tc.num_processes > min(visible, spark_gpus):
             raise StageError(
                 f"train.num_processes={tc.num_processes} with train.use_gpu=true needs {tc.num_processes} GPUs on "
@@ -96,7 +101,7 @@ def check_tracking(spark, cfg: Config) -> None:
         uri = tracking_uri(cfg)
     except TrackingError as exc:
         raise StageError(str(exc)) from None
-    master = spark.sparkContext.master
+    master = spark.conf.get("spark.master", "")
     if not cfg.train.local_mode and uri.startswith(SQLITE) and not master.startswith("local"):
         raise StageError(f"train.local_mode=false runs rank 0 on an executor, which cannot reach {uri}: "
                          "start `mlflow server` and set mlflow.tracking_uri=http://<host>:5000")
@@ -189,6 +194,15 @@ def captured_output():
 _CAPTURE: _StdoutTail | None = None
 
 
+def process_config(cfg: Config) -> dict:
+    """The config the training processes get: `lakehouse.root` made absolute here, since a
+    process on an executor (or in a Spark Connect server's session folder) has another working
+    directory."""
+    config = config_dict(cfg, redact=False)
+    config["lakehouse"]["root"] = resolve_root(cfg)
+    return config
+
+
 def launch(cfg: Config, plan, manifest: dict, trial: dict | None = None) -> dict:
     """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
     -> rank 0's result. A failure ends the MLflow run FAILED and raises a StageError that names
@@ -205,7 +219,7 @@ def launch(cfg: Config, plan, manifest: dict, trial: dict | None = None) -> dict
         try:
             distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
                                            use_gpu=tc.use_gpu)
-            return distributor.run(train_job, config_dict(cfg, redact=False), dataclasses.asdict(plan), trial)
+            return distributor.run(train_job, process_config(cfg), dataclasses.asdict(plan), trial)
         except BaseException as exc:
             tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
             if not isinstance(exc, Exception):

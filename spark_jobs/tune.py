@@ -175,7 +175,7 @@ def parent_run(cfg: Config, name: str, url: str) -> str:
     """The study's parent MLflow run: found by its tags, or created with the study's settings."""
     from training import tracking
 
-    client = tracking.store_client(tracking.tracking_uri(cfg))
+    client = tracking.config_client(cfg)
     experiment = tracking.experiment_id(client, cfg)
     found = client.search_runs([experiment], filter_string=f"tags.`{TAG_STAGE}` = '{STAGE}' and "
                                                           f"tags.`{TAG_STUDY}` = '{name}'", max_results=1)
@@ -367,7 +367,7 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     name = study_name(cfg, manifest)
     study = open_study(cfg, name, url)
     parent = parent_run(cfg, name, url)
-    client = tracking.store_client(tracking.tracking_uri(cfg))
+    client = tracking.config_client(cfg)
     reclaimed = reclaim_stale(study)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))

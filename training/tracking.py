@@ -90,20 +90,39 @@ def artifact_root(cfg: Config) -> str | None:
     return (Path(uri[len(SQLITE):]).parent / "mlartifacts").as_uri()
 
 
+def registry_uri(cfg: Config) -> str:
+    """Where models are registered: `mlflow.registry_uri` (`databricks-uc`, another store), else
+    the tracking store."""
+    return cfg.mlflow.registry_uri or tracking_uri(cfg)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     tracking_uri: str
     run_id: str
     status: str  # NEW | RESUME | UP_TO_DATE
     job_key: str
+    registry_uri: str | None = None
+    """None: the tracking store."""
 
 
-def store_client(uri: str):
+def store_client(uri: str, registry: str | None = None):
+    """A client of the tracking store `uri` and the model registry `registry` (default: the same store)."""
     from mlflow import MlflowClient
 
-    # The registry is the same store. Without saying so, MLflow asks an active SparkSession for
+    # The registry is always named. Without it, MLflow asks an active SparkSession for
     # `spark.mlflow.modelRegistryUri`, and a session whose JVM is gone fails every call.
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=registry or uri)
+
+
+def config_client(cfg: Config):
+    """The client of the config's tracking store and model registry."""
+    return store_client(tracking_uri(cfg), registry_uri(cfg))
+
+
+def plan_client(plan: RunPlan):
+    """The client of a job's tracking store and model registry."""
+    return store_client(plan.tracking_uri, plan.registry_uri)
 
 
 def experiment_id(client, cfg: Config) -> str:
@@ -158,9 +177,9 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
             for name, value in extra.items():
                 if runs[0].data.tags.get(name) != value:
                     client.set_tag(runs[0].info.run_id, name, value)
-            return RunPlan(uri, runs[0].info.run_id, status, key)
+            return RunPlan(uri, runs[0].info.run_id, status, key, registry_uri(cfg))
         run = client.create_run(experiment, tags=tags, run_name=f"train-{key[:8]}")
-    return RunPlan(uri, run.info.run_id, NEW, key)
+    return RunPlan(uri, run.info.run_id, NEW, key, registry_uri(cfg))
 
 
 def end_run(plan: RunPlan, status: str) -> None:
@@ -243,13 +262,14 @@ class MlflowTracker(NullTracker):
         import mlflow
 
         self.mlflow = mlflow
-        self.client = store_client(plan.tracking_uri)
+        self.client = plan_client(plan)
         self.run_id = plan.run_id
         self.resumed = plan.status == RESUME
         self.last_step: dict[str, int] = {}
         self.buffer: list = []
         mlflow.set_tracking_uri(plan.tracking_uri)
-        mlflow.set_registry_uri(plan.tracking_uri)  # log_model and the champion's load_model: not from Spark's conf
+        # log_model's registration and the champion's load_model: never from Spark's conf
+        mlflow.set_registry_uri(plan.registry_uri or plan.tracking_uri)
         if cfg.mlflow.system_metrics:
             mlflow.set_system_metrics_sampling_interval(cfg.mlflow.system_metrics_interval)
         mlflow.start_run(run_id=plan.run_id, log_system_metrics=cfg.mlflow.system_metrics)

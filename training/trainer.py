@@ -404,7 +404,7 @@ class Trainer:
                                        manifest.get("max_length", 512), manifest.get("truncation_side", "right"),
                                        self.data.example_text(),
                                        card=model_card(self.cfg, manifest, str(self.data.manifest_path), final))
-        score = champion_score_fn(self.cfg, tracking.store_client(self.plan.tracking_uri), manifest,
+        score = champion_score_fn(self.cfg, tracking.plan_client(self.plan), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,
                                    score)

@@ -29,6 +29,18 @@ def test_shipped_envs_all_validate():
     assert load_config(env="databricks").tables.silver == "main.lakebert.silver"
 
 
+def test_databricks_env_registers_in_unity_catalog_under_a_three_part_name():
+    cfg = load_config(env="databricks")
+    assert cfg.mlflow.registry_uri == "databricks-uc" and cfg.mlflow.tracking_uri == "databricks"
+    assert len(cfg.mlflow.registered_model.split(".")) == 3
+
+
+def test_unity_catalog_registry_with_a_one_part_model_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="three-part name, catalog.schema.model"):
+        load_config(env="databricks", overrides=["mlflow.registered_model=lakebert-classifier"])
+    assert load_config(overrides=["mlflow.registry_uri=sqlite:///r.db"]).mlflow.registered_model == "lakebert-classifier"
+
+
 def test_set_coerces_strings_to_field_types():
     cfg = load_config(overrides=["clean.min_chars=3", "clean.near_dedup.enabled=true", "clean.near_dedup.threshold=0.9"])
     assert cfg.clean.min_chars == 3 and cfg.clean.near_dedup.enabled is True

@@ -13,12 +13,9 @@ test`; `pytest -m "not cluster"` leaves it out.
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -28,48 +25,12 @@ from pyspark.find_spark_home import _find_spark_home
 from conf import storage
 from spark_jobs.sample_data import LABELS, write_sample
 from tests.conftest import S3_TEST_KEYS, TEST_SPARK
+from tests.servers import free_port, start, stop, wait_for_url
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(_find_spark_home()) / "bin" / "spark-class"
 
 pytestmark = pytest.mark.cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, ready, procs, what: str, timeout: float = 120):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if ready(response.read()):
-                    return
-        except OSError:
-            pass
-        for proc, log in procs:
-            assert proc.poll() is None, f"{what}: a process exited\n{Path(log).read_text()[-3000:]}"
-        assert time.time() < deadline, f"{what} did not start in {timeout:.0f} s"
-        time.sleep(0.5)
-
-
-def _start(cmd, log: Path, env) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _stop(procs) -> None:
-    for proc, _ in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc, _ in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -80,44 +41,44 @@ def standalone_cluster(tmp_path, s3_bucket):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     logs = tmp_path / "cluster-logs"
     logs.mkdir()
-    port, ui = _free_port(), _free_port()
-    master = (_start([str(SPARK_CLASS), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+    port, ui = free_port(), free_port()
+    master = (start([str(SPARK_CLASS), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                       "--port", str(port), "--webui-port", str(ui)], logs / "master.log", env), logs / "master.log")
     procs = [master]
     url = f"spark://127.0.0.1:{port}"
     work_dirs = [tmp_path / f"worker-{i}" for i in (1, 2)]
     try:
-        _wait_for(f"http://127.0.0.1:{ui}/json/", lambda body: True, procs, "the Spark master")
+        wait_for_url(f"http://127.0.0.1:{ui}/json/", lambda body: True, procs, "the Spark master")
         for i, work in enumerate(work_dirs, 1):
             log = logs / f"worker-{i}.log"
-            procs.append((_start([str(SPARK_CLASS), "org.apache.spark.deploy.worker.Worker", url, "--host",
+            procs.append((start([str(SPARK_CLASS), "org.apache.spark.deploy.worker.Worker", url, "--host",
                                   "127.0.0.1", "--cores", "1", "--memory", "2g", "--work-dir", str(work),
-                                  "--webui-port", str(_free_port())], log, env), log))
-        _wait_for(f"http://127.0.0.1:{ui}/json/", lambda body: json.loads(body).get("aliveworkers") == 2, procs,
+                                  "--webui-port", str(free_port())], log, env), log))
+        wait_for_url(f"http://127.0.0.1:{ui}/json/", lambda body: json.loads(body).get("aliveworkers") == 2, procs,
                   "two Spark workers")
         yield url, work_dirs
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 @pytest.fixture
 def mlflow_server_on_s3(tmp_path, s3_server, s3_bucket):
     """A real `mlflow server` whose artifacts are in s3://<bucket>/mlflow-artifacts (it proxies
     them: clients talk HTTP to the server only): its URL and the artifacts' location."""
-    port = _free_port()
+    port = free_port()
     artifacts = f"s3://{s3_bucket}/mlflow-artifacts"
     (tmp_path / "mlflow-server").mkdir()
     log = tmp_path / "cluster-logs-mlflow.log"
     env = {**os.environ, **S3_TEST_KEYS, "MLFLOW_S3_ENDPOINT_URL": s3_server}
-    proc = _start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+    proc = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                    "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow-server' / 'server.db'}",
                    "--artifacts-destination", artifacts, "--workers", "1"], log, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(f"{url}/health", lambda body: True, [(proc, log)], "mlflow server")
+        wait_for_url(f"{url}/health", lambda body: True, [(proc, log)], "mlflow server")
         yield url, artifacts
     finally:
-        _stop([(proc, log)])
+        stop([(proc, log)])
         log.unlink(missing_ok=True)
 
 

@@ -34,3 +34,23 @@ def test_s3a_settings_come_from_the_aws_variables_without_credentials_and_config
     assert "spark.hadoop.fs.s3a.endpoint.region" not in derived  # the user's own setting stays
     assert "never-in-spark-conf" not in json.dumps(derived)
 
+
+
+def test_remote_flag_sets_spark_remote_and_spark_remote_variable_is_the_fallback(monkeypatch):
+    from conf import load_config
+    from spark_jobs.session import remote_url
+    from spark_jobs.stage import build_parser, config_overrides
+
+    args = build_parser("ingest").parse_args(["--set", "spark.remote=sc://other:1", "--remote", "sc://host:15002"])
+    assert load_config(overrides=config_overrides(args)).spark.remote == "sc://host:15002"  # the flag wins
+    monkeypatch.setenv("SPARK_REMOTE", "sc://from-env:15002")
+    assert remote_url(load_config()) == "sc://from-env:15002"
+    assert remote_url(load_config(overrides=["spark.remote=sc://host:15002"])) == "sc://host:15002"
+    monkeypatch.delenv("SPARK_REMOTE")
+    assert remote_url(load_config()) is None
+
+
+def test_a_classic_session_is_not_a_connect_session(spark):
+    from spark_jobs.session import is_connect
+
+    assert not is_connect(spark)
