@@ -155,7 +155,8 @@ def get_spark(cfg: Config):
     if under_spark_submit():
         # spark-submit chose the master and loaded --packages already.
         spark = builder.getOrCreate()
-        _require_delta_jars(spark)
+        if not is_connect(spark):  # spark.api.mode=connect gives a Connect session here too
+            _require_delta_jars(spark)
         return spark
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
@@ -168,7 +169,8 @@ def get_spark(cfg: Config):
     spark = configure_spark_with_delta_pip(builder, extra_packages=packages).getOrCreate()
     # A command's run log keeps Spark's warnings (the console never shows them unless --verbose);
     # a notebook or a library caller would see them inline, so it gets errors only.
-    spark.sparkContext.setLogLevel("WARN" if running() else "ERROR")
+    if not is_connect(spark):  # spark.api.mode=connect: the local server keeps its own log level
+        spark.sparkContext.setLogLevel("WARN" if running() else "ERROR")
     return spark
 
 
