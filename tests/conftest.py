@@ -22,6 +22,21 @@ def make_config(root, *overrides: str):
     return load_config(env="local", overrides=[*TEST_SPARK, f"lakehouse.root={root}", *overrides])
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uris_stay_in_their_test():
+    """A test that trains in this process sets MLflow's process-wide tracking and registry URIs
+    (the tracker's `set_*_uri`, which also export MLFLOW_*_URI). A later test's client that names
+    only its tracking store would then read another store's registry: reset them after each
+    test, so the result does not depend on which tests ran before in this process."""
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     os.environ["PYSPARK_PYTHON"] = sys.executable
