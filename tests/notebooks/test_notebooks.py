@@ -17,7 +17,7 @@ HEADER = "# Databricks notebook source"
 def _overrides(root, src):
     return ";".join([*TEST_SPARK, f"lakehouse.root={root}", f"ingest.source={src}", "ingest.id_column=id",
                      "tokenize.vocab_size=1500", "tokenize.max_length=64", "train.batch_size=16",
-                     "mlflow.system_metrics=false"])
+                     "train.epochs=2", "mlflow.system_metrics=false"])  # not the from-scratch default's 20
 
 
 def _run(name, monkeypatch, overrides):

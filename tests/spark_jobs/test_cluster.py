@@ -117,6 +117,9 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
 
     # the lakehouse and the checkpoints are on S3, the model's files in the server's bucket
     assert {"bronze", "silver", "quarantine", "tokenized", "tokenizers", "train", "_runs"} <= set(storage.listdir(root))
+    manifest = json.loads(storage.read_text(f"{root}/tokenized/{storage.read_text(f'{root}/tokenized/LATEST')}"
+                                            "/manifest.json"))
+    assert manifest["tokenizer_path"].startswith(f"{root}/tokenizers/wordpiece-")
     job = storage.listdir(f"{root}/train")
     assert len(job) == 1 and storage.listdir(f"{root}/train/{job[0]}/checkpoints")
     assert storage.listdir(artifacts)

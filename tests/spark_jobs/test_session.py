@@ -1,7 +1,7 @@
 """spark_jobs.session: the S3A connector's coordinates and the settings the AWS variables imply.
 
 Delta on s3a end to end (the jars resolved from Maven Central, a real S3-compatible server,
-only the AWS variables) is tests/spark_jobs/test_pipeline.py's object-storage `lakebert run`:
+only the AWS variables) is tests/spark_jobs/test_cluster.py's `lakebert run` on a standalone cluster:
 a new driver, since jars cannot be added to the shared test session's running JVM.
 """
 
