@@ -67,30 +67,17 @@ def tokenized_sample(spark, root, n_docs: int, seed: int, *overrides: str):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3-compatible server (moto's) on 127.0.0.1 for the whole run: its endpoint URL."""
-    import signal
-    import socket
-    import subprocess
-    import time
-    import urllib.request
+    from tests.servers import free_port, start, stop, wait_for_url
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    proc = start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log, os.environ)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(f"{url}/moto-api/", lambda body: True, [(proc, log)], "the S3 server", timeout=60)
+        yield url
+    finally:
+        stop([(proc, log)])
 
 
 S3_TEST_KEYS = {"AWS_ACCESS_KEY_ID": "lakebert-test-key", "AWS_SECRET_ACCESS_KEY": "lakebert-test-secret-value",
