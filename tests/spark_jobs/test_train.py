@@ -47,24 +47,45 @@ def _cfg(root, store, *overrides):
     return make_config(root, "tokenize.max_length=64", *TRAIN, f"mlflow.tracking_uri={store}", *overrides)
 
 
-def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts(spark, lakehouse, tmp_path):
+# The shared run's settings, also the SIGKILL test's: 120 steps, a checkpoint every 10.
+CHECKPOINTED = ("train.epochs=2", "train.checkpoint_every=10", "train.batch_size=8", "train.keep_last=10")
+
+
+@pytest.fixture(scope="module")
+def trained(spark, lakehouse, tmp_path_factory):
+    """One training of the module's data, shared by the tests that need a good run: the local-mode
+    test checks it, the degenerate test trains a bad run into its store after it, and the SIGKILL
+    test compares its resumed run with it. Realistic cloud secrets are in its config (the session
+    exists already, so Spark ignores them): none may reach the store, its artifacts or the summary."""
     from tests.conf.test_redact import SECRETS
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # Realistic cloud secrets in the config (the session exists already, so Spark ignores them):
-    # none may reach the MLflow store, its artifacts, the result or the summary.
+    folder = tmp_path_factory.mktemp("trained")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
     secret_keys = [f"{key}={value}" for key, value, _ in SECRETS if key.startswith(("spark.conf", "ingest.options"))]
-    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1", *secret_keys)
-    summary = train(spark, cfg, "r1")
+    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1", *CHECKPOINTED, *secret_keys)
+    return {"cfg": cfg, "store": store, "folder": folder, "secret_keys": secret_keys,
+            "summary": train(spark, cfg, "r1")}
+
+
+def _job_runs(client, summary):
+    """The store's runs of `summary`'s job (the degenerate test adds another job's run to the store)."""
+    experiment = client.get_experiment_by_name("lakebert").experiment_id
+    return client.search_runs([experiment], filter_string=f"tags.`{tracking.TAG_JOB_KEY}` = '{summary['job_key']}'")
+
+
+def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts(spark, trained):
+    from tests.conf.test_redact import SECRETS
+
+    cfg, store, summary, secret_keys = trained["cfg"], trained["store"], trained["summary"], trained["secret_keys"]
     assert summary["status"] == "done" and summary["world_size"] == 2
     assert summary["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
 
     client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("lakebert").experiment_id])
+    runs = _job_runs(client, summary)
     assert len(runs) == 1  # one run for the job, whatever the number of processes
     run = runs[0]
     assert run.info.run_id == summary["run_id"] and run.info.status == "FINISHED"
-    assert run.data.params["train.num_processes"] == "2" and run.data.params["train.batch_size"] == "16"
+    assert run.data.params["train.num_processes"] == "2" and run.data.params["train.batch_size"] == "8"
     steps = summary["steps"]
     for key in ("train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"):
         points = client.get_metric_history(run.info.run_id, key)
@@ -88,7 +109,7 @@ def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts
     assert [Path(c.path).name for c in checkpoints][-1] == f"step-{steps:09d}"
 
     assert run.data.params["spark.conf.spark.executorEnv.GITHUB_PAT"] == "***"
-    stored = [tmp_path / "mlflow.db", *Path(run.info.artifact_uri.removeprefix("file://")).rglob("*"),
+    stored = [trained["folder"] / "mlflow.db", *Path(run.info.artifact_uri.removeprefix("file://")).rglob("*"),
               *Path(summary["output_dir"]).rglob("*")]
     for _, _, secret in SECRETS:
         if secret in " ".join(secret_keys):
@@ -114,7 +135,7 @@ def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts
     again = train(spark, cfg, "r2")  # the same job again: nothing to do
     assert again["status"] == "up_to_date" and again["run_id"] == run.info.run_id
     assert again["registered_model"] == summary["registered_model"]
-    assert len(client.search_runs([run.info.experiment_id])) == 1
+    assert len(_job_runs(client, summary)) == 1
 
 
 @pytest.mark.parametrize("override, message", [
@@ -129,9 +150,8 @@ def test_bad_config_fails_before_any_process_or_run_starts(spark, lakehouse, tmp
     assert not store.exists()  # not even an MLflow run was created
 
 
-def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, lakehouse, tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    good = train(spark, _cfg(lakehouse, store, "mlflow.system_metrics=false"), "good")
+def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, lakehouse, trained):
+    store, good = trained["store"], trained["summary"]  # the module's good run, the store's first
     assert good["degenerate"] is False and good["warnings"] == []
     assert good["champion"]["moved"] and good["champion"]["version"] == "1"
     client = MlflowClient(store)
@@ -256,16 +276,14 @@ def _local_rank(process: psutil.Process) -> str | None:
 
 
 def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equals_an_uninterrupted_run(
-        lakehouse, tmp_path, s3_bucket):
-    """The baseline keeps its checkpoints on local disk, the killed run on S3 (no rename there:
-    a checkpoint is complete when its marker is), and the resumed run equals the baseline bitwise."""
+        lakehouse, trained, tmp_path, s3_bucket):
+    """The baseline (the module's run) keeps its checkpoints on local disk, the killed run on S3
+    (no rename there: a checkpoint is complete when its marker is), and the resumed run, a
+    `lakebert train` process as a user runs it, equals the baseline bitwise."""
     from conf import storage
 
-    opts = ("train.epochs=4", "train.checkpoint_every=10", "train.batch_size=8", "train.keep_last=10")
-    base_store = f"sqlite:///{tmp_path / 'base.db'}"
-    code, out, err = _finish(_launch(lakehouse, base_store, f"train.output_dir={tmp_path / 'base'}", *opts))
-    assert code == 0, err[-3000:]
-    baseline = json.loads(out.strip().splitlines()[-1])
+    opts = CHECKPOINTED
+    base_store, baseline = trained["store"], trained["summary"]
 
     store = f"sqlite:///{tmp_path / 'killed.db'}"
     out_dir = f"s3a://{s3_bucket}/killed"
@@ -299,7 +317,8 @@ def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equal
     assert [p.value for p in points] == [p.value for p in base_points]  # every loss, bitwise
     assert not (tmp_path / "killed").exists()
     final = safetensors_load(storage.read_bytes(f"{out_dir}/checkpoints/step-{baseline['steps']:09d}/model.safetensors"))
-    expected = load_file(str(tmp_path / "base" / "checkpoints" / f"step-{baseline['steps']:09d}" / "model.safetensors"))
+    expected = load_file(str(Path(baseline["output_dir"]) / "checkpoints" / f"step-{baseline['steps']:09d}" /
+                             "model.safetensors"))
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
 
 
