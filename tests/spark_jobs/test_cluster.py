@@ -4,7 +4,8 @@ A master and two workers started from pyspark's own distribution (`spark-class .
 `...Worker`, each worker with one core and its own work directory), the lakehouse on `s3a://`
 served by a real S3-compatible server (moto's) on 127.0.0.1, and a real `mlflow server` whose
 artifacts live in a bucket on that same server. `lakebert run` trains with
-`train.local_mode=false`: two barrier tasks, one on each worker.
+`train.local_mode=false`: two barrier tasks, one on each worker. Then `lakebert score` ships
+the registered model to the workers' executors and scores silver's test split.
 
 The slowest test of the suite (a few minutes): marked `cluster`, it runs in CI and in `make
 test`; `pytest -m "not cluster"` leaves it out.
@@ -96,14 +97,9 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
             "ingest.id_column=id", "tokenize.vocab_size=800", "tokenize.max_length=48", "train.epochs=2",
             "train.batch_size=16", "train.num_processes=2", "train.local_mode=false",
             f"mlflow.tracking_uri={tracking}", "mlflow.system_metrics=false"]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "spark_jobs.cli", "run", *(a for s in sets for a in ("--set", s))],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    elapsed = time.time() - started
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"lakebert run on the standalone cluster: {elapsed:.0f} s")
+    proc, summary = _lakebert("run", sets)
+    print(f"lakebert run on the standalone cluster: {time.time() - started:.0f} s")
     assert summary["status"] == "done" and summary["registered_model"]["version"] == "1"
     train = summary["stages"]["train"]
     assert train["tracking_uri"] == tracking and train["world_size"] == 2
@@ -139,3 +135,23 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
         assert set(predicted["label"]) <= set(LABELS)
     finally:
         mlflow.set_tracking_uri(None)
+
+    # lakebert score on the cluster: the model from the server (@champion, else the latest version)
+    # shipped to the workers' executors, silver's test split on S3 scored into a predictions table
+    # on S3, its evaluation logged to the server
+    _, scored = _lakebert("score", [*sets, "score.split=test"])
+    champion = train["champion"]["moved"]  # two epochs may leave a degenerate model, never a champion
+    assert scored["model"] == f"models:/lakebert-classifier{'@champion' if champion else '/1'}"
+    assert scored["model_version"] == "1"
+    assert scored["scored"] == scored["read"] == scored["evaluation"]["examples"] > 0
+    assert scored["tables"]["predictions"] == f"{root}/predictions"
+    assert client.get_run(scored["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def _lakebert(command: str, sets: list[str]):
+    """`lakebert <command>` in its own process, as a user runs it -> the process and its summary."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    proc = subprocess.run([sys.executable, "-m", "spark_jobs.cli", command, *(a for s in sets for a in ("--set", s))],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc, json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,9 +6,6 @@ One sample pipeline is trained for the whole module; every test scores with its 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +23,6 @@ from tests.conftest import TEST_SPARK, make_config
 from training.lineage import TAG_SCORED_VERSION, TAG_STAGE
 from training.tracking import tracking_uri
 
-REPO = Path(__file__).resolve().parents[2]
 TRAINED = ("tokenize.vocab_size=1500", "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3",
            "mlflow.system_metrics=false")
 
@@ -178,13 +174,3 @@ def test_the_default_model_is_the_champion_else_the_latest_version(spark, traine
     expected = "models:/lakebert-classifier@champion" if champion else "models:/lakebert-classifier/1"
     assert out["model"] == expected and out["model_version"] == "1"
 
-
-def test_scoring_on_local_cluster_executors(trained, tmp_path):
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    cmd = [sys.executable, "-m", "spark_jobs.cli", "score", "--set", f"lakehouse.root={trained.lakehouse.root}",
-           "--set", "spark.master=local-cluster[2,1,2048]", "--set", "spark.conf.spark.ui.enabled=false",
-           "--set", "score.split=validation", "--set", "tables.predictions=pred_cluster"]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["scored"] == summary["read"] > 0 and summary["tables"]["predictions"].endswith("pred_cluster")
