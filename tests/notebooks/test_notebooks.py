@@ -33,10 +33,10 @@ def test_notebooks_are_in_databricks_source_format():
 
 
 def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_do(spark, tmp_path, monkeypatch):
-    src = write_sample(tmp_path / "data", n_docs=1200, seed=11)
+    src = write_sample(tmp_path / "data", n_docs=600, seed=11)
     overrides = _overrides(tmp_path / "lh", src)
     ingest = _run("01_ingest", monkeypatch, overrides)
-    assert ingest["stage"] == "ingest" and ingest["inserted"] > 1000
+    assert ingest["stage"] == "ingest" and ingest["inserted"] > 500
     clean = _run("02_clean", monkeypatch, overrides)
     assert clean["status"] == "done" and clean["input"] == ingest["inserted"]
     tokenize = _run("03_tokenize", monkeypatch, overrides)
@@ -62,7 +62,7 @@ def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_d
 
 
 def test_end_to_end_notebook_trains_on_a_fresh_lakehouse(spark, tmp_path, monkeypatch):
-    src = write_sample(tmp_path / "data", n_docs=1200, seed=12)
+    src = write_sample(tmp_path / "data", n_docs=600, seed=12)
     summary = _run("00_end_to_end", monkeypatch, _overrides(tmp_path / "lh", src))
     assert summary["status"] == "done" and summary["registered_model"]["name"] == "lakebert-classifier"
     assert summary["metrics"]["test"]["examples"] > 0
