@@ -33,7 +33,7 @@ def document(rng: random.Random, label: str) -> str:
 def write_dataset(folder: Path, train_rows: int, max_length: int, eval_rows: int = 512, seed: int = 0,
                   vocab_size: int = 8000) -> Path:
     """Write (or reuse) the dataset under `folder`; returns the tokenized root (holding LATEST)."""
-    key = f"rows{train_rows}-len{max_length}-seed{seed}"
+    key = f"rows{train_rows}-eval{eval_rows}-len{max_length}-seed{seed}"
     root = folder / "tokenized"
     if (root / key / MANIFEST).is_file():
         (root / LATEST).write_text(key)
