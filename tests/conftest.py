@@ -64,6 +64,32 @@ def tokenized_sample(spark, root, n_docs: int, seed: int, *overrides: str):
     return root
 
 
+# The sample pipeline's settings for a model that learns in seconds: 3 epochs of a small vocabulary.
+SAMPLE_TRAINING = ("tokenize.vocab_size=1500", "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3",
+                   "mlflow.system_metrics=false")
+
+
+@pytest.fixture(scope="session")
+def sample_run(spark, tmp_path_factory):
+    """`lakebert run`'s pipeline on the sample (1,200 documents) once for the whole test run, in a
+    lakehouse with its own MLflow store: its config, the first run's summary (run id "r1") and
+    what it printed. The pipeline tests check that run and rerun it; the score tests score with
+    its registered model (into their own predictions tables)."""
+    import contextlib
+    import io
+
+    from spark_jobs.pipeline import pipeline
+    from spark_jobs.sample_data import write_sample
+
+    folder = tmp_path_factory.mktemp("sample-run")
+    src = write_sample(folder / "data", n_docs=1200, seed=8)
+    cfg = make_config(folder / "lh", f"ingest.source={src}", "ingest.id_column=id", *SAMPLE_TRAINING)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        summary = pipeline(spark, cfg, "r1")
+    return {"cfg": cfg, "summary": summary, "shown": out.getvalue(), "errors": err.getvalue()}
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3-compatible server (moto's) on 127.0.0.1 for the whole run: its endpoint URL."""

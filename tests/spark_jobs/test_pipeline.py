@@ -1,21 +1,20 @@
 """lakebert run: every stage with one config, a human summary, then nothing to do on a rerun."""
 
+from pathlib import Path
+
 import pytest
 
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES
 from spark_jobs.pipeline import STAGES, pipeline
-from spark_jobs.sample_data import write_sample
 from spark_jobs.stage import StageError
 from tests.conftest import make_config
 from tokenization.dataset import MANIFEST
 from training.tracking import DATA_REPORT_ARTIFACTS, store_client
 
 
-def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_path, capsys):
-    src = write_sample(tmp_path / "data", n_docs=1200, seed=8)
-    cfg = make_config(tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id", "tokenize.vocab_size=1500",
-                      "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3", "mlflow.system_metrics=false")
-    first = pipeline(spark, cfg, "r1")
+def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, sample_run, capsys):
+    cfg, first, shown, errors = (sample_run[k] for k in ("cfg", "summary", "shown", "errors"))
+    root = Path(cfg.lakehouse.root)
     assert first["status"] == "done" and first["up_to_date"] == []
     ingest, clean, tokenize, train = (first["stages"][s] for s in STAGES)
     assert ingest["read"] == ingest["inserted"] + ingest["duplicates"] + sum(ingest["quarantined"].values())
@@ -25,7 +24,6 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_
     assert tokenize["rows"] + sum(tokenize["cross_split_duplicates"].values()) == clean["output"]
     assert first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
     assert set(first["metrics"]) == {"validation", "test"}
-    shown, errors = capsys.readouterr()
     assert f"MLflow run {train['run_id']}" in shown
     assert f"mlflow ui --backend-store-uri {train['tracking_uri']}" in shown
     assert "registered model lakebert-classifier version 1" in shown
@@ -33,7 +31,7 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, tmp_
     assert "# data-quality report" not in shown  # the report is in files, named on one line each
 
     # The data report: images under _runs/, the same files in the training run's MLflow artifacts.
-    runs = tmp_path / "lh" / "_runs"
+    runs = root / "_runs"
     for stage, files in (("clean", CLEAN_FILES), ("tokenize", TOKENIZE_FILES)):
         assert all((runs / stage / f"r1-{stage}" / name).is_file() for name in files)
         assert f"{stage}: data report in {runs / stage / f'r1-{stage}'}: " in shown

@@ -1,6 +1,8 @@
 """lakebert score: the registered model over new documents, on the executors (real Spark, Delta, MLflow).
 
-One sample pipeline is trained for the whole module; every test scores with its registered model.
+The sample pipeline is trained once for the test run (conftest's `sample_run`); every test scores
+with its registered model, into its own predictions table. Scoring on a cluster's executors is
+the standalone-cluster test's (tests/spark_jobs/test_cluster.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from mlflow import MlflowClient
 
 from spark_jobs.filters import DropReason
 from spark_jobs.ingest import IngestReason
-from spark_jobs.pipeline import pipeline
-from spark_jobs.sample_data import write_sample
 from spark_jobs.score import main, score
 from spark_jobs.stage import StageError
 from spark_jobs.tables import PREDICTIONS, SILVER, resolve_table
@@ -23,19 +23,12 @@ from tests.conftest import TEST_SPARK, make_config
 from training.lineage import TAG_SCORED_VERSION, TAG_STAGE
 from training.tracking import tracking_uri
 
-TRAINED = ("tokenize.vocab_size=1500", "tokenize.max_length=64", "train.batch_size=16", "train.epochs=3",
-           "mlflow.system_metrics=false")
-
 
 @pytest.fixture(scope="module")
-def trained(spark, tmp_path_factory):
-    """A lakehouse with silver and a registered model (the sample pipeline), and its config."""
-    root = tmp_path_factory.mktemp("score")
-    src = write_sample(root / "data", n_docs=800, seed=21)
-    cfg = make_config(root / "lh", f"ingest.source={src}", "ingest.id_column=id", *TRAINED)
-    summary = pipeline(spark, cfg, "fixture")
-    assert summary["registered_model"]["version"] == "1"
-    return cfg
+def trained(sample_run):
+    """A lakehouse with silver and a registered model (the sample pipeline's run), and its config."""
+    assert sample_run["summary"]["registered_model"]["version"] == "1"
+    return sample_run["cfg"]
 
 
 def scoring(cfg, *overrides: str):
