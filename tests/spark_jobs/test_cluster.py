@@ -14,7 +14,6 @@ test`; `pytest -m "not cluster"` leaves it out.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,10 @@ from pyspark.find_spark_home import _find_spark_home
 
 from conf import storage
 from spark_jobs.sample_data import LABELS, write_sample
+from tests.commands import lakebert_cmd, run_for_summary
 from tests.conftest import S3_TEST_KEYS, TEST_SPARK
 from tests.servers import free_port, start, stop, wait_for_url
 
-REPO = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(_find_spark_home()) / "bin" / "spark-class"
 
 pytestmark = pytest.mark.cluster
@@ -98,7 +97,7 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
             "train.batch_size=16", "train.num_processes=2", "train.local_mode=false",
             f"mlflow.tracking_uri={tracking}", "mlflow.system_metrics=false"]
     started = time.time()
-    proc, summary = _lakebert("run", sets)
+    proc, summary = run_for_summary(lakebert_cmd("run", sets))
     print(f"lakebert run on the standalone cluster: {time.time() - started:.0f} s")
     assert summary["status"] == "done" and summary["registered_model"]["version"] == "1"
     train = summary["stages"]["train"]
@@ -139,7 +138,7 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
     # lakebert score on the cluster: the model from the server (@champion, else the latest version)
     # shipped to the workers' executors, silver's test split on S3 scored into a predictions table
     # on S3, its evaluation logged to the server
-    _, scored = _lakebert("score", [*sets, "score.split=test"])
+    _, scored = run_for_summary(lakebert_cmd("score", [*sets, "score.split=test"]))
     champion = train["champion"]["moved"]  # two epochs may leave a degenerate model, never a champion
     assert scored["model"] == f"models:/lakebert-classifier{'@champion' if champion else '/1'}"
     assert scored["model_version"] == "1"
@@ -147,11 +146,3 @@ def test_run_on_a_standalone_cluster_with_s3_and_an_mlflow_server_keeps_nothing_
     assert scored["tables"]["predictions"] == f"{root}/predictions"
     assert client.get_run(scored["mlflow_run_id"]).info.status == "FINISHED"
 
-
-def _lakebert(command: str, sets: list[str]):
-    """`lakebert <command>` in its own process, as a user runs it -> the process and its summary."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    proc = subprocess.run([sys.executable, "-m", "spark_jobs.cli", command, *(a for s in sets for a in ("--set", s))],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return proc, json.loads(proc.stdout.strip().splitlines()[-1])

@@ -13,7 +13,6 @@ session's on the same data.
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pyspark.find_spark_home import _find_spark_home
 
 from spark_jobs.sample_data import write_sample
 from spark_jobs.session import DELTA_SQL_CONF, delta_package
+from tests.commands import lakebert_cmd, run_for_summary
 from tests.conftest import TEST_SPARK, make_config
 from tests.servers import free_port, start, stop, wait_for_port
 
@@ -56,18 +56,9 @@ def connect_server(tmp_path_factory):
         stop([(proc, log)])
 
 
-def _last_json(cmd: list[str], env: dict) -> dict:
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYSPARK_PYTHON": sys.executable,
-                                              "PYSPARK_DRIVER_PYTHON": sys.executable, **env},
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def lakebert(command: str, remote: str, sets: list[str]) -> dict:
     """`lakebert <command> --remote <remote>` in a fresh process -> its JSON summary."""
-    return _last_json([sys.executable, "-m", "spark_jobs.cli", command, "--remote", remote,
-                       *(a for s in sets for a in ("--set", s))], {})
+    return run_for_summary(lakebert_cmd(command, sets, "--remote", remote))[1]
 
 
 def notebook(name: str, remote: str, sets: list[str]) -> dict:
@@ -75,8 +66,8 @@ def notebook(name: str, remote: str, sets: list[str]) -> dict:
     the notebook's session is a Connect session) -> its summary."""
     code = (f"import json, runpy; summary = runpy.run_path('notebooks/{name}.py', run_name='__main__')['summary']; "
             "print(json.dumps(summary, default=str))")
-    return _last_json([sys.executable, "-c", code],
-                      {"SPARK_REMOTE": remote, "LAKEBERT_NOTEBOOK_OVERRIDES": ";".join(sets)})
+    return run_for_summary([sys.executable, "-c", code],
+                           {"SPARK_REMOTE": remote, "LAKEBERT_NOTEBOOK_OVERRIDES": ";".join(sets)})[1]
 
 
 def test_every_stage_under_spark_connect_counts_as_a_classic_session_and_registers_in_another_registry(

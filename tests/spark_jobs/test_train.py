@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from spark_jobs.stage import StageError
 from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.train import failure_report, train
 from tests.conftest import TEST_SPARK, make_config, tokenized_sample
+from tests.servers import free_port
 from training import tracking
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,7 +212,7 @@ def test_data_tokenized_for_another_model_fails_before_training(spark, lakehouse
 
 
 def test_unreachable_mlflow_server_fails_the_preflight_fast_without_showing_its_password(spark, lakehouse, tmp_path):
-    uri = f"http://alice:PASSW0RD@127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://alice:PASSW0RD@127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     with pytest.raises(StageError) as err:
         train(spark, _cfg(lakehouse, uri), "r")
@@ -320,9 +320,3 @@ def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equal
     expected = load_file(str(Path(baseline["output_dir"]) / "checkpoints" / f"step-{baseline['steps']:09d}" /
                              "model.safetensors"))
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
