@@ -1,4 +1,5 @@
-"""Running lakebert's commands as a user does: a fresh process, its JSON summary on the last stdout line."""
+"""Running lakebert's commands as a user does: a fresh process, its JSON summary on the last stdout line;
+and finding the training ranks such a process started."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,3 +27,17 @@ def run_for_summary(cmd: list[str], env: dict | None = None, timeout: int = 1200
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     return proc, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def training_ranks(pid: int) -> dict[str, psutil.Process]:
+    """The training ranks under process `pid` (torchrun's workers: LOCAL_RANK in their
+    environment), by local rank."""
+    ranks = {}
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            rank = process.environ().get("LOCAL_RANK") if "python" in process.name() else None
+        except psutil.Error:  # exited meanwhile (Spark's short-lived helpers)
+            continue
+        if rank is not None:
+            ranks[rank] = process
+    return ranks

@@ -12,6 +12,8 @@ its own value.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +36,29 @@ class DistEnv:
         return self.device.type == "cuda"
 
 
+# prctl(2) option: the signal this process gets when the thread that started it ends
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Under torchrun (which sets TORCHELASTIC_RUN_ID) this process is killed when its launcher
+    dies. torchrun starts each rank in a session of its own, so a launcher killed with SIGKILL (a
+    killed `lakebert train` or `tune`, a lost executor) would leave the ranks running, or blocked
+    in a collective on a store that is gone until its timeout, holding their memory and GPU.
+    Linux only (prctl's PR_SET_PDEATHSIG); elsewhere nothing changes."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    launcher = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != launcher:  # it died before the prctl: the signal will not come
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def init_distributed(use_gpu: bool) -> DistEnv:
+    die_with_launcher()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -28,6 +27,7 @@ from spark_jobs.sample_data import LABELS, make_document
 from spark_jobs.stage import StageError
 from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.train import failure_report, train
+from tests.commands import training_ranks
 from tests.conftest import TEST_SPARK, make_config, tokenized_sample
 from tests.servers import free_port
 from training import tracking
@@ -268,13 +268,6 @@ def _finish(proc, timeout=600):
     return proc.returncode, out, err
 
 
-def _local_rank(process: psutil.Process) -> str | None:
-    try:
-        return process.environ().get("LOCAL_RANK") if "python" in process.name() else None
-    except psutil.Error:  # exited meanwhile (Spark's short-lived helpers)
-        return None
-
-
 def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equals_an_uninterrupted_run(
         lakehouse, trained, tmp_path, s3_bucket):
     """The baseline (the module's run) keeps its checkpoints on local disk, the killed run on S3
@@ -293,9 +286,9 @@ def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equal
     while not storage.exists(f"{target}/COMPLETE"):
         assert proc.poll() is None and time.time() < deadline, "training ended before step 20"
         time.sleep(0.05)
-    victims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _local_rank(p) == "1"]
-    assert victims, "no rank-1 process found"
-    victims[0].send_signal(signal.SIGKILL)
+    victim = training_ranks(proc.pid).get("1")
+    assert victim, "no rank-1 process found"
+    victim.send_signal(signal.SIGKILL)
     code, out, err = _finish(proc)
     assert code == 1
     assert "rank 1" in err and "SIGKILL" in err and "ended FAILED" in err

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from spark_jobs import cli
 from spark_jobs.tune import tune
+from tests.commands import training_ranks
 from tests.conftest import TEST_SPARK, make_config, tokenized_sample
 from training.lineage import (
     TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_PARENT_RUN, TAG_STAGE, TAG_STUDY, TAG_TRIAL, TAG_TRIAL_STATE, TRIAL_PRUNED,
@@ -135,8 +137,13 @@ def test_sigkill_during_a_trial_then_rerun_continues_the_study_and_retries_only_
     while len(jobs_with_a_checkpoint() - others) < 2:  # trial 1 has saved its first checkpoint (step 4 of 60)
         assert proc.poll() is None and time.time() < deadline, "".join(lines)
         time.sleep(0.05)
+    ranks = training_ranks(proc.pid)
+    assert sorted(ranks) == ["0", "1"], ranks
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    # the ranks run in sessions of their own (torchrun's): they die with their launcher all the same
+    _, alive = psutil.wait_procs(list(ranks.values()), timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
     killed = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert [t.number for t in killed] == [1]
 
