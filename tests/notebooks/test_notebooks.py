@@ -1,5 +1,9 @@
 """Every notebook runs end to end as a plain Python file on the sample data, with parameters
-from the environment; the widget path takes them from a dbutils-shaped object."""
+from the environment; the widget path takes them from a dbutils-shaped object.
+
+00_end_to_end is `lakebert run` (`run_in_notebook("run")`, the same `pipeline` as conftest's
+`sample_run`): here it runs after the stage notebooks and finds nothing to do, and the Connect
+test runs it on a Connect session."""
 
 import runpy
 from pathlib import Path
@@ -59,13 +63,6 @@ def test_stage_notebooks_run_in_order_then_the_end_to_end_one_finds_nothing_to_d
                                   filter_string=f"tags.`mlflow.parentRunId` = '{tuned['parent_run_id']}'")
     assert [run.data.params["train.num_processes"] for run in children] == ["1", "1"]
     assert tuned["registered_model"] == {"name": "lakebert-classifier", "version": "2", "alias": "tuned"}
-
-
-def test_end_to_end_notebook_trains_on_a_fresh_lakehouse(spark, tmp_path, monkeypatch):
-    src = write_sample(tmp_path / "data", n_docs=600, seed=12)
-    summary = _run("00_end_to_end", monkeypatch, _overrides(tmp_path / "lh", src))
-    assert summary["status"] == "done" and summary["registered_model"]["name"] == "lakebert-classifier"
-    assert summary["metrics"]["test"]["examples"] > 0
 
 
 class _Widgets:
