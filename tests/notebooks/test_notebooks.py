@@ -8,8 +8,6 @@ test runs it on a Connect session."""
 import runpy
 from pathlib import Path
 
-import pytest
-
 from spark_jobs.notebook import notebook_params, split_overrides
 from spark_jobs.sample_data import write_sample
 from tests.conftest import TEST_SPARK
