@@ -112,7 +112,7 @@ def pipeline(spark, cfg: Config, stage_run_id: str) -> dict:
         except StageError as exc:
             # Bad input before anything was written stays bad input (no error.log, the log not
             # kept); once a stage has written, the trace and the run's log are kept.
-            raise StageError(f"{name}: {exc}") from (exc if stages else exc.__cause__)
+            raise type(exc)(f"{name}: {exc}") from (exc if stages else exc.__cause__)  # a SettingError stays one
         except Exception as exc:  # a Java or other unexpected error: name the stage, keep the trace
             raise StageError(f"{name}: {one_line(exc)}") from exc
         stages[name] = {**summary, "seconds": round(time.perf_counter() - started, 3)}

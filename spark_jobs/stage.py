@@ -8,7 +8,8 @@ The console shows lakebert's own lines; the resolved config (secrets redacted) a
 Spark, MLflow and the training processes print go to `_runs/<stage>/<stage_run_id>/run.log`
 (`spark_jobs.console`; `--verbose` shows it all instead). The summary's `log` names the file.
 
-Exit codes: 0 done, 1 the stage failed, 2 the config is wrong. A config or input error is
+Exit codes: 0 done, 1 the stage failed, 2 the config is wrong (`ConfigError` while loading it,
+`SettingError` once a stage finds that a setting cannot work). A config or input error is
 detected before anything is written. A failure of any kind (a `StageError`, a Java exception,
 a concurrent-write conflict) ends with exactly one line on stderr, which names the run's log.
 Unless it is a plain `StageError` (bad input, said in full by that line, whose log stays in a
@@ -36,6 +37,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact, storage
+from conf.errors import describe, with_cause
 from conf.paths import join_path, resolve_root
 from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, SparkProgress, current, verbose_requested
 from spark_jobs.tables import runs_dir
@@ -49,14 +51,20 @@ class StageError(RuntimeError):
     """Bad input or state a user can fix; printed as one line, exit code 1."""
 
 
+class SettingError(StageError):
+    """A setting that cannot work as given (found once the stage looks at the data or the
+    folders it names); printed as one line, exit code 2, as a config error."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one redacted line: a StageError's own text, else the class and the first
-    line of its message (a Java exception's first line names its error class)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    line of its message; then its first cause when the line does not say it (`conf.errors`: an
+    OS error by name, the root cause of a Java trace: `Connection refused`, not `An error
+    occurred while calling o805.parquet.`)."""
     if isinstance(exc, StageError):
-        text = " ".join(lines)
+        text = with_cause(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()), exc)
     else:
-        text = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
+        text = describe(exc, MAX_ERROR_CHARS)
     return redact(text)[:MAX_ERROR_CHARS]
 
 
@@ -136,7 +144,7 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
         where += [f"log: {log}"] if log else []
         print(f"{stage} error: {one_line(failure)}" + (f" ({'; '.join(where)})" if where else ""),
               file=sys.stderr, flush=True)
-        return EXIT_INPUT
+        return EXIT_CONFIG if isinstance(failure, SettingError) else EXIT_INPUT
     if log:
         print(f"lakebert {stage}: {summary.get('status', 'done')} in {summary['seconds']:,.1f} s; log: {log}")
     print(json.dumps(summary), flush=True)

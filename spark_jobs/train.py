@@ -33,7 +33,7 @@ from conf.paths import resolve_root
 from conf.schema import model_name_problem
 from spark_jobs import console
 from spark_jobs.session import is_connect
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import SettingError, StageError, run_stage
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -127,12 +127,14 @@ def preflight(spark, cfg: Config) -> tuple[str, dict]:
 
 
 class _StdoutTail(io.TextIOBase):
-    """Pass stdout through and keep its last lines: the training processes' output reaches the
-    driver only as lines written to sys.stdout, and pyspark's torchrun wrapper exits 0 even when
-    torchrun fails, so torchrun's own summary of which rank died is only found there."""
+    """Pass a stream through and keep its last lines (stdout and stderr share them): the
+    training processes' output reaches the driver only as lines written to sys.stdout (local
+    mode) or sys.stderr (executors), and pyspark's torchrun wrapper exits 0 even when torchrun
+    fails, so torchrun's summary of which rank died, and each failed rank's own line, are only
+    found there."""
 
-    def __init__(self, target, lines: int = 400):
-        self.target, self.lines = target, collections.deque(maxlen=lines)
+    def __init__(self, target, lines: collections.deque | None = None):
+        self.target, self.lines = target, collections.deque(maxlen=400) if lines is None else lines
 
     def write(self, text: str) -> int:
         self.lines.append(text)
@@ -148,14 +150,19 @@ class _StdoutTail(io.TextIOBase):
 def failure_report(failures: str, message: str) -> str:
     """Which rank failed and why, root cause first.
 
-    A rank that raised wrote its own error file; a rank killed by a signal did not, and
-    torchrun's summary in `message` names it. Ranks whose error is only that a peer went away
-    (gloo/NCCL connection errors) are listed last, as consequences."""
-    from training.job import read_failures
+    A rank that raised printed its error (in `message`, the ranks' output) and wrote its own
+    error file, either of which may be missing when the disk or the store failed; a rank killed
+    by a signal did neither, and torchrun's summary in `message` names it. Ranks whose error is
+    only that a peer went away (gloo/NCCL connection errors) are listed last, as consequences."""
+    from training.job import failures_in_output, read_failures
 
     exits = {int(rank): (local_rank, code, pid, cause.strip())
              for rank, local_rank, code, pid, cause in ROOT_CAUSE.findall(message)}
-    files = read_failures(failures)
+    files = failures_in_output(message)
+    try:
+        files.update(read_failures(failures))
+    except Exception:  # noqa: BLE001 - the store may be what failed; the ranks' lines still say why
+        pass
     causes, consequences = [], []
     for rank in sorted(set(exits) | set(files)):
         if rank in files:
@@ -183,43 +190,61 @@ def captured_output():
         yield _CAPTURE
         return
     with console.current().training_output(PROGRESS_PREFIX):
-        tail, stdout = _StdoutTail(sys.stdout), sys.stdout
-        sys.stdout = _CAPTURE = tail
+        # local mode: the ranks' output arrives on stdout; from executors, on stderr
+        saved = sys.stdout, sys.stderr
+        tail = _StdoutTail(sys.stdout)
+        sys.stdout, sys.stderr = tail, _StdoutTail(sys.stderr, tail.lines)
+        _CAPTURE = tail
         try:
             yield tail
         finally:
-            sys.stdout, _CAPTURE = stdout, None
+            (sys.stdout, sys.stderr), _CAPTURE = saved, None
 
 
 _CAPTURE: _StdoutTail | None = None
 
 
-def process_config(cfg: Config) -> dict:
-    """The config the training processes get: `lakehouse.root` made absolute here, since a
-    process on an executor (or in a Spark Connect server's session folder) has another working
-    directory."""
+def process_config(cfg: Config, manifest_path: str) -> dict:
+    """The config the training processes get: the job's dataset pinned (`train.data`: the
+    manifest the launcher resolved, so no process follows a `LATEST` that moved since), and
+    `lakehouse.root` made absolute here, since a process on an executor (or in a Spark Connect
+    server's session folder) has another working directory."""
     config = config_dict(cfg, redact=False)
     config["lakehouse"]["root"] = resolve_root(cfg)
+    config["train"]["data"] = str(manifest_path)
     return config
 
 
-def launch(cfg: Config, plan, manifest: dict, trial: dict | None = None) -> dict:
+def claim_output_dir(cfg: Config, manifest: dict) -> None:
+    """The job's folder is its own (`training.job.claim_output_dir`), or the job does not start."""
+    from training import job
+
+    try:
+        job.claim_output_dir(cfg, job.output_dir(cfg, manifest), job.job_key(cfg, manifest))
+    except job.OutputDirError as exc:
+        raise SettingError(str(exc)) from None
+
+
+def launch(cfg: Config, plan, manifest_path: str, manifest: dict, trial: dict | None = None) -> dict:
     """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
-    -> rank 0's result. A failure ends the MLflow run FAILED and raises a StageError that names
-    the failed rank. `trial`: a tune trial's pruning spec (training.pruning)."""
+    on the dataset of `manifest_path` -> rank 0's result. A failure ends the MLflow run FAILED
+    and raises a StageError that names the failed rank. `trial`: a tune trial's pruning spec
+    (training.pruning)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training import job, tracking
     from training.train import train_job
 
-    failures = job.failures_dir(job.output_dir(cfg, manifest))
-    storage.delete(failures)
+    claim_output_dir(cfg, manifest)
+    out_dir = job.output_dir(cfg, manifest)
+    job.clear_failures(out_dir)
+    failures = job.failures_dir(out_dir)
     tc = cfg.train
     with captured_output() as tail:
         try:
             distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
                                            use_gpu=tc.use_gpu)
-            return distributor.run(train_job, process_config(cfg), dataclasses.asdict(plan), trial)
+            return distributor.run(train_job, process_config(cfg, manifest_path), dataclasses.asdict(plan), trial)
         except BaseException as exc:
             tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
             if not isinstance(exc, Exception):
@@ -233,6 +258,7 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     from training import tracking
 
     manifest_path, manifest = preflight(spark, cfg)
+    claim_output_dir(cfg, manifest)  # before the run exists: a refused folder leaves no trace
     try:
         plan = tracking.prepare_run(cfg, manifest, str(manifest_path), quick=True)
     except tracking.TrackingError as exc:
@@ -248,7 +274,7 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
-    result = launch(cfg, plan, manifest)
+    result = launch(cfg, plan, manifest_path, manifest)
     for line in result.get("warnings", []):
         print(f"train: warning: {line}", flush=True)
     if result.get("champion"):

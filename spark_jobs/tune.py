@@ -37,10 +37,10 @@ import threading
 import time
 import warnings
 
-from conf import Config, config_dict, redact
+from conf import Config, config_dict, redact, storage
 from spark_jobs import console
 from spark_jobs.stage import StageError, run_stage
-from spark_jobs.train import captured_output, launch, preflight
+from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from training.lineage import (
     TAG_BEST_PARAMS, TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_PARENT_RUN,
     TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_STAGE, TAG_STUDY, TAG_STUDY_STORAGE, TAG_TRIAL, TAG_TRIAL_STATE,
@@ -194,13 +194,20 @@ def parent_run(cfg: Config, name: str, url: str) -> str:
     return run.info.run_id
 
 
-def trial_config(cfg: Config, values: dict, name: str) -> Config:
-    """The `train` job of one trial: the drawn values, the study, its share of the processes."""
+def trial_config(cfg: Config, values: dict, name: str, manifest: dict) -> Config:
+    """The `train` job of one trial: the drawn values, the study, its share of the processes,
+    and, when `train.output_dir` is set, a folder of its own in it (jobs never share one)."""
+    from training.job import job_key
+
     data = config_dict(cfg, redact=False)
     data["train"].update(values, study=name,
                          num_processes=max(1, cfg.train.num_processes // cfg.tune.parallel_trials))
     data["mlflow"].update(TRIAL_MLFLOW)
-    return Config.model_validate(data)
+    trial = Config.model_validate(data)
+    if cfg.train.output_dir is None:
+        return trial
+    folder = storage.join(cfg.train.output_dir, f"trial-{job_key(trial, manifest)}")
+    return trial.model_copy(update={"train": trial.train.model_copy(update={"output_dir": folder})})
 
 
 def suggest(trial, space: dict) -> dict:
@@ -238,8 +245,9 @@ class Objective:
 
         values = suggest(trial, self.cfg.tune.space)
         retry = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        cfg = trial_config(self.cfg, values, self.name)
+        cfg = trial_config(self.cfg, values, self.name, self.manifest)
         tags = {TAG_PARENT_RUN: self.parent, TAG_STUDY: self.name, TAG_TRIAL: str(trial.number)}
+        claim_output_dir(cfg, self.manifest)  # before its run exists: a refused folder leaves no trace
         try:
             plan = tracking.prepare_run(cfg, self.manifest, str(self.manifest_path), tags=tags)
         except tracking.TrackingError as exc:
@@ -258,7 +266,7 @@ class Objective:
             spec = {"storage": self.url, "study": self.name, "trial_id": trial._trial_id, "metric": self.metric,
                     "pruner": self.cfg.tune.pruner, "pruner_startup_trials": self.cfg.tune.pruner_startup_trials}
             try:
-                result = launch(cfg, plan, self.manifest, spec)
+                result = launch(cfg, plan, self.manifest_path, self.manifest, spec)
             except StageError as exc:  # the study goes on; the summary counts the failed trial
                 self.say(f"tune: trial {trial.number} failed: {exc}")
                 raise

@@ -120,12 +120,13 @@ class CheckpointManager:
         from safetensors.torch import save_model
 
         save_model(model, str(folder / MODEL_FILE))
-        if optimizer is not None:
-            torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
-        if scheduler is not None:
-            torch.save(scheduler.state_dict(), folder / SCHEDULER_FILE)
-        if rng is not None:
-            torch.save(rng, folder / TORCH_RNG_FILE)
+        for name, value in ((OPTIMIZER_FILE, optimizer and optimizer.state_dict()),
+                            (SCHEDULER_FILE, scheduler and scheduler.state_dict()), (TORCH_RNG_FILE, rng)):
+            if value is not None:
+                # through a Python file: a full disk raises OSError(ENOSPC) there, where torch's
+                # own writer only says "unexpected pos"
+                with open(folder / name, "wb") as fh:
+                    torch.save(value, fh)
         (folder / STATE_FILE).write_text(json.dumps({"step": step, **(state or {})}))
         return {p.name: _sha256(p) for p in sorted(folder.iterdir())}
 
@@ -185,11 +186,16 @@ class CheckpointManager:
         return json.loads((path / STATE_FILE).read_text())
 
     def clear(self) -> None:
-        """Every checkpoint (a new run trains from scratch)."""
+        """Every checkpoint (a new run trains from scratch): the `step-*` folders and temporary
+        ones this class writes, nothing else that the folder may hold."""
         if self.remote:
-            storage.delete(self.root)
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
+            for name in storage.listdir(self.root):
+                if name.startswith(PREFIX):
+                    storage.delete(storage.join(self.root, name, COMPLETE))  # unmarked first
+                    storage.delete(storage.join(self.root, name))
+            return
+        for path in [*self.root.glob(f"{PREFIX}*"), *self.root.glob(".tmp-*")]:
+            shutil.rmtree(path, ignore_errors=True)
 
     def prune(self) -> None:
         """Keep the newest `keep_last` complete checkpoints; drop older ones and torn or stale

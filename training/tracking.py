@@ -104,6 +104,8 @@ class RunPlan:
     job_key: str
     registry_uri: str | None = None
     """None: the tracking store."""
+    data_hash: str | None = None
+    """The content hash of the tokenized data the job was planned on: every process checks it."""
 
 
 def store_client(uri: str, registry: str | None = None):
@@ -177,9 +179,9 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
             for name, value in extra.items():
                 if runs[0].data.tags.get(name) != value:
                     client.set_tag(runs[0].info.run_id, name, value)
-            return RunPlan(uri, runs[0].info.run_id, status, key, registry_uri(cfg))
+            return RunPlan(uri, runs[0].info.run_id, status, key, registry_uri(cfg), manifest.get("content_hash"))
         run = client.create_run(experiment, tags=tags, run_name=f"train-{key[:8]}")
-    return RunPlan(uri, run.info.run_id, NEW, key, registry_uri(cfg))
+    return RunPlan(uri, run.info.run_id, NEW, key, registry_uri(cfg), manifest.get("content_hash"))
 
 
 def end_run(plan: RunPlan, status: str) -> None:

@@ -11,8 +11,14 @@ validation at each epoch end (and every `train.eval_every` steps), the best chec
 `train.select_metric` evaluated on validation and test at the end, the model logged and
 registered by rank 0.
 
-A failing rank writes `<output_dir>/failures/rank-<r>.json` (error and traceback) for the
-launcher to report, and rank 0 ends the MLflow run FAILED.
+The job trains on one dataset: rank 0 resolves the tokenized data once and every rank reads
+that manifest (the launcher pins it in `train.data`, and its run plan names the content hash
+each process checks), so a `lakebert tokenize` that moves `LATEST` meanwhile changes nothing.
+Without a launcher, rank 0 claims the output folder (`training.job.claim_output_dir`).
+
+A failing rank prints its error (first cause named) and writes
+`<output_dir>/failures/rank-<r>.json` for the launcher to report, and rank 0 ends the MLflow run
+FAILED.
 
 A `lakebert tune` trial (`trial`: its Optuna spec, training.pruning) reports each evaluation to
 the study's pruner. A pruned trial stops on every rank together: its run ends FINISHED, tagged
@@ -25,7 +31,9 @@ from __future__ import annotations
 
 from conf import Config, storage
 from conf.loader import validate
+from tokenization.dataset import DataError
 from training import job, tracking
+from training.checkpoint import CheckpointManager
 from training.distributed import barrier, broadcast, init_distributed, teardown
 from training.lineage import TAG_TRIAL_STATE, TRIAL_PRUNED
 from training.meter import PROGRESS_PREFIX
@@ -44,14 +52,10 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
     out_dir = None
     tracker = tracking.NullTracker()
     try:
-        manifest_path, manifest = job.read_manifest(cfg)
+        manifest_path, manifest = open_data(cfg, env, plan)
         out_dir = job.output_dir(cfg, manifest)
         if plan is None:
-            try:
-                plan = tracking.prepare_run(cfg, manifest, str(manifest_path)) if env.is_main else None
-            except Exception as exc:  # every rank must learn of it, not only rank 0
-                plan = exc
-            plan = broadcast(env, plan)
+            plan = on_every_rank(env, lambda: prepare(cfg, manifest, str(manifest_path), out_dir))
         if plan.status == tracking.UP_TO_DATE:
             return {"status": "up_to_date", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri,
                     **tracking.finished_result(plan)}
@@ -69,12 +73,39 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
         tracker.finish("FINISHED")
         return result
     except BaseException as exc:
-        if out_dir is not None and not isinstance(exc, KeyboardInterrupt):
-            job.write_failure(out_dir, env.rank, env.local_rank, exc)
+        if not isinstance(exc, KeyboardInterrupt):
+            job.report_failure(out_dir, env.rank, env.local_rank, exc)
         tracker.finish("FAILED")  # never left RUNNING, never FINISHED
         raise
     finally:
         teardown(env)
+
+
+def on_every_rank(env, make):
+    """Rank 0's `make()` on every rank; its exception too, so no rank waits for one that gave up."""
+    try:
+        value = make() if env.is_main else None
+    except Exception as exc:  # every rank must learn of it, not only rank 0
+        value = exc
+    return broadcast(env, value)
+
+
+def open_data(cfg: Config, env, plan: tracking.RunPlan | None) -> tuple[str, dict]:
+    """The one tokenized dataset this job trains on. Rank 0 resolves the location once (a
+    `LATEST` that moves meanwhile is not followed) and every rank reads that manifest; data whose
+    content hash is not the one the job was planned on stops the job."""
+    path = on_every_rank(env, lambda: job.read_manifest(cfg)[0])
+    manifest = job.load_manifest(path)
+    if plan is not None and plan.data_hash and manifest.get("content_hash") != plan.data_hash:
+        raise DataError(f"{path} holds data {manifest.get('content_hash')}, not the data {plan.data_hash} that job "
+                        f"{plan.job_key} was started on: the job stops rather than train on other data")
+    return path, manifest
+
+
+def prepare(cfg: Config, manifest: dict, manifest_path: str, out_dir: str) -> tracking.RunPlan:
+    """Rank 0 without a launcher: claim the output folder, then find or create the job's run."""
+    job.claim_output_dir(cfg, out_dir, job.job_key(cfg, manifest))
+    return tracking.prepare_run(cfg, manifest, manifest_path)
 
 
 def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str) -> dict:
@@ -84,7 +115,7 @@ def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str
         tracker.set_tags({TAG_TRIAL_STATE: TRIAL_PRUNED})
         for folder in (job.CHECKPOINTS, job.BEST):
             try:
-                storage.delete(storage.join(out_dir, folder))
+                CheckpointManager(storage.join(out_dir, folder)).clear()
             except storage.StorageError as exc:  # a leftover never fails the trial
                 print(f"{PROGRESS_PREFIX} warning: {exc}", flush=True)
         tracker.delete_checkpoints()

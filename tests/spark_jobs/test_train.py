@@ -9,6 +9,7 @@ test's (tests/spark_jobs/test_cluster.py).
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from safetensors.torch import load_file
 
 from conf.schema import FINE_TUNING_DEFAULTS
 from spark_jobs.sample_data import LABELS, make_document
-from spark_jobs.stage import StageError
+from spark_jobs.stage import EXIT_CONFIG, StageError, one_line, run_with_config
 from spark_jobs.tokenize_silver import tokenize
 from spark_jobs.train import failure_report, train
 from tests.commands import training_ranks
@@ -169,6 +170,93 @@ def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, l
     assert any("degenerate" in w and "learning rate" in w for w in bad["warnings"])
 
 
+def test_train_refuses_an_output_folder_of_files_it_did_not_write_and_removes_nothing(spark, lakehouse, tmp_path,
+                                                                                       capfd):
+    folder = tmp_path / "users-folder"
+    files = {"checkpoints/thesis.txt": "years of work", "best/photo.txt": "a photo", "failures/keep.txt": "keep",
+             "result.json": "{\"mine\": true}"}
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    store = tmp_path / "mlflow.db"
+    cfg = _cfg(lakehouse, f"sqlite:///{store}", f"train.output_dir={folder}")
+    assert run_with_config("train", cfg, train) == EXIT_CONFIG
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"train.output_dir={folder} is not empty and lakebert did not make it" in lines[0]
+    assert {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()} == files
+    assert not store.exists()  # nothing started: not even an MLflow run
+
+
+def test_a_job_trains_on_the_dataset_it_named_when_latest_moves_after_launch(spark, lakehouse, tmp_path, monkeypatch,
+                                                                            capfd):
+    """`lakebert tokenize` publishes another dataset (LATEST moves) right after `lakebert train`
+    resolved its own: every process trains on the first, and the run, its tags and result.json
+    name it. Another job is then refused the same output folder, which keeps its checkpoints."""
+    import spark_jobs.train as launcher
+
+    root = tmp_path / "tokenized"
+    first = (lakehouse / "tokenized" / "LATEST").read_text().strip()
+    shutil.copytree(lakehouse / "tokenized" / first, root / first)
+    tokenize(spark, make_config(lakehouse, f"tokenize.output={root}", "tokenize.vocab_size=1500",
+                                "tokenize.max_length=32"), "t32")
+    other = (root / "LATEST").read_text().strip()
+    assert other != first
+    (root / "LATEST").write_text(first)
+    launch = launcher.launch
+
+    def launch_as_latest_moves(*args, **kwargs):
+        (root / "LATEST").write_text(other)  # tokenize publishes now, after train resolved its data
+        return launch(*args, **kwargs)
+
+    monkeypatch.setattr(launcher, "launch", launch_as_latest_moves)
+    store, out = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "job"
+    settings = (f"tokenize.output={root}", f"train.output_dir={out}", "mlflow.system_metrics=false",
+                "mlflow.log_model=false")
+    summary = train(spark, _cfg(lakehouse, store, *settings, "train.epochs=1"), "r")
+    assert (root / "LATEST").read_text() == other
+    manifest_path = root / first / "manifest.json"
+    content_hash = json.loads(manifest_path.read_text())["content_hash"]
+    assert summary["status"] == "done" and summary["manifest"] == str(manifest_path)
+    result = json.loads((out / "result.json").read_text())
+    assert result["data"]["manifest"] == str(manifest_path) and result["data"]["content_hash"] == content_hash
+    tags = MlflowClient(store).get_run(summary["run_id"]).data.tags
+    assert tags[tracking.TAG_MANIFEST] == str(manifest_path) and tags[tracking.TAG_MANIFEST_HASH] == content_hash
+
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    capfd.readouterr()
+    assert run_with_config("train", _cfg(lakehouse, store, *settings, "train.epochs=2"), train) == EXIT_CONFIG
+    assert f"train.output_dir={out} belongs to another job" in capfd.readouterr().err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs: a disk that fills up during training (mounting it needs root)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()[:200]}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_disk_that_fills_during_training_is_named_in_the_one_line_error(spark, lakehouse, tmp_path, small_disk):
+    """The first checkpoint does not fit: the rank's error names ENOSPC, although its failure
+    record could not be written either (the order of a cause and its consequences on other
+    ranks is `failure_report`'s test)."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _cfg(lakehouse, store, f"train.output_dir={small_disk}", "train.epochs=1", "train.checkpoint_every=1",
+               "train.num_processes=1", "mlflow.system_metrics=false")
+    with pytest.raises(StageError) as caught:
+        train(spark, cfg, "r")
+    line = one_line(caught.value)
+    assert line.startswith("training failed, MLflow run ") and "rank 0 (local rank 0, host " in line
+    assert "No space left on device" in line and "ENOSPC" in line
+    run = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("lakebert").experiment_id])[0]
+    assert run.info.status == "FAILED"
+
+
 def _pretrained_model_dir(root):
     """A small 'pretrained' BERT folder with its own tokenizer, as save_pretrained writes it."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -251,6 +339,21 @@ def test_failure_report_names_the_rank_and_its_error(tmp_path):
     (tmp_path / "rank-2.json").write_text(json.dumps(
         {"rank": 2, "local_rank": 0, "host": "w2", "pid": 8, "error": "ValueError: bad label"}))
     assert failure_report(tmp_path, "").startswith("rank 2 (local rank 0, host w2, pid 8) failed: ValueError: bad label")
+
+
+def test_failure_report_takes_a_ranks_own_line_when_its_record_cannot_be_read(tmp_path):
+    """A full disk or a store that is down loses the failure records (or their listing fails):
+    the rank's line in the output still names the cause, before its peer's consequence."""
+    lost = tmp_path / "a-file"
+    lost.write_text("the failures folder cannot be listed under a file")
+    output = ("[lakebert failure] rank 1 (local rank 1, host w1, pid 9): RuntimeError: [gloo] Connection closed by peer\n"
+              "[lakebert failure] rank 0 (local rank 0, host w0, pid 8): OSError: [Errno 28] No space left on device "
+              "(ENOSPC)\nrank      : 0 (local_rank: 0)\n  exitcode  : 1 (pid: 8)\n  error_file: <N/A>\n"
+              "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html\n")
+    assert failure_report(str(lost / "failures"), output) == (
+        "rank 0 (local rank 0, host w0, pid 8) failed: OSError: [Errno 28] No space left on device (ENOSPC); "
+        "rank 1 (local rank 1, host w1, pid 9) failed: RuntimeError: [gloo] Connection closed by peer "
+        "(after a peer failed)")
 
 
 def _launch(root, store, *overrides, master="local[2]"):

@@ -105,6 +105,31 @@ def test_files_load_with_weights_only_and_safetensors(tmp_path):
     assert set(json.loads((path / COMPLETE).read_text())) == {p.name for p in path.iterdir()} - {COMPLETE}
 
 
+def test_clearing_removes_the_checkpoints_and_nothing_else_in_the_folder(tmp_path):
+    model, opt, sched = setup()
+    ckpt = CheckpointManager(tmp_path / "checkpoints")
+    ckpt.save(1, model, opt, sched)
+    (tmp_path / "checkpoints" / "thesis.txt").write_text("not lakebert's")
+    (tmp_path / "checkpoints" / "notes").mkdir()
+    ckpt.clear()
+    assert ckpt.latest() is None
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["notes", "thesis.txt"]
+
+
+def test_a_full_disk_while_saving_is_an_os_error_that_names_it(tmp_path):
+    """torch's own file writer reports a full disk as "unexpected pos"; through a Python file the
+    OSError reaches the message (`conf.errors`). /dev/full fails every write with ENOSPC."""
+    from conf.errors import describe
+
+    model, opt, sched = setup()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "optimizer.pt").symlink_to("/dev/full")
+    with pytest.raises(Exception) as caught:
+        CheckpointManager._write(folder, 1, model, opt, sched, None, None)
+    assert "No space left on device" in describe(caught.value) and "ENOSPC" in describe(caught.value)
+
+
 def test_no_checkpoint_means_none(tmp_path):
     assert CheckpointManager(tmp_path / "missing").latest() is None
 

@@ -191,3 +191,17 @@ def test_data_and_checkpoints_on_s3_resume_after_a_crash_bitwise(tokenized_root,
     assert json.loads(storage.read_text(f"s3a://{s3_bucket}/crashed/result.json"))["steps"] == full["steps"]
     assert storage.is_file(f"s3a://{s3_bucket}/crashed/confusion_matrix_test.png")
     assert not any(tmp_path.rglob("step-*"))  # nothing of the checkpoints on local disk
+
+
+def test_a_process_whose_data_is_not_the_jobs_planned_data_stops_before_training(tokenized_root, tmp_path):
+    from tokenization.dataset import DataError
+    from training.distributed import init_distributed
+    from training.train import open_data
+    from training.tracking import RunPlan
+
+    cfg = _cfg(tokenized_root, tmp_path / "out")
+    path, manifest = open_data(cfg, init_distributed(False), None)
+    assert path == str(tokenized_root / "tokenized" / "k" / "manifest.json")
+    planned = RunPlan("sqlite:///x.db", "run", "new", "job", data_hash="the-data-the-launcher-saw")
+    with pytest.raises(DataError, match=r"not the data the-data-the-launcher-saw that job job was started on"):
+        open_data(cfg, init_distributed(False), planned)
