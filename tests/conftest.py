@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -128,3 +129,16 @@ def s3_bucket(s3_server, monkeypatch, request):
                     access_key=S3_TEST_KEYS["AWS_ACCESS_KEY_ID"], secret_key=S3_TEST_KEYS["AWS_SECRET_ACCESS_KEY"],
                     allow_bucket_creation=True).create_dir(bucket)
     return bucket
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs: a disk that fills up during a write (mounting it needs root; else the test
+    that uses it is skipped, with the reason)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()[:200]}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -66,3 +66,67 @@ def wait_for_port(port: int, procs, what: str, timeout: float = 180) -> None:
             pass
         _alive(procs, what, deadline, timeout)
         time.sleep(0.5)
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 to 127.0.0.1:`target_port` that goes down for good the moment
+    a client sends bytes holding `cut_on` (say, the path of a checkpoint's objects): that
+    request is dropped, open connections close, and the port refuses new ones. A store that
+    fails mid-write, at a point the test chooses.
+
+        proxy = CuttableProxy(9000, cut_on=b"/checkpoints/step-")   # then point clients at proxy.url
+    """
+
+    def __init__(self, target_port: int, cut_on: bytes):
+        import threading
+
+        self.target_port, self.cut_on = target_port, cut_on
+        self.cut = threading.Event()
+        self._open: list[socket.socket] = []
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.cut.is_set():
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return
+            self._open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while not self.cut.is_set():
+                data = source.recv(65536)
+                if not data:
+                    break
+                if from_client and self.cut_on in data:
+                    self.go_down()
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def go_down(self) -> None:
+        """Refuse new connections and close the open ones."""
+        self.cut.set()
+        for sock in [self._listener, *self._open]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()

@@ -14,7 +14,7 @@ from spark_jobs.clean import clean
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import write_sample
-from spark_jobs.stage import StageError
+from spark_jobs.stage import EXIT_INPUT, StageError, run_with_config
 from spark_jobs.tables import SILVER, resolve_table
 from spark_jobs.tokenize_silver import LATEST, MANIFEST, latest_manifest, output_root, tokenize
 from tests.conftest import TEST_SPARK, make_config
@@ -153,6 +153,22 @@ def test_killed_run_leaves_the_previous_dataset_readable(spark, tokenized, tmp_p
     # the next run replaces the torn folder and publishes the new dataset
     redo = tokenize(spark, make_config(cfg.lakehouse.root, "tokenize.vocab_size=1500", "tokenize.max_length=32"), "t3")
     assert redo["status"] == "done" and latest_manifest(cfg) == redo["manifest"]
+
+
+def test_a_disk_that_fills_while_spark_writes_is_named_in_the_one_line_error(spark, tokenized, small_disk, capfd):
+    """Spark's write fails deep in a Java trace (`Py4JJavaError: An error occurred while calling
+    o805.parquet.`); the one line names the root cause, and the trace is kept."""
+    cfg, _, _ = tokenized
+    free = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 16 * 1024))  # 16 KB left
+    full = make_config(cfg.lakehouse.root, "tokenize.vocab_size=1500", "tokenize.max_length=64",
+                       f"tokenize.output={small_disk}/tokenized")
+    assert run_with_config("tokenize", full, tokenize) == EXIT_INPUT
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokenize error: ")
+    assert "No space left on device" in lines[0], lines[0]
+    trace = Path(lines[0].split("full trace in ", 1)[1].split(";", 1)[0])
+    assert "No space left on device" in trace.read_text()
 
 
 def test_bad_tokenizer_settings_fail_before_the_spark_job(spark, lakehouse, tmp_path):

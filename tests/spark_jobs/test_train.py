@@ -229,18 +229,6 @@ def test_a_job_trains_on_the_dataset_it_named_when_latest_moves_after_launch(spa
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs: a disk that fills up during training (mounting it needs root)."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()[:200]}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_a_disk_that_fills_during_training_is_named_in_the_one_line_error(spark, lakehouse, tmp_path, small_disk):
     """The first checkpoint does not fit: the rank's error names ENOSPC, although its failure
     record could not be written either (the order of a cause and its consequences on other
@@ -255,6 +243,25 @@ def test_a_disk_that_fills_during_training_is_named_in_the_one_line_error(spark,
     assert "No space left on device" in line and "ENOSPC" in line
     run = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("lakebert").experiment_id])[0]
     assert run.info.status == "FAILED"
+
+
+def test_a_store_outage_during_a_checkpoint_upload_reports_the_ranks_own_error(spark, lakehouse, tmp_path,
+                                                                              s3_bucket, s3_server, monkeypatch):
+    """The S3 server goes away (a proxy cut) as rank 0 starts writing its first checkpoint: the
+    failure records and their folder cannot be read either, and the error is still the rank's."""
+    from tests.servers import CuttableProxy
+
+    proxy = CuttableProxy(int(s3_server.rsplit(":", 1)[1]), cut_on=b"/checkpoints/step-")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the launcher and its processes go through the proxy
+    store, out = f"sqlite:///{tmp_path / 'mlflow.db'}", f"s3a://{s3_bucket}/job"
+    cfg = _cfg(lakehouse, store, f"train.output_dir={out}", "train.epochs=1", "train.checkpoint_every=1",
+               "train.num_processes=1", "mlflow.system_metrics=false")
+    with pytest.raises(StageError) as caught:
+        train(spark, cfg, "r")
+    assert proxy.cut.is_set()
+    line = one_line(caught.value)
+    assert "rank 0 (local rank 0, host " in line and f"{out}/checkpoints/step-000000001" in line, line
+    assert "To enable traceback" not in line and "cannot list" not in line
 
 
 def _pretrained_model_dir(root):
