@@ -178,6 +178,12 @@ class IngestConfig(Section):
     """The field or column holding the label (format=text: see label_from_dir); None for unlabelled data."""
     id_column: OptionalColumnName = None
     """Stable document id column; when None, doc_id is a hash of source and text."""
+    on_changed_text: Literal["update", "keep_first", "quarantine"] = "update"
+    """With `id_column`: a record whose id bronze holds already, with other text or another
+    label (counted as `changed`, apart from true duplicates). `update`: it replaces the bronze
+    row, and the change flows to silver (clean applies it; tokenize then runs in full).
+    `keep_first`: bronze keeps the row it has. `quarantine`: the record goes to quarantine
+    (`changed_text`) for a person to decide."""
     require_label: bool = True
     """Quarantine rows without a label (ignored when label_column is None)."""
     max_text_chars: int = Field(1_000_000, ge=1)
@@ -261,6 +267,12 @@ class CleanConfig(Section):
     """Drop texts where more than this fraction of characters are neither letters, digits nor spaces."""
     max_char_run: int = Field(20, ge=2)
     """Drop texts containing one character repeated this many times in a row."""
+    label_case: Literal["keep", "fold"] = "keep"
+    """Labels are normalized like text (NFKC, zero-width characters removed, whitespace
+    collapsed), so `ＳＰＯＲＴ` is `SPORT`. Labels that then differ only by case (`Sport`,
+    `sport`): `keep` keeps them as separate classes, with a warning; `fold` merges them into one
+    spelling (the label map's, else the most frequent). The raw spellings seen are in the
+    label map's `spellings` column."""
     max_labels: int = Field(1000, ge=2)
     """Stop when silver would hold more labels than this: thousands of classes almost always
     mean that ingest.label_column names an id or free-text column, not a label."""

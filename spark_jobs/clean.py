@@ -3,9 +3,12 @@
     lakebert clean
     spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 spark_jobs/clean.py [--set ...]
 
-Incremental: clean reads only the bronze rows inserted since the bronze version it last
-processed (Delta's Change Data Feed; the version is kept in the silver table property
-`lakebert.clean.bronze_version`). A rerun without new bronze data changes nothing.
+Incremental: clean reads only the bronze rows inserted or updated since the bronze version it
+last processed (Delta's Change Data Feed; the version is kept in the silver table property
+`lakebert.clean.bronze_version`). A rerun without new bronze data changes nothing. A document
+that ingest updated (`ingest.on_changed_text=update`) is cleaned again: its silver row takes the
+new text and label (keeping its split; `updated`), or leaves silver when the new text is
+dropped (`removed`).
 
 Every input row ends in exactly one place, so `input == output + duplicates + quarantined`:
 - quarantine, with a `DropReason` (empty/short/long/symbols/repeats after cleaning, or
@@ -31,7 +34,7 @@ import sys
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType, TimestampType
 from pyspark.sql.window import Window
 
 from conf import Config, storage
@@ -40,7 +43,7 @@ from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VA
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
                                      char_length_bins, clean_figures, report_images)
 from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
-from spark_jobs.normalize import collapse_whitespace, normalize_text
+from spark_jobs.normalize import collapse_whitespace, normalize_label, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
@@ -69,7 +72,14 @@ SILVER_SCHEMA = StructType([
 LABEL_MAP_SCHEMA = StructType([
     StructField("label", StringType(), False),
     StructField("label_id", IntegerType(), False),
+    StructField("spellings", ArrayType(StringType()), True),  # the labels as bronze held them
 ])
+LABEL_IDS_SCHEMA = StructType(LABEL_MAP_SCHEMA.fields[:2])
+# What an updated document (ingest.on_changed_text=update) changes in its silver row: not its id,
+# nor its split, which a document keeps forever.
+UPDATED_COLUMNS = ("text", "label", "label_id", "text_hash", "n_chars", "source", "ingested_at", "batch_id",
+                   "cleaned_at")
+RAW_LABEL = "raw_label"
 
 LENGTH_PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 # "Most labels occur once" is checked from this many labels on: in a small corpus a label
@@ -87,12 +97,53 @@ def dedup_hash(text: Column, casefold: bool) -> Column:
 
 
 def normalize_documents(bronze: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
-    """Bronze rows with `text` normalized (the original kept as `raw_text`), `drop_reason`, and
-    `text_hash`, the dedup key's hash."""
+    """Bronze rows with `text` normalized (the original kept as `raw_text`), `label` normalized
+    (the original kept as `raw_label`), `drop_reason`, and `text_hash`, the dedup key's hash."""
     df = bronze.withColumnRenamed("text", "raw_text").withColumn("text", normalize_text(F.col("raw_text"), clean_cfg))
-    df = df.withColumn("label", F.nullif(F.trim("label"), F.lit("")))
+    df = df.withColumnRenamed("label", RAW_LABEL).withColumn("label", normalize_label(F.col(RAW_LABEL)))
     df = apply_filters(df, quality_filters(F.col("text"), clean_cfg))
     return df.withColumn("text_hash", dedup_hash(F.col("text"), casefold))
+
+
+def case_variants(docs: DataFrame, known: dict[str, int]) -> list[list[str]]:
+    """Groups of labels that differ only by case, among `docs`' labels and the label map's
+    (`known`), each ordered: the label map's spelling first (its lowest id), then by rows in
+    `docs` (most first), then by spelling. Only labels that have a variant reach the driver."""
+    known_folded = sorted({label.lower() for label in known})
+    counts = docs.where(F.col("label").isNotNull()).groupBy("label").count().withColumn("_folded", F.lower("label"))
+    counts = counts.withColumn("_spellings", F.count("*").over(Window.partitionBy("_folded")))
+    rows = counts.where((F.col("_spellings") > 1) | F.col("_folded").isin(known_folded)).collect()
+    groups: dict[str, dict[str, int]] = {}
+    for label, n in [*((r["label"], r["count"]) for r in rows), *((label, 0) for label in known)]:
+        groups.setdefault(label.lower(), {}).setdefault(label, n)
+    order = {label: (known.get(label, float("inf")), -n, label) for group in groups.values()
+             for label, n in group.items()}
+    return [sorted(group, key=order.get) for group in groups.values() if len(group) > 1]
+
+
+def fold_labels(docs: DataFrame, variants: list[list[str]]) -> DataFrame:
+    """`label` of each case variant replaced by its group's first spelling (`case_variants`)."""
+    mapping = {spelling: group[0] for group in variants for spelling in group[1:]}
+    if not mapping:
+        return docs
+    lookup = F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair])
+    return docs.withColumn("label", F.coalesce(lookup[F.col("label")], F.col("label")))
+
+
+def label_case_lines(variants: list[list[str]], fold: bool) -> list[str]:
+    """What the console says about labels that differ only by case."""
+    def names(group):
+        return ", ".join(repr(label) for label in group)
+    if fold:
+        return [f"labels {names(group[1:])} merged into {group[0]!r} (clean.label_case=fold)" for group in variants]
+    return [f"warning: labels {names(group)} differ only by case and are separate classes; set "
+            "clean.label_case=fold to merge them" for group in variants]
+
+
+def label_spellings(kept: DataFrame) -> DataFrame:
+    """(label, spellings): the sorted raw spellings of each label among `kept`."""
+    return kept.where(F.col("label").isNotNull()).groupBy("label").agg(
+        F.array_sort(F.collect_set(F.coalesce(RAW_LABEL, "label"))).alias("spellings"))
 
 
 def _earliest_first(existing_first: Column) -> list[Column]:
@@ -335,6 +386,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
     labels.create_if_missing(spark, LABEL_MAP_SCHEMA)
 
+    labels.add_missing_columns(spark, LABEL_MAP_SCHEMA)  # a label map from before `spellings`
     bronze_version = bronze.version(spark)
     properties = silver.properties(spark)
     if properties.get(CHANGE_DATA_FEED) != "true":  # a silver from before tokenize read its feed
@@ -346,11 +398,16 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
                 "tables": tables}
 
     start = int(done) + 1 if done is not None else 0
-    batch = bronze.read_inserts(spark, start, bronze_version)
+    batch = bronze.read_upserts(spark, start, bronze_version, "doc_id")
     casefold = dedup_casefold(cfg)
+    current = {r["label"]: r["label_id"] for r in labels.read(spark).select("label", "label_id").collect()}
     # Cached: dedup reads the normalized rows in several branches, each of which would
     # otherwise re-run the Python normalization.
     normalized = normalize_documents(batch, cfg.clean, casefold).persist()
+    variants = case_variants(normalized, current)
+    if cfg.clean.label_case == "fold":
+        normalized = fold_labels(normalized, variants)
+    label_lines = label_case_lines(variants, cfg.clean.label_case == "fold")
     # Silver's keys are recomputed, so rows cleaned under another dedup key compare correctly.
     existing = (silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
                 .withColumn("text_hash", dedup_hash(F.col("text"), casefold)))
@@ -361,16 +418,25 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
 
         n_labels, singletons = label_stats(kept, existing)
         check_labels(n_labels, singletons, cfg)
-        current = {r["label"]: r["label_id"] for r in labels.read(spark).collect()}
-        new_labels = [r["label"] for r in kept.where("label IS NOT NULL").select("label").distinct().collect()]
-        label_ids = extend_label_map(current, new_labels)
-        if len(label_ids) > len(current):
-            added = [(k, v) for k, v in label_ids.items() if k not in current]
-            labels.insert_new(spark, spark.createDataFrame(added, LABEL_MAP_SCHEMA), "label")
-        label_map = spark.createDataFrame(sorted(label_ids.items(), key=lambda kv: kv[1]), LABEL_MAP_SCHEMA)
+        spellings = {r["label"]: r["spellings"] for r in label_spellings(kept).collect()}
+        label_ids = extend_label_map(current, spellings)
+        if spellings:  # new labels, and new spellings of known ones
+            rows = [(label, label_ids[label], spelled) for label, spelled in sorted(spellings.items())]
+            labels.merge(spark, spark.createDataFrame(rows, LABEL_MAP_SCHEMA), "label",
+                         update="t.spellings = array_sort(array_union(coalesce(t.spellings, array()), s.spellings))",
+                         when="NOT coalesce(array_size(array_except(s.spellings, t.spellings)) = 0, false)")
+        label_map = spark.createDataFrame(sorted(label_ids.items(), key=lambda kv: kv[1]), LABEL_IDS_SCHEMA)
 
-        if output:
+        updated = removed = 0
+        if output and not kept.where("_updated").isEmpty():  # documents ingest updated
+            _, updated = silver.merge(spark, to_silver(kept, label_map, cfg.clean), "doc_id",
+                                      update=", ".join(f"t.{c} = s.{c}" for c in UPDATED_COLUMNS),
+                                      when="NOT (t.text <=> s.text AND t.label <=> s.label)")
+        elif output:
             silver.insert_new(spark, to_silver(kept, label_map, cfg.clean), "doc_id")
+        stale = classified.where(F.col("_updated") & (F.col(DROP_REASON).isNotNull() | F.col(DUPLICATE).isNotNull()))
+        if not stale.isEmpty():  # a document ingest updated that clean now drops: its old text leaves silver
+            removed = silver.delete_keys(spark, stale, "doc_id")
         if quarantined:
             rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
                 F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
@@ -388,6 +454,9 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     print(f"clean: data report in {report_dir}: {', '.join(CLEAN_FILES)}", flush=True)
     for line in warnings:
         print(f"clean: warning: {line}", flush=True)
+    for line in label_lines:
+        print(f"clean: {line}", flush=True)
+    warnings += [line.removeprefix("warning: ") for line in label_lines if line.startswith("warning: ")]
     # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
     # The report folder goes into the same commit, so the silver version that ends this run names it.
     silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version), REPORT_PROPERTY: report_dir})
@@ -398,6 +467,8 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "duplicates": sum(duplicates.values()),
         "duplicates_by_kind": duplicates,
         "quarantined": quarantined,
+        "updated": updated,
+        "removed": removed,
         "labels": len(label_ids),
         "dedup_key": report["dedup_key"],
         "bronze_version": bronze_version,

@@ -77,7 +77,7 @@ COMMAND_CONFIG = {
               "tokenize.output",  # the data when train.data is null
               # recorded on the MLflow run as the model's normalization, which score applies
               # (spark_jobs.score.RECORDED_CLEAN)
-              "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars",
+              "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",
               "lakehouse", "spark"),
     "score": ("score",
               "mlflow.tracking_uri", "mlflow.registry_uri", "mlflow.experiment", "mlflow.registered_model",

@@ -6,11 +6,19 @@
 Formats: jsonl, csv, parquet, text (one document per line or per file) and delta (a path or a
 metastore table). `ingest.options.*` go to Spark's reader unchanged. Globs and directories work.
 
-Every record read ends in exactly one place, so `read == inserted + duplicates + quarantined`:
+Every record read ends in exactly one place, so
+`read == inserted + changed + duplicates + quarantined`:
 - bronze, keyed by `doc_id` (the id column, else sha256 of source and text); a MERGE inserts
   only ids that bronze lacks, so ingesting the same input again inserts nothing;
-- `duplicates`: valid records whose doc_id is already in bronze or earlier in this batch;
+- `changed`: records whose id bronze holds with other text or another label; what happens to
+  them is `ingest.on_changed_text` (`update` bronze's row, which clean carries into silver;
+  `keep_first`; or `quarantine`, where they are counted instead);
+- `duplicates`: valid records whose doc_id is already in bronze with the same text and label,
+  or earlier in this batch;
 - quarantine, with the raw record and one reason from `IngestReason`.
+
+The text must be a string: a JSON number, object or list is quarantined as `text_not_string`,
+and a column of another type (Parquet, Delta, a table) is a one-line error naming its type.
 
 Encoding problems are quarantined, not repaired: invalid UTF-8 (or the U+FFFD that a decoder
 left in its place) usually means `ingest.options.encoding` is wrong for the file, and a NUL
@@ -42,11 +50,13 @@ class IngestReason:
     INVALID_UTF8 = "invalid_utf8"
     UNPARSEABLE = "unparseable"
     NUL_BYTE = "nul_byte"
+    TEXT_NOT_STRING = "text_not_string"
     EMPTY_TEXT = "empty_text"
     TEXT_TOO_LONG = "text_too_long"
     INVALID_LABEL = "invalid_label"
     MISSING_LABEL = "missing_label"
     MISSING_ID = "missing_id"
+    CHANGED_TEXT = "changed_text"  # an id bronze holds with other text or label (ingest.on_changed_text=quarantine)
 
 
 BRONZE_SCHEMA = StructType([
@@ -62,7 +72,10 @@ BRONZE_SCHEMA = StructType([
 BRONZE_PROPERTIES = {CHANGE_DATA_FEED: "true"}
 
 # Columns of the normalized raw frame every reader produces.
-RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id", "_has_text", "_has_label"]
+RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id", "_has_text", "_has_label",
+               "_modified"]
+# When a record's file was last modified: of two versions of a document, the newer file's wins.
+FILE_MODIFIED = "_metadata.file_modification_time"
 CORRUPT = "_corrupt_record"
 SCALAR_JSON = "^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|DECIMAL|BOOLEAN)"
 REPLACEMENT_CHAR = "\ufffd"
@@ -108,7 +121,8 @@ def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
     ic = cfg.ingest
     lines = (
         spark.read.options(**ic.options).text(ic.source)
-        .select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"))
+        .select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"),
+                F.col(FILE_MODIFIED).alias("_modified"))
         .where(F.trim("_raw") != "")  # blank lines separate records; they are not records
     )
     doc = F.try_parse_json(F.make_valid_utf8("_raw"))
@@ -130,16 +144,19 @@ def _read_jsonl(spark: SparkSession, cfg: Config) -> DataFrame:
     def scalar_ok(value: Column) -> Column:
         return value.isNull() | F.schema_of_variant(value).rlike(SCALAR_JSON)
 
+    def string_ok(value: Column) -> Column:
+        return value.isNull() | (F.schema_of_variant(value) == "STRING")
+
     def as_string(value: Column) -> Column:
         return F.when(scalar_ok(value), F.try_variant_get(value, "$", "string"))
 
     text, label, doc_id = field(ic.text_column), field(ic.label_column), field(ic.id_column)
     return lines.select(
         "_raw", "_source", parsed.alias("_parsed"),
-        as_string(text).alias("_text"), scalar_ok(text).alias("_text_ok"),
+        as_string(text).alias("_text"), string_ok(text).alias("_text_ok"),
         as_string(label).alias("_label"), scalar_ok(label).alias("_label_ok"),
         as_string(doc_id).alias("_id"),
-        present(ic.text_column).alias("_has_text"), present(ic.label_column).alias("_has_label"),
+        present(ic.text_column).alias("_has_text"), present(ic.label_column).alias("_has_label"), "_modified",
     )
 
 
@@ -152,13 +169,18 @@ def _require_columns(columns: list[str], cfg: Config) -> None:
             raise StageError(f"{key}={name!r} is not a column of {ic.source} (columns: {', '.join(columns)})")
 
 
-def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, raw: Column) -> DataFrame:
+def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, raw: Column,
+                  modified: Column | None = None) -> DataFrame:
     ic = cfg.ingest
     scalar = ("string", "int", "bigint", "smallint", "tinyint", "boolean", "double", "float")
     types = dict(df.dtypes)
-    for key, name in (("text_column", ic.text_column), ("label_column", ic.label_column)):
-        if name is not None and not (types[name] in scalar or types[name].startswith("decimal")):
-            raise StageError(f"ingest.{key}={name!r} has type {types[name]}; a string or number column is needed")
+    if ic.text_column is not None and types[ic.text_column] != "string":
+        raise StageError(f"ingest.text_column={ic.text_column!r} has type {types[ic.text_column]}; the text must "
+                         "be a string column")
+    if ic.label_column is not None and not (types[ic.label_column] in scalar
+                                            or types[ic.label_column].startswith("decimal")):
+        raise StageError(f"ingest.label_column={ic.label_column!r} has type {types[ic.label_column]}; a string or "
+                         "number column is needed")
 
     def col_or_null(name: str | None) -> Column:
         return F.col(quote_identifier(name)).cast("string") if name is not None else F.lit(None).cast("string")
@@ -168,6 +190,7 @@ def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, ra
         col_or_null(ic.text_column).alias("_text"), F.lit(True).alias("_text_ok"),
         col_or_null(ic.label_column).alias("_label"), F.lit(True).alias("_label_ok"),
         col_or_null(ic.id_column).alias("_id"), F.lit(True).alias("_has_text"), F.lit(True).alias("_has_label"),
+        (F.lit(None).cast("timestamp") if modified is None else modified).alias("_modified"),
     )
 
 
@@ -182,35 +205,37 @@ def _read_csv(spark: SparkSession, cfg: Config) -> DataFrame:
         .schema(schema).csv(ic.source)
     )
     raw = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in header])))
-    return _from_columns(df, cfg, F.col("_metadata.file_path"), F.col(CORRUPT).isNull(), raw)
+    return _from_columns(df, cfg, F.col("_metadata.file_path"), F.col(CORRUPT).isNull(), raw, F.col(FILE_MODIFIED))
 
 
 def _read_columnar(spark: SparkSession, cfg: Config) -> DataFrame:
     ic = cfg.ingest
     if ic.format == "parquet":
-        df, source = spark.read.options(**ic.options).parquet(ic.source), F.col("_metadata.file_path")
+        df, source, modified = (spark.read.options(**ic.options).parquet(ic.source), F.col("_metadata.file_path"),
+                                F.col(FILE_MODIFIED))
     elif "/" in ic.source or ":" in ic.source:
-        df, source = spark.read.format("delta").options(**ic.options).load(ic.source), F.lit(ic.source)
+        df, source, modified = spark.read.format("delta").options(**ic.options).load(ic.source), F.lit(ic.source), None
     else:
         name = quote_table_name(parse_table_name(ic.source))  # validated with the config
-        df, source = spark.read.options(**ic.options).table(name), F.lit(ic.source)
+        df, source, modified = spark.read.options(**ic.options).table(name), F.lit(ic.source), None
     _require_columns(df.columns, cfg)
     raw = F.to_json(F.struct(*[F.col(quote_identifier(c)) for c in df.columns]))
-    return _from_columns(df, cfg, source, F.lit(True), raw)
+    return _from_columns(df, cfg, source, F.lit(True), raw, modified)
 
 
 def _read_text(spark: SparkSession, cfg: Config) -> DataFrame:
     ic = cfg.ingest
     per_file = ic.text_mode == "file"
     df = spark.read.options(**ic.options).text(ic.source, wholetext=per_file)
-    df = df.select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"))
+    df = df.select(F.col("value").alias("_raw"), F.col("_metadata.file_path").alias("_source"),
+                   F.col(FILE_MODIFIED).alias("_modified"))
     if not per_file:
         df = df.where(F.trim("_raw") != "")  # blank lines separate documents
     label = F.element_at(F.split("_source", "/"), -2) if ic.label_from_dir else F.lit(None).cast("string")
     return df.select(
         "_raw", "_source", F.lit(True).alias("_parsed"), F.col("_raw").alias("_text"), F.lit(True).alias("_text_ok"),
         label.alias("_label"), F.lit(True).alias("_label_ok"), F.lit(None).cast("string").alias("_id"),
-        F.lit(True).alias("_has_text"), F.lit(True).alias("_has_label"),
+        F.lit(True).alias("_has_text"), F.lit(True).alias("_has_label"), "_modified",
     )
 
 
@@ -232,7 +257,8 @@ def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, u
         (R.TEXT_TOO_LONG, ~F.col("_parsed") & (F.length("_raw") > max_text_chars)),
         (R.UNPARSEABLE, ~F.col("_parsed")),
         (R.NUL_BYTE, F.contains(F.coalesce(text, F.lit("")), F.lit("\u0000"))),
-        (R.EMPTY_TEXT, ~F.col("_text_ok") | text.isNull() | (F.trim(text) == "")),
+        (R.TEXT_NOT_STRING, ~F.col("_text_ok")),
+        (R.EMPTY_TEXT, text.isNull() | (F.trim(text) == "")),
         (R.TEXT_TOO_LONG, F.length(text) > max_text_chars),
         (R.INVALID_LABEL, ~F.col("_label_ok")),
     ]
@@ -248,16 +274,26 @@ def doc_id_column(use_id: bool) -> Column:
     return F.trim("_id") if use_id else F.sha2(F.concat_ws("\u0000", "_source", "_text"), 256)
 
 
-def to_bronze(classified: DataFrame, batch_id: str, use_id: bool) -> DataFrame:
-    """Valid records as bronze rows, one per doc_id (the first by source and text)."""
+def to_bronze(classified: DataFrame, batch_id: str, use_id: bool, bronze: DataFrame | None = None) -> DataFrame:
+    """Valid records as bronze rows, one per doc_id, with the raw record as `_raw` (for
+    quarantine) and `_changed`: `bronze` holds the doc_id with other text or another label. Of
+    several records of one id, the newest file's is the document (a folder read again holds the
+    old file beside the corrected one), then the last source path, then the first text."""
     valid = classified.where(F.col("_reason").isNull())
     rows = valid.select(
         doc_id_column(use_id).alias("doc_id"), F.col("_text").alias("text"),
         F.trim("_label").alias("label"), F.col("_source").alias("source"),
-        F.current_timestamp().alias("ingested_at"), F.lit(batch_id).alias("batch_id"),
+        F.current_timestamp().alias("ingested_at"), F.lit(batch_id).alias("batch_id"), "_raw", "_modified",
     )
-    first = Window.partitionBy("doc_id").orderBy("source", "text")
-    return rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+    if bronze is None:
+        rows = rows.withColumn("_changed", F.lit(False))
+    else:
+        held = bronze.select("doc_id", F.col("text").alias("_held_text"), F.col("label").alias("_held_label"))
+        same = F.col("text").eqNullSafe(F.col("_held_text")) & F.col("label").eqNullSafe(F.col("_held_label"))
+        rows = (rows.join(held, "doc_id", "left").withColumn("_changed", F.col("_held_text").isNotNull() & ~same)
+                .drop("_held_text", "_held_label"))
+    newest = Window.partitionBy("doc_id").orderBy(F.col("_modified").desc_nulls_last(), F.col("source").desc(), "text")
+    return rows.withColumn("_n", F.row_number().over(newest)).where("_n = 1").drop("_n", "_modified")
 
 
 def quarantined_records(classified: DataFrame, batch_id: str) -> DataFrame:
@@ -266,6 +302,17 @@ def quarantined_records(classified: DataFrame, batch_id: str) -> DataFrame:
         F.make_valid_utf8("_raw").alias("raw_record"), F.col("_source").alias("source"),
     )
     return to_quarantine(bad, STAGE, batch_id)
+
+
+def changed_records(marked: DataFrame, batch_id: str) -> DataFrame:
+    """The `_changed` rows as quarantine rows (`ingest.on_changed_text=quarantine`)."""
+    rows = marked.where("_changed").select(F.lit(IngestReason.CHANGED_TEXT).alias("reason"), "doc_id",
+                                           F.make_valid_utf8("_raw").alias("raw_record"), "source")
+    return to_quarantine(rows, STAGE, batch_id)
+
+
+# Bronze's own columns, set from a changed record (`ingest.on_changed_text=update`).
+UPDATED_COLUMNS = ("text", "label", "source", "ingested_at", "batch_id")
 
 
 # --------------------------------------------------------------------------- load
@@ -313,20 +360,53 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
         bronze.create_if_missing(spark, BRONZE_SCHEMA, BRONZE_PROPERTIES)
         quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
-        inserted = bronze.insert_new(spark, to_bronze(classified, batch_id, use_id), "doc_id") if valid else 0
         if quarantined:
             quarantine.insert_new(spark, quarantined_records(classified, batch_id), "quarantine_id")
+        inserted, changed = load_bronze(spark, cfg, bronze, quarantine, classified, batch_id, use_id) if valid else (0, 0)
     finally:
         classified.unpersist()
+    policy = ic.on_changed_text
+    if changed and policy == "quarantine":
+        quarantined = dict(sorted({**quarantined, IngestReason.CHANGED_TEXT: changed}.items()))
+    counted = 0 if policy == "quarantine" else changed
+    if changed:
+        done = {"update": "bronze's rows updated", "keep_first": "bronze's rows kept",
+                "quarantine": "quarantined"}[policy]
+        print(f"ingest: {changed:,} records hold an id already in bronze with other text or label: {done} "
+              f"(ingest.on_changed_text={policy})", flush=True)
     return {
-        "read": valid + sum(quarantined.values()),
+        "read": valid + sum(v for k, v in quarantined.items() if k != IngestReason.CHANGED_TEXT),
         "inserted": inserted,
-        "duplicates": valid - inserted,
+        "changed": counted,
+        "on_changed_text": policy,
+        "duplicates": valid - inserted - changed,
         "quarantined": quarantined,
         "batch_id": batch_id,
         "bronze_version": bronze.version(spark),
         "tables": {"bronze": str(bronze), "quarantine": str(quarantine)},
     }
+
+
+def load_bronze(spark: SparkSession, cfg: Config, bronze, quarantine, classified: DataFrame, batch_id: str,
+                use_id: bool) -> tuple[int, int]:
+    """MERGE the valid records into bronze -> (inserted, changed). Without an id column a
+    document's id is its content's hash, so only with one can a record change a document."""
+    columns = [f.name for f in BRONZE_SCHEMA.fields]
+    if not use_id:
+        return bronze.insert_new(spark, to_bronze(classified, batch_id, use_id).select(*columns), "doc_id"), 0
+    marked = to_bronze(classified, batch_id, use_id, bronze.read(spark)).persist()
+    try:
+        policy, changed = cfg.ingest.on_changed_text, marked.where("_changed").count()
+        if changed and policy == "update":  # (a MERGE that can update commits a version even when it does not)
+            assignments = ", ".join(f"t.{quote_identifier(c)} = s.{quote_identifier(c)}" for c in UPDATED_COLUMNS)
+            return bronze.merge(spark, marked.select(*columns), "doc_id", update=assignments,
+                                when="NOT (t.text <=> s.text AND t.label <=> s.label)")
+        if changed and policy == "quarantine":
+            quarantine.insert_new(spark, changed_records(marked, batch_id), "quarantine_id")
+        kept = marked.where("NOT _changed") if changed else marked
+        return bronze.insert_new(spark, kept.select(*columns), "doc_id"), changed
+    finally:
+        marked.unpersist()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,6 +89,13 @@ def collapse_whitespace(text: Column) -> Column:
     return F.trim(F.regexp_replace(text, WHITESPACE, " "))
 
 
+def normalize_label(label: Column) -> Column:
+    """A label as clean compares it: NFKC, control and zero-width characters removed,
+    whitespace collapsed and trimmed; empty -> null. `ＳＰＯＲＴ` -> `SPORT`, `Spor\u200bt` ->
+    `Sport`, `ﬁnance` -> `finance`, `sport ` -> `sport` (case is kept: `clean.label_case`)."""
+    return F.nullif(collapse_whitespace(remove_control_chars(nfkc(label))), F.lit(""))
+
+
 def normalize_text(text: Column, clean_cfg) -> Column:
     """The full normalization chain, as configured by `clean.*`."""
     if clean_cfg.strip_html:

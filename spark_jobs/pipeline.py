@@ -38,14 +38,16 @@ def stage_functions():
 
 def _did_nothing(name: str, summary: dict) -> bool:
     if name == "ingest":
-        return summary.get("inserted", 0) == 0  # quarantined rows are re-counted, but not stored twice
+        # quarantined rows are re-counted, but not stored twice; an update changed bronze
+        return summary.get("inserted", 0) == 0 and not (summary.get("changed") and summary.get("on_changed_text") == "update")
     return summary.get("status") == UP_TO_DATE
 
 
 def _status_line(name: str, summary: dict) -> str:
     if name == "ingest":
         quarantined = sum(summary.get("quarantined", {}).values())
-        line = f"read {summary['read']:,}, inserted {summary['inserted']:,}, already in bronze " \
+        changed = f", changed {summary['changed']:,} ({summary['on_changed_text']})" if summary.get("changed") else ""
+        line = f"read {summary['read']:,}, inserted {summary['inserted']:,}{changed}, already in bronze " \
                f"{summary['duplicates']:,}, quarantined {quarantined:,}"
         return line + (" (nothing new: up to date)" if _did_nothing(name, summary) else "")
     if summary.get("status") == UP_TO_DATE:

@@ -17,8 +17,10 @@ default it is scored as it is (`score.normalize`).
 Output: the `predictions` Delta table (`tables.predictions`), one row per (doc_id, model
 name, model version): the label and label id, the probability of each class, the token count,
 truncation and `[UNK]` count, the normalization applied, the source and its Delta version, the
-scoring time. A MERGE on that key inserts only rows the model version has not scored, so a
-rerun scores nothing and new source rows are the only ones scored. Rows that cannot be scored
+scoring time, and the hash of the text it scored. A MERGE on that key inserts only rows the
+model version has not scored, so a rerun scores nothing and new source rows are the only ones
+scored; a row whose text changed since it was scored is scored again and its prediction
+replaced (`rescored`, counted within `scored` and `skipped`). Rows that cannot be scored
 (null, empty, over-long, undecodable) get a null prediction and a `skip_reason`, and
 
     read == scored + skipped (by reason) + already_scored + duplicate_ids
@@ -56,7 +58,7 @@ from pyspark.sql.window import Window
 from conf import Config
 from conf.schema import CleanConfig
 from spark_jobs.filters import DropReason, is_empty, is_too_long
-from spark_jobs.normalize import normalize_text
+from spark_jobs.normalize import normalize_label, normalize_text
 from spark_jobs.session import arrow_batch_rows, is_connect
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
@@ -64,6 +66,7 @@ from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
 STAGE = "score"
 MODEL_FILE = "lakebert-model"  # the name of the model folder Spark ships to the executors
 KEY = ("doc_id", "model_name", "model_version")
+CONTENT = "text_hash"
 NORMALIZED_BY_CLEAN = "silver (normalized by clean)"
 
 PREDICTIONS_SCHEMA = StructType([
@@ -85,6 +88,7 @@ PREDICTIONS_SCHEMA = StructType([
     StructField("source_version", LongType(), True),
     StructField("stage_run_id", StringType(), True),
     StructField("scored_at", TimestampType(), True),
+    StructField("text_hash", StringType(), True),  # sha256 of the source text as read: a changed text is scored again
 ])
 
 # What the executors return for each row, next to doc_id.
@@ -96,6 +100,7 @@ SCORED_SCHEMA = StructType([
     StructField("truncated", BooleanType(), True),
     StructField("unk_tokens", IntegerType(), True),
     StructField("skip_reason", StringType(), True),
+    StructField("text_hash", StringType(), True),
 ])
 
 
@@ -164,7 +169,7 @@ def resolve_version(client, uri: str):
 
 
 # The clean settings that decide what the model saw (the rest decide which rows it saw).
-RECORDED_CLEAN = ("strip_html", "fix_mojibake", "lowercase", "max_chars")
+RECORDED_CLEAN = ("strip_html", "fix_mojibake", "lowercase", "max_chars", "label_case")
 
 
 def recorded_clean(params: dict[str, str]) -> CleanConfig:
@@ -213,7 +218,7 @@ def load_model(cfg: Config) -> ScoringModel:
 @dataclass
 class Source:
     rows: DataFrame
-    """doc_id, text (raw), label (string or null), _reason (why it cannot be scored, or null)."""
+    """doc_id, text (raw), label (string or null), _reason (why it cannot be scored, or null), text_hash."""
     location: str
     version: int | None
     is_silver: bool
@@ -230,7 +235,8 @@ def read_input(spark: SparkSession, cfg: Config) -> Source:
         rows = silver.read(spark, version)
         if sc.split:
             rows = rows.where(F.col("split") == F.lit(sc.split))
-        rows = rows.select("doc_id", "text", "label", F.lit(None).cast("string").alias("_reason"))
+        rows = rows.select("doc_id", "text", "label", F.lit(None).cast("string").alias("_reason"),
+                           text_hash(F.col("text")))
         return Source(rows, str(silver), version, True)
     return read_external(spark, cfg)
 
@@ -251,14 +257,20 @@ def read_external(spark: SparkSession, cfg: Config) -> Source:
     use_id = ingest_cfg.id_column is not None and sc.format != "text"
     classified = classify_records(raw, ingest_cfg.max_text_chars, False, use_id)
     doc_id = F.coalesce(doc_id_column(use_id), F.sha2(F.concat_ws("\u0000", "_source", "_raw"), 256))
-    label = F.trim("_label") if has_labels(view) else F.lit(None).cast("string")
+    label = normalize_label(F.col("_label")) if has_labels(view) else F.lit(None).cast("string")
     rows = classified.select(doc_id.alias("doc_id"), F.col("_text").alias("text"), label.alias("label"),
-                             F.col("_reason"))
+                             F.col("_reason"), text_hash(F.col("_text")))
     return Source(rows, sc.source, version, False)
 
 
+def text_hash(text) -> "Column":
+    """What a prediction is keyed on besides its document: the text as the source holds it."""
+    return F.sha2(F.coalesce(text, F.lit("")), 256).alias(CONTENT)
+
+
 def prepare(source: Source, cfg: Config, clean_cfg: CleanConfig) -> tuple[DataFrame, str]:
-    """-> (doc_id, text ready for the model or null, label, skip_reason), and the normalization applied."""
+    """-> (doc_id, text ready for the model or null, label, skip_reason, text_hash), and the
+    normalization applied."""
     mode = cfg.score.normalize
     normalize = mode == "always" or (mode == "auto" and not source.is_silver)
     if normalize:
@@ -275,7 +287,7 @@ def prepare(source: Source, cfg: Config, clean_cfg: CleanConfig) -> tuple[DataFr
                         F.when(is_empty(F.col("text")), F.lit(DropReason.EMPTY_AFTER_CLEANING)),
                         F.when(is_too_long(F.col("text"), clean_cfg.max_chars), F.lit(DropReason.TOO_LONG)))
     rows = rows.withColumn("skip_reason", reason).select(
-        "doc_id", F.when(F.col("skip_reason").isNull(), F.col("text")).alias("text"), "label", "skip_reason")
+        "doc_id", F.when(F.col("skip_reason").isNull(), F.col("text")).alias("text"), "label", "skip_reason", CONTENT)
     return rows, applied
 
 
@@ -304,7 +316,7 @@ def _classifier(path: str, batch_size: int):
 
 
 def score_batches_fn(model_file: str, batch_size: int):
-    """The `mapInArrow` function: Arrow batches of (doc_id, text or null, skip_reason) -> SCORED_SCHEMA."""
+    """The `mapInArrow` function: Arrow batches of (doc_id, text or null, skip_reason, text_hash) -> SCORED_SCHEMA."""
 
     def score_batches(batches):
         import numpy as np
@@ -323,8 +335,8 @@ def score_batches_fn(model_file: str, batch_size: int):
             values = [pa.array(out.label_ids, pa.int32()), probabilities, pa.array(out.tokens, pa.int32()),
                       pa.array(out.truncated, pa.bool_()), pa.array(out.unk, pa.int32())]
             yield pa.RecordBatch.from_arrays(
-                [batch.column("doc_id"), *(pc.if_else(scored, v, None) for v in values), batch.column("skip_reason")],
-                names=SCORED_SCHEMA.fieldNames())
+                [batch.column("doc_id"), *(pc.if_else(scored, v, None) for v in values), batch.column("skip_reason"),
+                 batch.column(CONTENT)], names=SCORED_SCHEMA.fieldNames())
 
     return score_batches
 
@@ -332,9 +344,9 @@ def score_batches_fn(model_file: str, batch_size: int):
 # --------------------------------------------------------------------------- transform
 
 def score_documents(rows: DataFrame, model_file: str, batch_size: int) -> DataFrame:
-    """(doc_id, text or null, skip_reason) -> SCORED_SCHEMA, the model running on the executors."""
-    return rows.select("doc_id", "text", "skip_reason").mapInArrow(score_batches_fn(model_file, batch_size),
-                                                                   SCORED_SCHEMA)
+    """(doc_id, text or null, skip_reason, text_hash) -> SCORED_SCHEMA, the model running on the executors."""
+    return rows.select("doc_id", "text", "skip_reason", CONTENT).mapInArrow(score_batches_fn(model_file, batch_size),
+                                                                            SCORED_SCHEMA)
 
 
 def to_predictions(scored: DataFrame, model: ScoringModel, labels: tuple[str, ...], normalization: str,
@@ -348,8 +360,15 @@ def to_predictions(scored: DataFrame, model: ScoringModel, labels: tuple[str, ..
         F.when(F.col("label_id").isNotNull(), names).alias("labels"), "skip_reason", "tokens", "truncated",
         "unk_tokens", F.lit(normalization).alias("normalization"), F.lit(source.location).alias("source"),
         F.lit(source.version).cast("long").alias("source_version"), F.lit(stage_run_id).alias("stage_run_id"),
-        F.current_timestamp().alias("scored_at"),
+        F.current_timestamp().alias("scored_at"), CONTENT,
     )
+
+
+def not_scored(rows: DataFrame, scored: DataFrame) -> DataFrame:
+    """The `rows` this model version has no prediction of for their text as it is now (a new
+    document, or one whose text changed since)."""
+    done = scored.select("doc_id", F.col(CONTENT).alias("_done"))
+    return rows.join(done, (rows["doc_id"] == done["doc_id"]) & rows[CONTENT].eqNullSafe(done["_done"]), "left_anti")
 
 
 def scored_by(predictions: DataFrame, model: ScoringModel) -> DataFrame:
@@ -404,7 +423,7 @@ def evaluation_frame(scored: DataFrame):
         "doc_id", "true_label", "snippet", "probabilities").toPandas()
 
 
-def evaluate(frame, labels: tuple[str, ...], mistakes: int) -> dict | None:
+def evaluate(frame, labels: tuple[str, ...], mistakes: int, fold_case: bool = False) -> dict | None:
     import numpy as np
 
     from training.evaluation import confident_mistakes, evaluate_predictions
@@ -413,6 +432,10 @@ def evaluate(frame, labels: tuple[str, ...], mistakes: int) -> dict | None:
     if labelled.empty:
         return None
     index = {name: i for i, name in enumerate(labels)}
+    if fold_case:  # the model's training merged labels that differ only by case (clean.label_case=fold)
+        by_case = {name.lower(): name for name in labels}
+        labelled = labelled.assign(true_label=[t if t in index else by_case.get(t.lower(), t)
+                                               for t in labelled.true_label])
     known = labelled[labelled.true_label.isin(index)]
     true_ids = known.true_label.map(index).to_numpy(dtype=int)
     probabilities = np.stack(known.probabilities.to_numpy()).astype(float) if len(known) else np.zeros((0, len(labels)))
@@ -548,31 +571,34 @@ def score(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     prepared, normalization = prepare(source, cfg, model.clean)
     predictions = resolve_table(cfg, PREDICTIONS)
     predictions.create_if_missing(spark, PREDICTIONS_SCHEMA)
+    predictions.add_missing_columns(spark, PREDICTIONS_SCHEMA)  # a table from before text_hash: scored again once
 
     totals = prepared.agg(F.count("*").alias("read"), F.count_distinct("doc_id").alias("ids")).first()
-    done = scored_by(predictions.read(spark), model).select("doc_id")
-    todo = one_per_doc(prepared).join(done, "doc_id", "left_anti")
+    todo = not_scored(one_per_doc(prepared), scored_by(predictions.read(spark), model))
     model_file = ship_model(spark, model)
     rows = to_predictions(score_documents(todo, model_file, sc.batch_size), model, bundle.labels, normalization,
                           source, stage_run_id)
     with arrow_batch_rows(spark, sc.arrow_batch_rows):
-        inserted = predictions.insert_new(spark, rows, KEY)
+        # a document whose text changed since this model version scored it replaces its prediction
+        inserted, rescored = predictions.merge(spark, rows, KEY, update="*",
+                                               when=f"NOT (t.{CONTENT} <=> s.{CONTENT})")
 
     by_reason = dict(predictions.read(spark).where(F.col("stage_run_id") == F.lit(stage_run_id))
                      .groupBy("skip_reason").count().collect())
     scored_rows = int(by_reason.pop(None, 0))
     skipped = {reason: int(n) for reason, n in sorted(by_reason.items())}
     counts = {"read": int(totals["read"]), "scored": scored_rows, "skipped": sum(skipped.values()),
-              "already_scored": int(totals["ids"]) - inserted, "duplicate_ids": int(totals["read"] - totals["ids"])}
-    if scored_rows + counts["skipped"] != inserted:
-        raise StageError(f"predictions: {inserted} rows inserted but {scored_rows} scored + {counts['skipped']} "
-                         "skipped carry this run's id (a concurrent writer?)")
+              "already_scored": int(totals["ids"]) - inserted - rescored, "rescored": rescored,
+              "duplicate_ids": int(totals["read"] - totals["ids"])}
+    if scored_rows + counts["skipped"] != inserted + rescored:
+        raise StageError(f"predictions: {inserted + rescored} rows written but {scored_rows} scored + "
+                         f"{counts['skipped']} skipped carry this run's id (a concurrent writer?)")
 
     summary = {**counts, "skipped_by_reason": skipped, "model": model.uri, "model_name": model.name,
                "model_version": model.version, "model_run_id": model.run_id, "normalization": normalization,
                "source": source.location, "source_version": source.version,
                "tables": {"predictions": str(predictions)}}
-    if inserted:
+    if inserted or rescored:
         summary.update(report(spark, cfg, model, bundle, source, prepared, predictions.read(spark), counts))
     else:
         summary.update(status="up_to_date", warnings=[])
@@ -590,7 +616,7 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     # (and re-normalizes) the source.
     scored = scored_input(predictions, prepared, model).persist()
     try:
-        evaluation = evaluate(evaluation_frame(scored), bundle.labels, sc.mistakes)
+        evaluation = evaluate(evaluation_frame(scored), bundle.labels, sc.mistakes, model.clean.label_case == "fold")
         drift = drift_report(spark, scored, model, bundle.labels, bundle.unk_id)
     finally:
         scored.unpersist()

@@ -33,8 +33,10 @@ QUARANTINE = "quarantine"
 LABEL_MAP = "label_map"
 PREDICTIONS = "predictions"
 
-# Delta's Change Data Feed: the change kind of an inserted row, and the columns the feed adds.
+# Delta's Change Data Feed: the change kinds of an inserted row and of a row's new content after
+# an update, and the columns the feed adds.
 INSERT = "insert"
+UPDATE_POSTIMAGE = "update_postimage"
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
 DELTA_LOG = "_delta_log"
@@ -114,10 +116,17 @@ class Table:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.location) if self.is_path else reader.table(self.name_ref)
 
-    def read_inserts(self, spark, start_version: int, end_version: int):
-        """Rows inserted between two versions (inclusive), from the Change Data Feed."""
-        changes = self.read_changes(spark, start_version, end_version)
-        return changes.where(f"_change_type = '{INSERT}'").drop(*CHANGE_COLUMNS)
+    def read_upserts(self, spark, start_version: int, end_version: int, key: str):
+        """Rows inserted or updated between two versions (inclusive), from the Change Data Feed:
+        each `key`'s last content, with `_updated` (true when that content came from an update)."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.window import Window
+
+        changes = self.read_changes(spark, start_version, end_version).where(
+            F.col("_change_type").isin(INSERT, UPDATE_POSTIMAGE))
+        last = Window.partitionBy(key).orderBy(F.col("_commit_version").desc())
+        return (changes.withColumn("_n", F.row_number().over(last)).where("_n = 1")
+                .withColumn("_updated", F.col("_change_type") == UPDATE_POSTIMAGE).drop("_n", *CHANGE_COLUMNS))
 
     def version(self, spark) -> int:
         return int(spark.sql(f"DESCRIBE HISTORY {self.sql_ref} LIMIT 1").select("version").first()[0])
@@ -151,15 +160,44 @@ class Table:
         """MERGE the rows whose `key` (a column, or several) the table lacks; return how many
         were inserted. A conflict with another writer is retried: rows it inserted meanwhile
         now match."""
+        return self.merge(spark, rows, key)[0]
+
+    def merge(self, spark, rows, key: str | tuple[str, ...], update: str | None = None,
+              when: str | None = None) -> tuple[int, int]:
+        """MERGE `rows` on `key`: insert those the table lacks and, with `update` (SQL
+        assignments of lakebert's own, over `t` the table and `s` the rows), update the matched
+        rows for which `when` holds. -> (inserted, updated). Retried as `insert_new`: a replay
+        matches what the first try wrote."""
         columns = [quote_identifier(k) for k in ((key,) if isinstance(key, str) else key)]
         condition = " AND ".join(f"t.{c} = s.{c}" for c in columns)
         # `spark.sql` formats `{rows}` as the DataFrame (a classic and a Connect session alike);
         # braces of the table's own reference are escaped from that formatting.
         target = self.sql_ref.replace("{", "{{").replace("}", "}}")
-        merge = f"MERGE INTO {target} t USING {{rows}} s ON {condition} WHEN NOT MATCHED THEN INSERT *"
+        matched = f" WHEN MATCHED{f' AND ({when})' if when else ''} THEN UPDATE SET {update}" if update else ""
+        merge = f"MERGE INTO {target} t USING {{rows}} s ON {condition}{matched} WHEN NOT MATCHED THEN INSERT *"
         result = with_delta_retries(lambda: spark.sql(merge, rows=rows).first(),
                                     f"writing the {self.role} table {self}")
-        return int(result["num_inserted_rows"])
+        return int(result["num_inserted_rows"]), int(result["num_updated_rows"])
+
+    def delete_keys(self, spark, keys, key: str) -> int:
+        """Delete the rows whose `key` is among `keys`' (a frame with that column) -> how many."""
+        column = quote_identifier(key)
+        target = self.sql_ref.replace("{", "{{").replace("}", "}}")
+        merge = (f"MERGE INTO {target} t USING {{keys}} s ON t.{column} = s.{column} WHEN MATCHED THEN DELETE")
+        result = with_delta_retries(lambda: spark.sql(merge, keys=keys.select(key).distinct()).first(),
+                                    f"deleting from the {self.role} table {self}")
+        return int(result["num_deleted_rows"])
+
+    def add_missing_columns(self, spark, schema) -> list[str]:
+        """Columns of `schema` that a table made by an older lakebert lacks, added (nullable,
+        `ALTER TABLE ... ADD COLUMNS`) -> their names."""
+        have = set(self.read(spark).columns)
+        missing = [f for f in schema.fields if f.name not in have]
+        if missing:
+            columns = ", ".join(f"{quote_identifier(f.name)} {f.dataType.simpleString()}" for f in missing)
+            with_delta_retries(lambda: spark.sql(f"ALTER TABLE {self.sql_ref} ADD COLUMNS ({columns})"),
+                               f"adding columns to the {self.role} table {self}")
+        return [f.name for f in missing]
 
     def create_if_missing(self, spark, schema, properties: dict[str, str] | None = None) -> None:
         # SQL rather than DeltaTableBuilder: the builder's tableName() rejects 3-part names.

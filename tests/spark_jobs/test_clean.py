@@ -126,6 +126,29 @@ def test_clean_is_incremental_keeps_splits_and_appends_new_labels(spark, tmp_pat
     assert resolve_table(cfg, SILVER).properties(spark)[STATE_PROPERTY] == str(resolve_table(cfg, BRONZE).version(spark))
 
 
+def test_a_document_ingest_updated_flows_to_silver_keeping_its_split_or_leaves_silver_when_dropped(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _jsonl(src / "a.jsonl", [{"id": f"d{i}", "text": f"{DOC} number {i}", "label": "x"} for i in range(6)])
+    _, first, cfg = _pipeline(spark, tmp_path / "lh", src)
+    splits = {r.doc_id: r.split for r in _silver(spark, cfg).collect()}
+    _jsonl(src / "b.jsonl", [{"id": "d0", "text": f"{DOC} number 0, corrected", "label": "x"},  # new text
+                             {"id": "d1", "text": f"{DOC} number 1", "label": "y"},  # relabelled
+                             {"id": "d2", "text": "too short", "label": "x"},  # now dropped by clean
+                             {"id": "d3", "text": f"{DOC} number 4", "label": "x"}])  # now a duplicate of d4
+    ingested, second, _ = _pipeline(spark, tmp_path / "lh", src)
+    assert ingested["changed"] == 4 and ingested["on_changed_text"] == "update" and ingested["inserted"] == 0
+    assert second["input"] == 4 and _adds_up(second)
+    assert (second["output"], second["updated"], second["removed"]) == (2, 2, 2)
+    assert second["quarantined"] == {DropReason.TOO_SHORT: 1} and second["duplicates_by_kind"] == {EXACT: 1}
+    silver = {r.doc_id: (r.text, r.label, r.split) for r in _silver(spark, cfg).collect()}
+    assert silver["d0"] == (f"{DOC} number 0, corrected", "x", splits["d0"])
+    assert silver["d1"] == (f"{DOC} number 1", "y", splits["d1"])
+    assert sorted(silver) == ["d0", "d1", "d4", "d5"]
+    _, third, _ = _pipeline(spark, tmp_path / "lh", src)  # the same files again: nothing changes
+    assert third["status"] == "up_to_date" and _silver(spark, cfg).count() == 4
+
+
 def test_duplicate_of_existing_silver_row_in_a_later_batch_is_dropped(spark, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -253,6 +276,42 @@ def test_a_case_variant_of_an_existing_silver_row_is_a_duplicate_in_a_later_run(
     _, again, _ = _pipeline(spark, tmp_path / "lh", later)
     assert again["output"] == 0 and again["duplicates_by_kind"] == {EXACT: 1}
     assert [r["doc_id"] for r in _silver(spark, cfg).collect()] == ["a"]
+
+
+# Spellings of two labels, as people type and paste them: case, a trailing space, full-width
+# letters, a zero-width space, a ligature.
+LABEL_VARIANTS = ["Sport", "sport ", "ＳＰＯＲＴ", "Spor\u200bt", "ﬁnance", "finance"]
+
+
+def _label_map(spark, cfg):
+    return {r.label: (r.label_id, r.spellings) for r in resolve_table(cfg, LABEL_MAP).read(spark).collect()}
+
+
+def test_labels_are_normalized_like_text_and_labels_differing_only_by_case_are_a_warning(spark, tmp_path, capsys):
+    rows = [{"id": f"l{i}", "text": f"{DOC} number {i}", "label": label} for i, label in enumerate(LABEL_VARIANTS * 2)]
+    _, cleaned, cfg = _pipeline(spark, tmp_path / "lh", _jsonl(tmp_path / "l.jsonl", rows))
+    assert _label_map(spark, cfg) == {"SPORT": (0, ["ＳＰＯＲＴ"]), "Sport": (1, sorted(["Spor\u200bt", "Sport"])),
+                                      "finance": (2, sorted(["finance", "ﬁnance"])), "sport": (3, ["sport"])}
+    assert sorted(r.label for r in _silver(spark, cfg).collect()) == sorted(["Sport", "sport", "SPORT", "Sport",
+                                                                             "finance", "finance"] * 2)
+    warning = ("labels 'Sport', 'SPORT', 'sport' differ only by case and are separate classes; set "
+               "clean.label_case=fold to merge them")
+    assert warning in cleaned["warnings"] and f"clean: warning: {warning}" in capsys.readouterr().out
+
+
+def test_label_case_fold_merges_case_variants_into_the_label_maps_spelling_and_records_every_spelling(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rows = [{"id": f"l{i}", "text": f"{DOC} number {i}", "label": label} for i, label in enumerate(LABEL_VARIANTS * 2)]
+    _jsonl(src / "a.jsonl", rows)
+    _, cleaned, cfg = _pipeline(spark, tmp_path / "lh", src, "clean.label_case=fold")
+    spellings = ["Spor\u200bt", "Sport", "sport", "ＳＰＯＲＴ"]  # the trailing space was trimmed at ingest
+    assert _label_map(spark, cfg) == {"Sport": (0, sorted(spellings)), "finance": (1, sorted(["finance", "ﬁnance"]))}
+    assert cleaned["labels"] == 2 and _adds_up(cleaned)
+    _jsonl(src / "b.jsonl", [{"id": "later", "text": f"{DOC} later", "label": "SPORT"}])
+    _, again, _ = _pipeline(spark, tmp_path / "lh", src, "clean.label_case=fold")
+    assert again["output"] == 1 and _label_map(spark, cfg)["Sport"] == (0, sorted([*spellings, "SPORT"]))
+    assert [r.label for r in _silver(spark, cfg).where("doc_id = 'later'").collect()] == ["Sport"]
 
 
 def test_clean_reports_the_number_of_labels(sample_run):

@@ -28,7 +28,8 @@ def _quarantine(spark, cfg):
 
 
 def _adds_up(summary):
-    return summary["read"] == summary["inserted"] + summary["duplicates"] + sum(summary["quarantined"].values())
+    return summary["read"] == (summary["inserted"] + summary["changed"] + summary["duplicates"]
+                               + sum(summary["quarantined"].values()))
 
 
 def _jsonl(path, rows):
@@ -123,6 +124,44 @@ def test_bronze_and_quarantine_can_be_metastore_tables(spark, tmp_path):
     assert summary["tables"] == {"bronze": "spark_catalog.default.mt_bronze", "quarantine": "default.mt_quarantine"}
     assert spark.table("spark_catalog.default.mt_bronze").count() == 1
     assert spark.table("default.mt_quarantine").count() == 1
+
+
+# --------------------------------------------------------------------------- changed documents
+
+@pytest.mark.parametrize("policy", ["keep_first", "quarantine"])
+def test_an_existing_id_with_other_text_is_counted_changed_and_kept_or_quarantined_never_dropped(spark, tmp_path,
+                                                                                                 policy):
+    src = tmp_path / "in"
+    src.mkdir()
+    _jsonl(src / "a.jsonl", [{"id": "d1", "text": DOC, "label": "x"}, {"id": "d2", "text": DOC + " 2", "label": "x"}])
+    _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id")
+    _jsonl(src / "b.jsonl", [{"id": "d1", "text": DOC + " corrected", "label": "x"},  # new text
+                             {"id": "d2", "text": DOC + " 2", "label": "y"}])  # same text, another label
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id",
+                        f"ingest.on_changed_text={policy}")
+    assert _adds_up(summary) and summary["read"] == 4 and summary["inserted"] == 0
+    assert summary["duplicates"] == 2  # a.jsonl's records, read again
+    assert {(r.doc_id, r.text, r.label) for r in _bronze(spark, cfg).collect()} == {("d1", DOC, "x"),
+                                                                                  ("d2", DOC + " 2", "x")}
+    if policy == "keep_first":
+        assert summary["changed"] == 2 and summary["quarantined"] == {}
+    else:
+        assert summary["changed"] == 0 and summary["quarantined"] == {R.CHANGED_TEXT: 2}
+        rows = _quarantine(spark, cfg).where(f"reason = '{R.CHANGED_TEXT}'").collect()
+        assert sorted(r.doc_id for r in rows) == ["d1", "d2"] and any("corrected" in r.raw_record for r in rows)
+        again, _ = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id",
+                        f"ingest.on_changed_text={policy}")
+        assert _quarantine(spark, cfg).count() == 2  # a rerun quarantines nothing twice
+
+
+def test_a_text_that_is_not_a_string_is_quarantined_from_json_and_an_error_from_a_typed_column(spark, tmp_path):
+    src = _jsonl(tmp_path / "a.jsonl", [{"id": "s", "text": {"body": DOC}, "label": "x"},
+                                        {"id": "n", "text": 12345, "label": "x"}, {"id": "ok", "text": DOC, "label": "x"}])
+    summary, _ = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.id_column=id")
+    assert summary["quarantined"] == {R.TEXT_NOT_STRING: 2} and summary["inserted"] == 1
+    spark.createDataFrame([(1, 7, "x")], "id int, text int, label string").write.parquet(str(tmp_path / "p"))
+    with pytest.raises(StageError, match=r"^ingest.text_column='text' has type int; the text must be a string column$"):
+        _run(spark, tmp_path / "lh2", f"ingest.source={tmp_path / 'p'}", "ingest.format=parquet")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -102,6 +102,37 @@ def test_only_new_source_rows_are_scored(spark, trained, tmp_path):
     assert set(predictions_of(spark, cfg, "n2").index) == {"b0", "b1"}
 
 
+def test_a_document_whose_text_changed_since_it_was_scored_is_scored_again_and_replaced(spark, trained, tmp_path):
+    folder = tmp_path / "changing"
+    texts = [f"the striker scored twice as fans cheered the coach, match report number {i}" for i in range(3)]
+    write_jsonl(folder / "a.jsonl", [{"id": f"c{i}", "text": t} for i, t in enumerate(texts)])
+    cfg = scoring(trained, f"score.source={folder}", "score.format=jsonl", "tables.predictions=pred_changing")
+    first = score(spark, cfg, "c1")
+    before = predictions_of(spark, cfg)
+    corrected = "the central bank raised interest rates as inflation and bond yields climbed this quarter"
+    write_jsonl(folder / "a.jsonl", [{"id": "c0", "text": corrected}, *({"id": f"c{i}", "text": texts[i]} for i in (1, 2))])
+    second = score(spark, cfg, "c2")
+    assert (second["read"], second["scored"], second["rescored"], second["already_scored"]) == (3, 1, 1, 2)
+    after = predictions_of(spark, cfg)
+    assert len(after) == 3 and after.loc["c0", "stage_run_id"] == "c2"  # replaced, one row per key still
+    assert after.loc["c0", "text_hash"] != before.loc["c0", "text_hash"]
+    assert (after.loc[["c1", "c2"]].stage_run_id == "c1").all() and first["scored"] == 3
+    assert score(spark, cfg, "c3")["status"] == "up_to_date"
+
+
+def test_a_text_that_is_not_a_string_is_skipped_with_its_reason_or_a_one_line_error(spark, trained, tmp_path):
+    folder = tmp_path / "typed"
+    write_jsonl(folder / "a.jsonl", [{"id": "struct", "text": {"body": "a match report"}}, {"id": "int", "text": 42},
+                                     {"id": "ok", "text": "the striker scored twice as fans cheered the coach"}])
+    out = score(spark, scoring(trained, f"score.source={folder}", "score.format=jsonl", "tables.predictions=pred_typed"),
+                "t1")
+    assert out["skipped_by_reason"] == {IngestReason.TEXT_NOT_STRING: 2} and out["scored"] == 1
+    spark.createDataFrame([("x", 7, "sport")], "id string, text int, label string").write.parquet(str(tmp_path / "ints"))
+    with pytest.raises(StageError, match=r"^ingest.text_column='text' has type int; the text must be a string column$"):
+        score(spark, scoring(trained, f"score.source={tmp_path / 'ints'}", "score.format=parquet",
+                             "tables.predictions=pred_typed"), "t2")
+
+
 def test_hostile_rows_get_a_null_prediction_and_a_reason_and_the_counts_add_up(spark, trained, tmp_path):
     good = "the hospital said patients waited longer for the vaccine trial this week"
     folder = tmp_path / "hostile"
