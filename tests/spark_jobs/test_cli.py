@@ -46,6 +46,35 @@ def test_config_error_exits_2_with_one_line_and_writes_nothing(tmp_path, overrid
     assert proc.stdout == "" and not root.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--set", "tune.space.lr={type: loguniform, low: [1"],
+     "config error: tune.space.lr='{type: loguniform, low: [1' (from --set): not valid YAML: expected ',' or ']'"),
+    (["--config", "{bomb}"], "config error: {bomb}: holds more than 10,000 values once its aliases are expanded"),
+    (["--env", "{outside}"], "config error: env='{outside}' (from env) is not an overlay name"),
+    (["--set", "tables.silver=x/../../.."],
+     "config error: tables.silver='x/../../..' (from --set): a relative path must name a folder under lakehouse.root"),
+    (["--set", "ingest.format=" + "x" * 100_000], "config error: ingest.format='xxxxxxxxxx"),
+    (["--set", "clean.split.train=0.5"],
+     "config error: clean.split: split fractions must sum to 1 (train+validation+test=0.7) (from {base} and --set)"),
+], ids=["inline tune.space", "alias bomb", "env as a path", "table path above the root", "100 KB value",
+        "mapping error"])
+def test_every_config_error_exits_2_with_one_short_line_naming_its_layer(tmp_path, args, message):
+    from tests.conf.test_loader import alias_bomb
+
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(6))
+    (tmp_path / "x.yaml").write_text("clean:\n  min_chars: 1\n")
+    names = {"{bomb}": str(tmp_path / "bomb.yaml"), "{base}": str(REPO / "conf" / "base.yaml"),
+             "{outside}": os.path.relpath(tmp_path / "x", REPO / "conf" / "env")}  # conf/env/../../../tmp/.../x.yaml
+    for name, value in names.items():
+        args, message = [a.replace(name, value) for a in args], message.replace(name, value)
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", "--set", f"lakehouse.root={root}", *args])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and len(proc.stderr) < 1500
+    assert proc.stderr.startswith(message)
+    assert proc.stdout == "" and not root.exists()
+
+
 def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path):
     root = tmp_path / "lh"
     proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}",
