@@ -99,7 +99,10 @@ class LakebertSubmitOperator(SparkSubmitOperator):
         self.overrides = overrides
 
     def execute(self, context):
-        overrides = list(self.overrides or [])
+        overrides = self.overrides or []
+        if isinstance(overrides, str):  # rendered as text, not a list (render_template_as_native_obj off)
+            raise AirflowFailException(f"lakebert {self.task_id}: overrides must render to a list of key=value")
+        overrides = list(overrides)
         if overrides:
             self._hook = self._hook or self._get_hook()
             if self._hook._connection.get("deploy_mode") == "cluster":

@@ -189,13 +189,16 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     assert client.get_run(version.run_id).info.status == "FINISHED"
     # The secret reached the stages, but no log, rendered command, run record or MLflow entry.
     # (Airflow itself keeps the trigger's conf verbatim in dag_run.conf: that is its input.)
-    # Known gap: under dag.test the SparkSubmitHook's own "Spark-Submit cmd" log line still
-    # shows the value on the console (the masker registration does not reach that logger
-    # there), so the console output is not asserted here.
+    # The overrides reached them in spark-submit's environment: its command line (what `ps`
+    # shows) holds none of them.
     assert _files_containing(PAT, tmp_path / "airflow" / "logs", root) == []
+    stages = {"ingest", "clean", "tokenize", "train"}
+    commands = [line for line in output[0].splitlines() if "Spark-Submit cmd:" in line]
+    assert {name for name in SCRIPTS.values() if any(f"/spark_jobs/{name} " in line for line in commands)} \
+        == {SCRIPTS[stage] for stage in stages}
+    assert not any(PAT in line or "--set" in line or "lakehouse.root" in line for line in commands)
     with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
         rendered = db.execute("SELECT task_id, rendered_fields FROM rendered_task_instance_fields").fetchall()
-    stages = {"ingest", "clean", "tokenize", "train"}
     assert {task for task, _ in rendered} >= stages
     assert all(PAT not in fields for _, fields in rendered)
     assert all("GITHUB_PAT=***" in fields for task, fields in rendered if task in stages)
