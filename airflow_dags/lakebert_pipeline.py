@@ -16,10 +16,15 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   (true: `lakebert tune` after tokenize, beside train; its `tune.space` from the overrides or config).
 - Idempotent per logical date: ingest gets `ingest.batch_id=<ds>` and MERGEs on doc_id, so a
   retried or re-run date inserts nothing new; clean, tokenize and train say up to date.
-- Secrets in `overrides` (keys such as `spark.conf.spark.hadoop.fs.azure.account.key.*`, URL
-  credentials) are registered with Airflow's secrets masker when the command is rendered
-  (`lakebert_args`, using lakebert's own `conf.redact`), so the rendered command in the UI and
-  the spark-submit line in the task log show `***`.
+- The overrides (and ingest's source and batch id) reach the stage in spark-submit's
+  environment, `$LAKEBERT_OVERRIDES` (a JSON list the stage reads below its `--set`), never in
+  its argv, which `ps` shows to every user of the worker; spark-submit's argv holds only
+  `--env`. That needs the driver on the worker (client deploy mode, the default): with a
+  cluster-mode connection, overrides are refused rather than lost.
+- Every secret in them (each value of a repeated key; secret key names and values as
+  `conf.redact` knows them: `*.key.*`, `password`, `Authorization`, URL credentials, ...) is
+  registered with Airflow's secrets masker when the task is rendered (`lakebert_args`), so the
+  rendered fields in the UI and the task log show `***`.
 - Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow): the
   stages and their scripts come from `spark_jobs/cli.py` (`STAGE_SCRIPTS`), which imports only
   the standard library and is read as a file, not imported as part of lakebert.
@@ -27,6 +32,7 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
@@ -36,6 +42,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, Param
+from airflow.sdk.exceptions import AirflowFailException
 
 LAKEBERT_HOME = Path(os.environ.get("LAKEBERT_HOME", Path(__file__).resolve().parents[1]))
 SPARK_CONN_ID = os.environ.get("LAKEBERT_SPARK_CONN_ID", "lakebert_spark")
@@ -54,26 +61,59 @@ STAGE_SCRIPTS = CLI["STAGE_SCRIPTS"]
 STAGES = tuple(STAGE_SCRIPTS)
 SCORE_SCRIPT = CLI["SCORE_SCRIPT"]  # the optional task after train: `params.score`
 TUNE_SCRIPT = CLI["TUNE_SCRIPT"]  # the optional task after tokenize: `params.tune`
+OVERRIDES_ENV = CLI["OVERRIDES_ENV"]  # how a stage is handed its overrides: spark-submit's environment
 TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
             "train": timedelta(hours=12), "score": timedelta(hours=4), "tune": timedelta(hours=48)}
-# Every stage gets --env and the overrides; ingest also gets its slice and batch id.
-COMMON_ARGS = "['--env', params.env] + (['--set'] + lakebert_args(params.overrides) if params.overrides else [])"
-INGEST_ARGS = ("['--set'] + lakebert_args(['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
-               "'ingest.batch_id=' ~ ds])")
-
+# Every stage gets --env in argv and the overrides in its environment; ingest also gets its
+# slice and batch id (after the overrides: they win).
+ARGS = "{{ ['--env', params.env] }}"
+OVERRIDES = "{{ lakebert_args(params.overrides) }}"
+INGEST_OVERRIDES = ("{{ lakebert_args(params.overrides + ['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
+                    "'ingest.batch_id=' ~ ds]) }}")
 
 
 def lakebert_args(overrides: list[str]) -> list[str]:
     """The overrides unchanged, after telling Airflow's secrets masker about every secret in
-    them (run at render time in the task process, before the rendered fields are stored)."""
+    them (run at render time in the task process, before the rendered fields are stored).
+    Item by item: a key given twice has two values, and both are secret."""
     from airflow.sdk.log import mask_secret
 
     from conf.redact import secrets_in  # lakebert itself: imported when rendering, not when parsing
 
-    pairs = [item.partition("=") for item in overrides]
-    for secret in secrets_in({key.strip(): value for key, _, value in pairs}):
-        mask_secret(secret)
+    for key, _, value in (item.partition("=") for item in overrides):
+        for secret in secrets_in({key.strip(): value}):
+            mask_secret(secret)
     return list(overrides)
+
+
+class LakebertSubmitOperator(SparkSubmitOperator):
+    """spark-submit of a lakebert stage, its overrides in `$LAKEBERT_OVERRIDES`: spark-submit
+    inherits the task's environment, and its driver (on the worker, in client mode) passes it
+    on to the stage, which reads the variable and drops it (`spark_jobs.stage.handed_overrides`).
+    A process's environment is readable by its owner only; its argv, by every user of the machine."""
+
+    template_fields = (*SparkSubmitOperator.template_fields, "overrides")
+
+    def __init__(self, *, overrides: str | list[str] = (), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.overrides = overrides
+
+    def execute(self, context):
+        overrides = self.overrides or []
+        if isinstance(overrides, str):  # rendered as text, not a list (render_template_as_native_obj off)
+            raise AirflowFailException(f"lakebert {self.task_id}: overrides must render to a list of key=value")
+        overrides = list(overrides)
+        if overrides:
+            self._hook = self._hook or self._get_hook()
+            if self._hook._connection.get("deploy_mode") == "cluster":
+                raise AirflowFailException(
+                    f"lakebert {self.task_id}: the overrides travel in spark-submit's environment, which a "
+                    "cluster-mode driver does not get: use client deploy mode, or put the settings in a conf/env overlay")
+        os.environ[OVERRIDES_ENV] = json.dumps(overrides)
+        try:
+            return super().execute(context)
+        finally:
+            os.environ.pop(OVERRIDES_ENV, None)
 
 
 doc_md = """
@@ -81,7 +121,7 @@ doc_md = """
 
 `ingest >> clean >> tokenize >> train`, each a `spark-submit` of its stage's script
 (`spark_jobs/ingest.py`, `clean.py`, `tokenize_silver.py`, `train.py`) with the same config
-(`--env {{ params.env }}` plus `overrides`). With `score` true, `score` (`spark_jobs/score.py`)
+(`--env {{ params.env }}`, and `overrides` in the environment, out of `ps`). With `score` true, `score` (`spark_jobs/score.py`)
 follows: the `@champion` model over silver, or over `score.source` from the overrides. With
 `tune` true, `tune` (`spark_jobs/tune.py`) runs after tokenize, beside train: an Optuna study
 over `tune.space` from the overrides or the env's config, its best model registered `@tuned`. The logical date picks the ingest slice (`source`
@@ -118,12 +158,13 @@ with DAG(
     },
     tags=["lakebert"],
 ) as dag:
-    def submit(stage: str, script: str, args: str) -> SparkSubmitOperator:
-        return SparkSubmitOperator(
+    def submit(stage: str, script: str, overrides: str = OVERRIDES) -> SparkSubmitOperator:
+        return LakebertSubmitOperator(
             task_id=stage,
             conn_id=SPARK_CONN_ID,
             application=str(LAKEBERT_HOME / script),
-            application_args=args,
+            application_args=ARGS,
+            overrides=overrides,
             packages=DELTA_PACKAGE,
             conf=DELTA_CONF,
             name=f"lakebert-{stage}",
@@ -135,8 +176,7 @@ with DAG(
 
     previous = None
     for stage in STAGES:
-        args = f"{{{{ {COMMON_ARGS} + {INGEST_ARGS} }}}}" if stage == "ingest" else f"{{{{ {COMMON_ARGS} }}}}"
-        task = submit(stage, STAGE_SCRIPTS[stage], args)
+        task = submit(stage, STAGE_SCRIPTS[stage], INGEST_OVERRIDES if stage == "ingest" else OVERRIDES)
         if previous is not None:
             previous >> task
         previous = task
@@ -145,10 +185,10 @@ with DAG(
     score_requested = ShortCircuitOperator(
         task_id="score_requested", python_callable=lambda params: bool(params["score"]),
         doc_md="Goes on to `score` only when the run's `score` param is true.")
-    previous >> score_requested >> submit("score", SCORE_SCRIPT, f"{{{{ {COMMON_ARGS} }}}}")
+    previous >> score_requested >> submit("score", SCORE_SCRIPT)
 
     # The optional study, beside train on the same tokenized data: skipped unless `tune` is true.
     tune_requested = ShortCircuitOperator(
         task_id="tune_requested", python_callable=lambda params: bool(params["tune"]),
         doc_md="Goes on to `tune` only when the run's `tune` param is true.")
-    dag.get_task("tokenize") >> tune_requested >> submit("tune", TUNE_SCRIPT, f"{{{{ {COMMON_ARGS} }}}}")
+    dag.get_task("tokenize") >> tune_requested >> submit("tune", TUNE_SCRIPT)

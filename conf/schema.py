@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import posixpath
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,13 +42,26 @@ def is_path(value: str) -> bool:
     return "/" in value or ":" in value
 
 
+def _under_root(value: str) -> str:
+    """A relative path is joined to lakehouse.root (`conf.paths.under_root`): it must stay below it."""
+    from conf.paths import is_uri
+
+    if is_uri(value) or value.startswith("/"):
+        return value
+    normal = posixpath.normpath(value)
+    if normal in (".", "..") or normal.startswith("../"):
+        raise ValueError("a relative path must name a folder under lakehouse.root "
+                         "(give an absolute path or a URI for one elsewhere)")
+    return value
+
+
 def _table_location(value: str) -> str:
     """A path/URI, or a table name of one to three (back-quoted where needed) identifiers."""
     if _CONTROL.search(value):
         raise ValueError("control characters (newline, tab, NUL) are not allowed")
     if not is_path(value):
         parse_table_name(value)
-    return value
+    return _under_root(value)
 
 
 def _column_name(value: str | None) -> str | None:
@@ -134,7 +148,7 @@ class LakehouseConfig(Section):
 
 class TablesConfig(Section):
     """Where each table lives. A plain name (`bronze`) or relative path is a Delta table under
-    `lakehouse.root`; an absolute path or URI is used as is; a dotted name
+    `lakehouse.root` (and must stay under it: no `..` above it); an absolute path or URI is used as is; a dotted name
     (`catalog.schema.table` or `schema.table`) is a metastore table. A name (anything without
     `/` or `:`) is one to three parts, each `[A-Za-z_][A-Za-z0-9_]*` or back-quoted."""
 
@@ -310,7 +324,7 @@ class TokenizeConfig(Section):
     """Which end of a too-long text is cut: `right` keeps its beginning, `left` its end."""
     silver_version: int | None = None
     """Delta version of silver to read; None = the latest."""
-    output: str = "tokenized"
+    output: Annotated[str, AfterValidator(_under_root)] = "tokenized"
     """Directory under lakehouse.root (or an absolute path/URI) holding one folder per dataset version."""
     rows_per_file: int = Field(500_000, ge=1000)
     """The most rows one Parquet file holds."""
@@ -525,22 +539,37 @@ def _base_type(annotation) -> type:
 
 
 def _space_mapping(value):
-    """`--set tune.space.lr={type: loguniform, low: 1.0e-5, high: 1.0e-3}` (a YAML flow mapping),
-    and `--set tune.space.lr.type=...`, as the YAML file form gives them."""
-    import yaml
-
+    """`--set tune.space.lr.type=...` gives the key `lr.type`: grouped as the YAML file form
+    gives it (`lr: {type: ...}`); each entry's strings are read by `_inline_entry`."""
     if not isinstance(value, dict):
         return value
     out: dict = {}
     for key, item in value.items():
         name, _, sub = str(key).partition(".")
-        if isinstance(item, str):
-            item = yaml.safe_load(item)
         if sub:
-            out.setdefault(name, {})[sub] = item
+            entry = out.setdefault(name, {})
+            if not isinstance(entry, dict):
+                raise ValueError(f"{name} is given both as one value and key by key ({name}.{sub})")
+            entry[sub] = item
         else:
-            out[name] = item
+            out[name] = dict(item) if isinstance(item, dict) else item
     return out
+
+
+def _inline_entry(value):
+    """`--set tune.space.lr={type: loguniform, low: 1.0e-5, high: 1.0e-3}` (a YAML flow mapping)
+    and `--set tune.space.batch_size.choices=[16, 32]`: strings read as YAML, within
+    `conf.bounded_yaml`'s limits; what is not valid YAML is this entry's error."""
+    from conf.bounded_yaml import YamlError, load_yaml
+
+    try:
+        if isinstance(value, str):
+            return load_yaml(value)
+        if isinstance(value, dict):
+            return {key: load_yaml(item) if isinstance(item, str) else item for key, item in value.items()}
+    except YamlError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 class Distribution(Section):
@@ -590,7 +619,8 @@ class Distribution(Section):
 class TuneConfig(Section):
     """`lakebert tune`: an Optuna study over `train` settings, each trial a `lakebert train` job."""
 
-    space: Annotated[dict[str, Distribution], BeforeValidator(_space_mapping)] = Field(default_factory=dict)
+    space: Annotated[dict[str, Annotated[Distribution, BeforeValidator(_inline_entry)]],
+                     BeforeValidator(_space_mapping)] = Field(default_factory=dict)
     """What to search: `train` key -> distribution, e.g. `lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}`
     or `batch_size: {type: categorical, choices: [16, 32]}`. Types: loguniform, uniform, int
     (low, high, optional step), categorical (choices). Keys not in the space keep their `train` value."""

@@ -41,6 +41,9 @@ SCORE_SCRIPT = SCORE_MODULE.replace(".", "/") + ".py"
 # After tokenize, on demand: an Optuna study of train jobs (the DAG's optional `tune` task).
 TUNE_MODULE = "spark_jobs.tune"
 TUNE_SCRIPT = TUNE_MODULE.replace(".", "/") + ".py"
+# `--set` items handed to a stage in the environment (a JSON list of `key=value`), not in its
+# argv, which `ps` shows to every user of the machine: how the Airflow DAG passes its overrides.
+OVERRIDES_ENV = "LAKEBERT_OVERRIDES"
 
 # sub-command -> (module, one-line help). Modules are imported only when chosen.
 COMMANDS = {

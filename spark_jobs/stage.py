@@ -3,6 +3,7 @@ the run's log, the saved run record and the JSON summary as the last stdout line
 
     lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--remote sc://host:15002] [--verbose]
     spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.cli.STAGE_SCRIPTS
+    LAKEBERT_OVERRIDES='["key.sub=value", ...]' spark-submit spark_jobs/<script>   # below --set; kept out of `ps`
 
 The console shows lakebert's own lines; the resolved config (secrets redacted) and everything
 Spark, MLflow and the training processes print go to `_runs/<stage>/<stage_run_id>/run.log`
@@ -97,6 +98,25 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *([f"spark.remote={args.remote}"] if args.remote else [])]
 
 
+def handed_overrides() -> list[tuple[str, list[str]]]:
+    """The `key=value` items in $LAKEBERT_OVERRIDES (a JSON list), as a config layer below
+    `--set`: how Airflow hands a stage its overrides, out of the argv that `ps` shows to every
+    user. Read once and removed from the environment, so that Spark's Python workers and the
+    training processes do not inherit them."""
+    from spark_jobs.cli import OVERRIDES_ENV
+
+    text = os.environ.pop(OVERRIDES_ENV, None)
+    if text is None:
+        return []
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError):
+        items = None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"config error: ${OVERRIDES_ENV} must hold a JSON list of key=value strings")
+    return [(f"${OVERRIDES_ENV}", items)]
+
+
 def new_stage_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -106,7 +126,8 @@ def run_stage(stage: str, argv: list[str] | None,
     """Load config, start Spark, run `body(spark, cfg, stage_run_id) -> summary`, report."""
     args = build_parser(stage, description).parse_args(argv)
     try:
-        cfg = load_config(env=args.env, overrides=config_overrides(args), config_file=args.config)
+        cfg = load_config(env=args.env, overrides=config_overrides(args), config_file=args.config,
+                          override_layers=handed_overrides())
     except ConfigError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG

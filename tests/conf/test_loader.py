@@ -1,7 +1,9 @@
+import os
+
 import pytest
 
 from conf import ConfigError, config_dict, load_config
-from conf.loader import parse_override
+from conf.loader import CONF_DIR, parse_override
 
 
 @pytest.fixture
@@ -119,3 +121,88 @@ def test_token_keys_are_redacted_but_the_tokenizer_setting_is_shown():
     shown = config_dict(cfg)
     assert shown["spark"]["conf"]["spark.hadoop.fs.azure.sas.token"] == "***"
     assert shown["tokenize"]["tokenizer"] == "/models/bert"
+
+
+def alias_bomb(levels: int) -> str:
+    """The "billion laughs": each level nine aliases of the one before (9**levels strings)."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nspark:\n  conf:\n    x: *l{levels - 1}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (alias_bomb(6), "holds more than 10,000 values once its aliases are expanded"),
+    ("ingest:\n  options: &a {x: *a}\n", "alias inside its own anchor"),
+    ("ingest:\n  options:\n    x: " + "[" * 200 + "]" * 200 + "\n", "nested deeper than 32 levels"),
+    ("# " + "x" * (1 << 20) + "\n", "over the 1,048,576-byte limit"),
+    ("ingest: {format: csv\n", "not valid YAML: expected ',' or '}'"),
+], ids=["alias bomb", "recursive alias", "deep nesting", "over 1 MiB", "syntax"])
+def test_a_config_file_over_a_limit_or_not_yaml_is_one_line_naming_the_file(tmp_path, text, message):
+    user = tmp_path / "user.yaml"
+    user.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file=user)
+    assert str(err.value).startswith(f"config error: {user}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_error_in_a_mapping_names_every_layer_that_set_its_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["clean.split.train=0.5"])  # base.yaml sets the other two fractions
+    assert str(err.value).endswith("(from conf/base.yaml and --set)".replace("conf/", f"{CONF_DIR}/"))
+
+
+def test_an_error_about_a_set_value_names_set_not_the_file_below_it():
+    # base.yaml gives `tune.space: {}`; the bad entry is the --set's alone
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["tune.space.num_processes={type: int, low: 1, high: 4}"])
+    assert "not a train key a study can vary" in str(err.value) and str(err.value).endswith("(from --set)")
+    with pytest.raises(ConfigError, match=r"tune.space.lr.step='x' \(from --set\)"):
+        load_config(overrides=["tune.space.lr={type: int, low: 1, high: 3, step: x}"])
+
+
+def test_a_layer_handed_over_in_the_environment_is_named_as_such_and_set_wins_over_it():
+    layer = [("$LAKEBERT_OVERRIDES", ["clean.min_chars=3", "clean.max_chars=many"])]
+    with pytest.raises(ConfigError, match=r"clean.max_chars='many' \(from \$LAKEBERT_OVERRIDES\)"):
+        load_config(override_layers=layer)
+    cfg = load_config(override_layers=layer, overrides=["clean.max_chars=50", "clean.min_chars=4"])
+    assert (cfg.clean.min_chars, cfg.clean.max_chars) == (4, 50)
+
+
+@pytest.mark.parametrize("env", ["relative path", "absolute path", "dev/../dev", "dev.yaml"])
+def test_env_names_an_overlay_not_a_path(conf_dir, tmp_path, monkeypatch, env):
+    outside = tmp_path / "outside" / "x.yaml"
+    outside.parent.mkdir()
+    outside.write_text("clean:\n  min_chars: 1\n")
+    env = {"relative path": os.path.relpath(outside.with_suffix(""), conf_dir / "env"),
+           "absolute path": str(outside.with_suffix(""))}.get(env, env)
+    with pytest.raises(ConfigError, match=r"config error: env='.*' \(from env\) is not an overlay name \(allowed: dev\)"):
+        load_config(env=env, conf_dir=conf_dir)
+    monkeypatch.setenv("LAKEBERT_ENV", env)
+    with pytest.raises(ConfigError, match=r"\(from \$LAKEBERT_ENV\) is not an overlay name"):
+        load_config(conf_dir=conf_dir)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("tables.silver", "x/../../.."), ("tables.bronze", "../bronze"), ("tables.label_map", "a/./.."),
+    ("tables.quarantine", "q:x/../../q"), ("tokenize.output", "../tokenized"),
+])
+def test_a_relative_path_must_stay_under_lakehouse_root(key, value):
+    with pytest.raises(ConfigError, match=rf"{key}='.*' \(from --set\): a relative path must name a folder under "
+                                          "lakehouse.root"):
+        load_config(overrides=[f"{key}={value}", "lakehouse.root=/data/lakehouse"])
+
+
+def test_paths_under_the_root_and_absolute_or_uri_paths_are_kept():
+    for value in ("silver", "x/../silver", "tables/silver", "/elsewhere/silver", "s3a://bucket/silver",
+                  "main.lakebert.silver"):
+        assert load_config(overrides=[f"tables.silver={value}"]).tables.silver == value
+
+
+def test_a_long_value_is_cut_in_the_error_line():
+    value = "x" * 100_000
+    for override in (f"ingest.format={value}", f"ingest.{value}=1", f"tune.space.lr={{{value}"):
+        with pytest.raises(ConfigError) as err:
+            load_config(overrides=[override])
+        assert len(str(err.value)) < 1500 and "\n" not in str(err.value)
+        assert "100,0" in str(err.value)  # ... (100,002 characters)

@@ -30,6 +30,11 @@ SECRETS = [
      "Sql-Secret-7"),
     ("lakehouse.root", "https://acct.blob.core.windows.net/lake?sv=2022-11-02&se=2030&sig=BlobSig%2Bq1", "BlobSig%2Bq1"),
     ("lakehouse.root", "s3a://AKIAEXAMPLE:s3aInlineSecret@bucket/lake", "s3aInlineSecret"),
+    # names missed before issue 38: an HTTP header, auth, a split passphrase, a prefixed password
+    ("ingest.options.Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.lakebert", "eyJhbGciOiJIUzI1NiJ9.lakebert"),
+    ("ingest.options.auth", "AuthValue-31337", "AuthValue-31337"),
+    ("ingest.options.passPhrase", "Correct-Horse-Battery", "Correct-Horse-Battery"),
+    ("ingest.options.sslpassword", "SslPassw0rd-9", "SslPassw0rd-9"),
 ]
 
 
@@ -54,6 +59,22 @@ def test_key_words_match_anywhere_in_a_dotted_key_but_only_as_whole_words():
     for key in ("tokenize.tokenizer", "tokenize.max_length", "spark.sql.shuffle.partitions", "clean.min_chars",
                 "train.keep_last", "lakebert.job_key", "path", "ingest.text_column"):
         assert not is_secret_key(key), key
+
+
+def test_auth_header_and_prefixed_or_split_password_names_are_secrets_but_an_auth_type_is_not():
+    for key in ("Authorization", "ingest.options.Authorization", "proxyAuthorization", "auth", "http_auth",
+                "passphrase", "pass_phrase", "passPhrase", "sslpassword", "ingest.options.sslpassword",
+                "db_sslpassword", "csrftoken"):
+        assert is_secret_key(key), key
+    for key in ("spark.hadoop.fs.azure.account.auth.type", "spark.authenticate", "author", "authority",
+                "train.max_tokens", "spark.kubernetes.driver.secrets.vol", "passage"):
+        assert not is_secret_key(key), key
+
+
+def test_http_credentials_in_free_text_are_hidden_by_value():
+    assert redact('curl -H "Authorization: Bearer eyJhbGciOi.abc-DEF_123" x') == 'curl -H "Authorization: Bearer ***" x'
+    assert redact("Proxy-Authorization: Basic dXNlcjpwYXNz") == "Proxy-Authorization: Basic ***"
+    assert redact("the bearer of bad news; Authorization required") == "the bearer of bad news; Authorization required"
 
 
 def test_urls_keep_everything_but_the_credentials():

@@ -80,6 +80,25 @@ def test_a_space_that_cannot_work_is_a_one_line_config_error(entry, message):
     assert "\n" not in str(info.value)
 
 
+INLINE_BOMB = "{" + ", ".join(["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+                              + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]) + "}"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("tune.space.lr={type: loguniform, low: [1",
+     r"tune.space.lr='\{type: loguniform, low: \[1' \(from --set\): not valid YAML: expected ',' or '\]'"),
+    ("tune.space.batch_size.choices=[16, 32", r"tune.space.batch_size: not valid YAML: .* \(from --set\)$"),
+    (f"tune.space.lr={INLINE_BOMB}", r"tune.space.lr='\{l0: .* \(from --set\): holds more than 10,000 values"),
+    ("tune.space.lr=!!python/object/apply:os.system [true]", "could not determine a constructor for the tag"),
+], ids=["flow mapping", "key by key", "alias bomb", "python tag"])
+def test_an_inline_space_entry_that_is_not_yaml_is_a_one_line_config_error_naming_key_and_layer(entry, message):
+    from conf.loader import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(overrides=[entry])
+    assert "\n" not in str(info.value)
+
+
 def test_pruner_none_means_never_prune_in_yaml_and_on_the_command_line(tmp_path):
     file = tmp_path / "t.yaml"
     file.write_text("tune:\n  pruner: none\n")

@@ -10,7 +10,7 @@ import pytest
 
 from conf.help import first_sentence
 from conf.schema import TokenizeConfig
-from spark_jobs.cli import COMMANDS
+from spark_jobs.cli import COMMANDS, OVERRIDES_ENV
 from spark_jobs.console import LOG_LEVEL_ENV
 from spark_jobs.sample_data import write_sample
 from spark_jobs.session import delta_package
@@ -21,9 +21,9 @@ LAKEBERT = [sys.executable, "-m", "spark_jobs.cli"]
 FAST_SPARK = ["--set", "spark.master=local[2]", "--set", "spark.conf.spark.sql.shuffle.partitions=2"]
 
 
-def _run(cmd, **kw):
+def _run(cmd, extra_env=None, **kw):
     env = {key: value for key, value in os.environ.items() if key != LOG_LEVEL_ENV}  # quiet unless asked
-    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, **(extra_env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600, **kw)
 
 
@@ -44,6 +44,49 @@ def test_config_error_exits_2_with_one_line_and_writes_nothing(tmp_path, overrid
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
     assert proc.stderr.startswith(message)
     assert proc.stdout == "" and not root.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "tune.space.lr={type: loguniform, low: [1"],
+     "config error: tune.space.lr='{type: loguniform, low: [1' (from --set): not valid YAML: expected ',' or ']'"),
+    (["--config", "{bomb}"], "config error: {bomb}: holds more than 10,000 values once its aliases are expanded"),
+    (["--env", "{outside}"], "config error: env='{outside}' (from env) is not an overlay name"),
+    (["--set", "tables.silver=x/../../.."],
+     "config error: tables.silver='x/../../..' (from --set): a relative path must name a folder under lakehouse.root"),
+    (["--set", "ingest.format=" + "x" * 100_000], "config error: ingest.format='xxxxxxxxxx"),
+    (["--set", "clean.split.train=0.5"],
+     "config error: clean.split: split fractions must sum to 1 (train+validation+test=0.7) (from {base} and --set)"),
+], ids=["inline tune.space", "alias bomb", "env as a path", "table path above the root", "100 KB value",
+        "mapping error"])
+def test_every_config_error_exits_2_with_one_short_line_naming_its_layer(tmp_path, args, message):
+    from tests.conf.test_loader import alias_bomb
+
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(6))
+    (tmp_path / "x.yaml").write_text("clean:\n  min_chars: 1\n")
+    names = {"{bomb}": str(tmp_path / "bomb.yaml"), "{base}": str(REPO / "conf" / "base.yaml"),
+             "{outside}": os.path.relpath(tmp_path / "x", REPO / "conf" / "env")}  # conf/env/../../../tmp/.../x.yaml
+    for name, value in names.items():
+        args, message = [a.replace(name, value) for a in args], message.replace(name, value)
+    root = tmp_path / "lh"
+    proc = _run([*LAKEBERT, "ingest", "--set", f"lakehouse.root={root}", *args])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and len(proc.stderr) < 1500
+    assert proc.stderr.startswith(message)
+    assert proc.stdout == "" and not root.exists()
+
+
+@pytest.mark.parametrize("handed, message", [
+    (["clean.max_chars=many", "clean.min_chars=ten"],
+     "config error: clean.max_chars='many' (from $LAKEBERT_OVERRIDES): Input should be a valid integer"),
+    ("{not json", "config error: $LAKEBERT_OVERRIDES must hold a JSON list of key=value strings"),
+], ids=["bad value", "not a list"])
+def test_overrides_handed_in_the_environment_sit_below_set_and_are_named_in_errors(tmp_path, handed, message):
+    root = tmp_path / "lh"
+    text = handed if isinstance(handed, str) else json.dumps(handed)
+    proc = _run([*LAKEBERT, "ingest", "--set", f"lakehouse.root={root}", "--set", "clean.min_chars=5"],
+                {OVERRIDES_ENV: text})
+    assert proc.returncode == 2 and proc.stderr.startswith(message)
+    assert proc.stderr.count("\n") == 1 and proc.stdout == "" and not root.exists()
 
 
 def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path):
@@ -95,7 +138,8 @@ def test_verbose_shows_everything_on_the_console(tmp_path):
 
 def test_stage_runs_through_the_real_spark_submit_binary(spark, tmp_path):
     """tokenize's script, the one whose name must not shadow the standard library (spark-submit
-    puts the script's folder first on sys.path), on bronze and silver made in this process.
+    puts the script's folder first on sys.path), on bronze and silver made in this process; its
+    lakehouse.root handed over in $LAKEBERT_OVERRIDES, as the Airflow DAG does, beside a --set.
     (The Airflow DAG test runs every stage's script through spark-submit.)"""
     from spark_jobs.clean import clean
     from spark_jobs.ingest import ingest
@@ -106,10 +150,11 @@ def test_stage_runs_through_the_real_spark_submit_binary(spark, tmp_path):
     cfg = make_config(root, f"ingest.source={src}", "ingest.id_column=id")
     ingest(spark, cfg, "i")
     cleaned = clean(spark, cfg, "c")
-    args = ["--set", f"lakehouse.root={root}", "--set", "tokenize.vocab_size=500"]
+    args = ["--set", "tokenize.vocab_size=500"]
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--packages", delta_package(),
               "--conf", "spark.sql.shuffle.partitions=2"]
-    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args]))
+    handed = {OVERRIDES_ENV: json.dumps([f"lakehouse.root={root}", "tokenize.vocab_size=9"])}  # --set wins
+    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args], handed))
     assert tokenized["status"] == "done" and tokenized["rows"] == cleaned["output"]
     assert json.loads(Path(tokenized["manifest"]).read_text())["rows"] == cleaned["output"]
 

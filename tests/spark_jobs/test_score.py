@@ -198,3 +198,47 @@ def test_the_default_model_is_the_champion_else_the_latest_version(spark, traine
     expected = "models:/lakebert-classifier@champion" if champion else "models:/lakebert-classifier/1"
     assert out["model"] == expected and out["model_version"] == "1"
 
+
+
+def test_the_model_cache_is_private_per_user_and_verified_before_reuse(trained, tmp_path, monkeypatch, capsys):
+    import os
+    import stat
+    import tempfile
+
+    from spark_jobs.score import load_model, model_workdir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own temp directory
+    cfg = scoring(trained, "score.model=models:/lakebert-classifier/1")
+    version = MlflowClient(tracking_uri(cfg)).get_model_version("lakebert-classifier", "1")
+    target = Path(model_workdir(tracking_uri(cfg), "lakebert-classifier", "1", version.run_id))
+    # A folder at the model's place with an MLmodel file, and an archive beside it (what
+    # ship_model sends to the executors), that lakebert did not download and verify.
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "MLmodel").write_text("planted: true\n")
+    (target / "planted.py").write_text("import os\n")
+    Path(f"{target}.zip").write_bytes(b"PK planted")
+
+    model = load_model(cfg)
+    assert Path(model.local_dir) == target and not (target / "planted.py").exists()
+    assert "flavors" in (target / "MLmodel").read_text() and not Path(f"{target}.zip").exists()
+    root = os.stat(target.parent)
+    assert stat.S_IMODE(root.st_mode) == 0o700 and root.st_uid == os.getuid()  # this user's, private
+    assert target.parent.name == f"lakebert-score-{os.getuid()}"
+
+    inode = os.stat(target / "MLmodel").st_ino
+    assert load_model(cfg).local_dir == str(target) and os.stat(target / "MLmodel").st_ino == inode  # reused
+
+    (target / "MLmodel").write_text((target / "MLmodel").read_text() + "# changed\n")  # a changed file
+    load_model(cfg)
+    assert "# changed" not in (target / "MLmodel").read_text()
+
+    # A cache folder others may write to is not used; nor is one another user owns.
+    os.chmod(target.parent, 0o777)
+    elsewhere = Path(load_model(cfg).local_dir)
+    assert elsewhere.parent != target.parent and stat.S_IMODE(os.stat(elsewhere.parent).st_mode) == 0o700
+    assert f"not using the model cache {target.parent} (writable by group or others" in capsys.readouterr().out
+    if os.getuid() == 0:
+        os.chmod(target.parent, 0o700)
+        os.chown(target.parent, 65534, 65534)
+        assert Path(load_model(cfg).local_dir).parent != target.parent
+        assert "(owned by uid 65534)" in capsys.readouterr().out

@@ -36,3 +36,15 @@ def test_java_exception_ends_with_one_redacted_line_and_the_trace_in_the_run_log
     for _, _, secret in used:
         for where, text in (("stdout", out), ("stderr", err), ("error.log", trace), ("run.log", log)):
             assert secret not in text, (secret, where)
+
+
+def test_overrides_handed_in_the_environment_are_read_once_and_not_inherited_by_child_processes(monkeypatch):
+    import json
+    import os
+
+    from spark_jobs.cli import OVERRIDES_ENV
+    from spark_jobs.stage import handed_overrides
+
+    monkeypatch.setenv(OVERRIDES_ENV, json.dumps(["clean.min_chars=3", "ingest.options.password=Pw-12345"]))
+    assert handed_overrides() == [(f"${OVERRIDES_ENV}", ["clean.min_chars=3", "ingest.options.password=Pw-12345"])]
+    assert OVERRIDES_ENV not in os.environ and handed_overrides() == []  # Spark's workers and the ranks inherit none
