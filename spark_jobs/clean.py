@@ -403,10 +403,9 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     current = {r["label"]: r["label_id"] for r in labels.read(spark).select("label", "label_id").collect()}
     # Cached: dedup reads the normalized rows in several branches, each of which would
     # otherwise re-run the Python normalization.
-    normalized = normalize_documents(batch, cfg.clean, casefold).persist()
-    variants = case_variants(normalized, current)
-    if cfg.clean.label_case == "fold":
-        normalized = fold_labels(normalized, variants)
+    cached = normalize_documents(batch, cfg.clean, casefold).persist()
+    variants = case_variants(cached, current)
+    normalized = fold_labels(cached, variants) if cfg.clean.label_case == "fold" else cached
     label_lines = label_case_lines(variants, cfg.clean.label_case == "fold")
     # Silver's keys are recomputed, so rows cleaned under another dedup key compare correctly.
     existing = (silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
@@ -443,7 +442,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
             quarantine.insert_new(spark, to_quarantine(rejected, STAGE, stage_run_id), "quarantine_id")
     finally:
         classified.unpersist()
-        normalized.unpersist()
+        cached.unpersist()
 
     report = quality_report(silver.read(spark), quarantined, duplicates)
     report["quarantine_table"] = quarantine_counts(quarantine.read(spark))
