@@ -189,7 +189,9 @@ class IngestConfig(Section):
     batch_id: str | None = None
     """Id recorded on every row of this run (Airflow passes the logical date); default: a new id."""
     options: SparkSettings = Field(default_factory=dict)
-    """Passed to the Spark reader unchanged, e.g. header, sep, quote, escape, multiLine, encoding."""
+    """Passed to the Spark reader unchanged, e.g. header, sep, quote, escape, multiLine, encoding.
+    CSV is read as RFC 4180 where these do not say otherwise: header=true, quote and escape `"`
+    (a quote inside a quoted field written `""`), multiLine=true (line breaks inside quoted fields)."""
 
     @model_validator(mode="after")
     def _source_table_name(self):
