@@ -205,7 +205,7 @@ class Trainer:
         self.weights = weights.to(env.device) if weights is not None else None
         imbalance = imbalance_warning(dict(zip(data.names, data.train_counts)), tc.class_weights)
         self.warnings = [imbalance] if imbalance else []
-        self.baseline: dict | None = None  # rank 0: the linear baseline's summary (training.baseline)
+        self.baseline: dict | None = None  # the linear baseline's summary (training.baseline), from rank 0
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         self.model = build_model(tc.model, data.label_map, data.vocab_size).to(env.device)
         torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
@@ -378,16 +378,18 @@ class Trainer:
                 outcome = self.publish(final, check)
             except Exception as exc:  # every rank must learn of it, or they wait for rank 0 forever
                 outcome = exc
-        registered, champion = broadcast(self.env, outcome)
+        # every rank returns rank 0's result (TorchDistributor keeps whichever rank's output comes last)
+        registered, champion, self.baseline, self.warnings = broadcast(self.env, outcome)
         result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
             storage.write_text(storage.join(self.out_dir, job.RESULT_FILE), json.dumps(redact(result, by_key=False), indent=2))
             self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
         return result
 
-    def publish(self, final: dict, check) -> tuple[dict | None, dict | None]:
-        """Rank 0: final metrics and confusion matrices, the guard's verdict, the model with its card
-        (registered), and the champion alias. -> (registered model, champion decision)."""
+    def publish(self, final: dict, check) -> tuple[dict | None, dict | None, dict | None, list[str]]:
+        """Rank 0: final metrics and confusion matrices, the guard's verdict, the linear baseline, the
+        model with its card (registered), and the champion alias. -> (registered model, champion
+        decision, the baseline's summary, the warnings)."""
         tracker, step, names = self.tracker, self.state.step, self.data.names
         for split, metrics in final.items():
             tracker.log_step(step, _scalars(metrics, split))
@@ -413,7 +415,7 @@ class Trainer:
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,
                                    score, baseline.blocks_champion)
-        return registered, champion
+        return registered, champion, self.baseline, self.warnings
 
     def result(self, final: dict, degenerate: bool, registered, champion, best_path, reads: list[int]) -> dict:
         tc, manifest, train = self.tc, self.data.manifest, self.data.splits[TRAIN]
