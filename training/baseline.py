@@ -1,7 +1,7 @@
 """A linear baseline in every training run: TF-IDF + logistic regression on the model's own tokens.
 
     check = check_against_baseline(data.splits, data.names, data.vocab_size, final, cfg.train)  # rank 0
-    check.summary           # {"validation": {...}, "test": {...}, "train_rows": 976, "seconds": 0.8, "below": True, ...}
+    check.summary           # {"validation": {...}, "test": {...}, "train_rows": 976, "seconds": 0.8, "below": True}
     check.warnings          # a line when the model is below it by more than train.baseline_margin
     check.blocks_champion   # why the model may not take @champion (train.require_beat_baseline), or None
     comparison_line(final["validation"], check.summary)   # "model vs linear baseline on validation: macro F1 ..."

@@ -51,7 +51,8 @@ from conf import Config, redact
 from conf.paths import is_uri
 from tokenization.dataset import MANIFEST
 from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
-    TAG_BELOW_BASELINE, TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
+    TAG_BELOW_BASELINE,
+    TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
     TAG_MANIFEST_HASH, TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_SILVER_TABLE, TAG_SILVER_VERSION,
     TAG_TOKENIZER, TAG_TOKENIZER_PATH, flat_params, lineage_tags, registered_model,
 )
