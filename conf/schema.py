@@ -396,8 +396,9 @@ class TrainConfig(Section):
     baseline_max_rows: int = Field(50_000, ge=0)
     """The linear baseline (TF-IDF + logistic regression on the same tokens, training.baseline),
     fitted by rank 0 at the end of every run and logged under `baseline/`, trains on at most this
-    many train rows: a larger train split is sampled uniformly (seeded by `seed`). On 2 cores
-    50,000 rows took about 6 s. 0 = no baseline, and no comparison with it."""
+    many train rows: a larger train split is sampled uniformly (seeded by `seed`). On 2 cores it
+    took 1 s on BBC News' 976 articles and 20 s on 50,000 rows of real text (docs/benchmarks.md).
+    0 = no baseline, and no comparison with it."""
     baseline_margin: float = Field(0.02, ge=0)
     """A model more than this far below the linear baseline on validation `select_metric` is
     reported below it (tagged `lakebert.below_linear_baseline`, warned). 0.02 of macro F1 is two
