@@ -15,9 +15,10 @@ Every record read ends in exactly one place, so `read == inserted + duplicates +
 - quarantine, with the raw record and one reason from `IngestReason`.
 
 A record that does not parse (CSV: the wrong number of fields; JSON: not an object) is
-quarantined as `unparseable`, and the summary's `unparseable_rows` locates the first few in
-their files (line, byte offset, first characters), so a reader setting can be told from a
-broken file; for CSV the console warns with the settings in force.
+quarantined as `unparseable`. For CSV, where a reader setting that does not fit the file is the
+usual cause, the summary's `unparseable_rows` locates the first few in their files (line, byte
+offset, first characters) and the console warns with the settings in force, so a setting can
+be told from a broken file. (A JSON Lines record is its line: the quarantine holds it whole.)
 
 Encoding problems are quarantined, not repaired: invalid UTF-8 (or the U+FFFD that a decoder
 left in its place) usually means `ingest.options.encoding` is wrong for the file, and a NUL
@@ -404,8 +405,8 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
             raise StageError(f"could not read ingest.source={ic.source!r}: {first}") from None
         _require_fields(cfg, seen)
         unparseable = quarantined.get(IngestReason.UNPARSEABLE, 0)
-        located = unparseable_rows(classified, cfg) if unparseable and ic.format in ("csv", "jsonl") else []
-        warnings = [unparseable_warning(cfg, unparseable, located)] if located and ic.format == "csv" else []
+        located = unparseable_rows(classified, cfg) if unparseable and ic.format == "csv" else []
+        warnings = [unparseable_warning(cfg, unparseable, located)] if located else []
         for line in warnings:
             print(f"ingest: warning: {line}", flush=True)
         bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
