@@ -465,7 +465,8 @@ class MlflowConfig(Section):
     """Seconds between two system-metrics samples."""
     champion_alias: str | None = "champion"
     """The registered model's alias for the version users should load. It moves to a new version
-    only when that version is not degenerate and beats the champion on the same validation data
+    only when that version is not degenerate, is not below its linear baseline (unless
+    `train.require_beat_baseline=false`) and beats the champion on the same validation data
     (`train.select_metric`). None = never set an alias."""
 
     @model_validator(mode="after")
