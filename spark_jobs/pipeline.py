@@ -21,6 +21,7 @@ from conf import Config, redact
 from spark_jobs import console
 from spark_jobs.cli import STAGES
 from spark_jobs.stage import StageError, one_line, run_stage
+from training.baseline import comparison_line
 
 STAGE = "run"
 UP_TO_DATE = "up_to_date"
@@ -77,6 +78,9 @@ def human_summary(cfg: Config, stages: dict) -> str:
         metrics = train.get("metrics", {}).get(split, {})
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SUMMARY_METRICS if k in metrics)
         lines.append(f"model on {split:<10} {shown}")
+    compared = comparison_line(train.get("metrics", {}).get("validation"), train.get("baseline"))
+    if compared:
+        lines.append(compared)
     mlflow_run_id = train["run_id"]  # train's summary reports its MLflow run as `run_id`
     lines.append(f"MLflow run {mlflow_run_id} in experiment {cfg.mlflow.experiment!r} at {train['tracking_uri']}")
     if train["tracking_uri"].startswith("sqlite:") or train["tracking_uri"].startswith("file:"):

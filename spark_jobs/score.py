@@ -36,6 +36,13 @@ token length, `[UNK]` rate, truncation rate and predicted classes against the mo
 training data, which its lineage tags point to) are logged to one MLflow run tagged with the
 model version. Drift is reported for unlabelled input too. A PSI above
 `score.drift_threshold` puts a warning line in the summary.
+
+Labelled input is also scored by the linear baseline that the model's training run fitted
+(training.baseline; its artifact `baseline/linear_baseline.npz`), on the same rows and the same
+token ids (the model's tokenizer and max length): the summary's `baseline` beside `evaluation`,
+the score run's `baseline/eval/*` metrics, and a line `score: model vs linear baseline on N
+labelled rows: macro F1 ... vs ...`. The texts reach the driver in batches (`toLocalIterator`),
+so its memory holds a batch and the rows' probabilities, as the evaluation's does.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
 
 STAGE = "score"
+BASELINE_BATCH_ROWS = 4096  # labelled texts the driver encodes and scores with the linear baseline at a time
 MODEL_FILE = "lakebert-model"  # the name of the model folder Spark ships to the executors
 KEY = ("doc_id", "model_name", "model_version")
 CONTENT = "text_hash"
@@ -489,9 +497,9 @@ def folder_digest(folder: str) -> str:
 
 def scored_input(predictions: DataFrame, prepared: DataFrame, model: ScoringModel) -> DataFrame:
     """This input's rows as the model version scored them (all of them, not only this run's),
-    with the input's label and the first 200 characters of its text."""
+    with the input's label, its text as the model read it, and the text's first 200 characters."""
     inputs = one_per_doc(prepared).select("doc_id", F.col("label").alias("true_label"),
-                                          F.substring("text", 1, 200).alias("snippet"))
+                                          F.substring("text", 1, 200).alias("snippet"), "text")
     return scored_by(predictions, model).where(F.col("label_id").isNotNull()).join(inputs, "doc_id")
 
 
@@ -522,6 +530,57 @@ def evaluate(frame, labels: tuple[str, ...], mistakes: int, fold_case: bool = Fa
     report["most_confident_mistakes"] = confident_mistakes(
         known.doc_id.tolist(), known.snippet.tolist(), true_ids, probabilities, list(labels), mistakes) if len(known) else []
     return report
+
+
+def load_baseline(cfg: Config, model: ScoringModel):
+    """The linear baseline that the model's training run fitted (training.baseline), or None
+    (a model trained before lakebert fitted one, or without a run)."""
+    from training.baseline import ARTIFACT, ARTIFACT_DIR, LinearBaseline
+    from training.tracking import store_client, tracking_uri
+
+    if not model.run_id:
+        return None
+    with tempfile.TemporaryDirectory(prefix="lakebert-baseline-") as folder:
+        try:
+            path = store_client(tracking_uri(cfg)).download_artifacts(model.run_id, f"{ARTIFACT_DIR}/{ARTIFACT}",
+                                                                      folder)
+            with open(path, "rb") as f:
+                return LinearBaseline.from_bytes(f.read())
+        except Exception:  # noqa: BLE001 - not there: the evaluation goes on without it
+            return None
+
+
+def evaluate_baseline(scored: DataFrame, bundle, baseline) -> dict | None:
+    """The linear baseline on the labelled rows the model's evaluation covers (labels the model
+    knows), each encoded as the model encodes it: the summary's and the run's figures."""
+    import numpy as np
+
+    from tokenization import Encoder
+    from training.evaluation import evaluate_predictions
+
+    labels = list(bundle.labels)
+    if baseline is None or set(baseline.labels) != set(labels):
+        return None
+    columns = [baseline.labels.index(name) for name in labels]  # the model's label order
+    index = {name: i for i, name in enumerate(labels)}
+    encoder = Encoder(bundle.tokenizer_json, bundle.max_length, bundle.truncation_side)
+    true, probabilities, batch = [], [], []
+
+    def score_batch():
+        ids, offsets, _, _ = encoder.encode([text for _, text in batch])
+        probabilities.append(baseline.predict_proba(ids, offsets)[:, columns])
+        true.extend(index[label] for label, _ in batch)
+        batch.clear()
+
+    for row in scored.where(F.col("true_label").isin(labels)).select("true_label", "text").toLocalIterator():
+        batch.append((row["true_label"], row["text"]))
+        if len(batch) == BASELINE_BATCH_ROWS:
+            score_batch()
+    if batch:
+        score_batch()
+    if not true:
+        return None
+    return evaluate_predictions(np.array(true), np.concatenate(probabilities), labels)
 
 
 def training_profile(spark: SparkSession, model: ScoringModel, unk_id: int | None) -> tuple[DataFrame, dict] | None:
@@ -587,6 +646,8 @@ def drift_report(spark: SparkSession, scored: DataFrame, model: ScoringModel, la
     }
 
 
+# The evaluation's figures that the score run logs (`eval/*`), and the linear baseline's beside them.
+EVALUATION_KEYS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "examples")
 DRIFT_KEYS = {"length": "token length", "truncation": "truncation rate", "unk": "[UNK] rate",
               "predicted_class": "predicted classes vs training labels"}
 
@@ -599,12 +660,13 @@ def drift_warnings(drift: dict | None, threshold: float, rows: int, min_rows: in
 
 
 def log_score_run(cfg: Config, model: ScoringModel, source: Source, evaluation: dict | None, drift: dict | None,
-                  counts: dict) -> str:
+                  counts: dict, baseline: dict | None = None) -> str:
     """One MLflow run in `mlflow.experiment`, tagged with the scored model version."""
     from mlflow.entities import Metric, RunTag
 
     from conf import redact
     from training import lineage
+    from training.baseline import PREFIX as BASELINE_PREFIX
     from training.evaluation import drift_figure, reliability_figure
     from training.tracking import experiment_id, store_client, tracking_uri
 
@@ -617,11 +679,12 @@ def log_score_run(cfg: Config, model: ScoringModel, source: Source, evaluation: 
     run_id, now = run.info.run_id, int(time.time() * 1000)
     metrics = {f"score/{k}": float(v) for k, v in counts.items() if isinstance(v, (int, float))}
     if evaluation and evaluation.get("examples"):
-        metrics.update({f"eval/{k}": evaluation[k] for k in
-                        ("accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "examples")})
+        metrics.update({f"eval/{k}": evaluation[k] for k in EVALUATION_KEYS})
         metrics.update({f"eval/f1/{name}": v["f1"] for name, v in evaluation["per_class"].items()})
         client.log_dict(run_id, redact(evaluation, by_key=False), "evaluation.json")
         client.log_figure(run_id, reliability_figure(evaluation["calibration_bins"]), "reliability_diagram.png")
+    if baseline:
+        metrics.update({f"{BASELINE_PREFIX}/eval/{k}": baseline[k] for k in EVALUATION_KEYS})
     if drift:
         metrics.update({f"drift/psi_{key}": drift[key]["psi"] for key in DRIFT_KEYS})
         client.log_dict(run_id, drift, "drift.json")
@@ -695,6 +758,8 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     scored = scored_input(predictions, prepared, model).persist()
     try:
         evaluation = evaluate(evaluation_frame(scored), bundle.labels, sc.mistakes, model.clean.label_case == "fold")
+        labelled = bool(evaluation and evaluation.get("examples"))
+        baseline = evaluate_baseline(scored, bundle, load_baseline(cfg, model)) if labelled else None
         drift = drift_report(spark, scored, model, bundle.labels, bundle.unk_id)
     finally:
         scored.unpersist()
@@ -702,11 +767,17 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     warnings = drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows)
     for line in warnings:
         print(line, flush=True)
-    out: dict = {"mlflow_run_id": log_score_run(cfg, model, source, evaluation, drift, counts), "warnings": warnings}
-    if evaluation and evaluation.get("examples"):
+    out: dict = {"mlflow_run_id": log_score_run(cfg, model, source, evaluation, drift, counts, baseline),
+                 "warnings": warnings}
+    if labelled:
         out["evaluation"] = {k: round(evaluation[k], 4) for k in
                              ("accuracy", "f1_macro", "precision_macro", "recall_macro", "ece")}
         out["evaluation"]["examples"] = evaluation["examples"]
+    if baseline:
+        out["baseline"] = {k: round(baseline[k], 4) for k in EVALUATION_KEYS if k != "examples"}
+        out["baseline"]["examples"] = baseline["examples"]
+        print(f"score: model vs linear baseline on {baseline['examples']:,} labelled rows: macro F1 "
+              f"{evaluation['f1_macro']:.3f} vs {baseline['f1_macro']:.3f}", flush=True)
     if drift:
         out["drift_psi"] = {key: round(drift[key]["psi"], 4) for key in DRIFT_KEYS}
         out["drift_rows"] = rows

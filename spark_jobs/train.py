@@ -16,7 +16,8 @@ through TorchDistributor; in a quiet run they are the console's live line, and t
 other output (torchrun, MLflow, transformers) goes to the run's log. If a process fails, the run is ended FAILED and the error names
 the rank, its host and its exception (or the signal that killed it). The last stdout line is
 the JSON summary: tracking_uri, run_id (MLflow), registered_model {name, version}, metrics,
-seconds.
+the linear baseline's (`baseline`, training.baseline; also the line `train: model vs linear
+baseline on validation: macro F1 ...`), seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from conf.schema import model_name_problem
 from spark_jobs import console
 from spark_jobs.session import is_connect
 from spark_jobs.stage import SettingError, StageError, run_stage
+from training.baseline import comparison_line
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -275,12 +277,16 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
     result = launch(cfg, plan, manifest_path, manifest)
+    compared = comparison_line(result["metrics"].get("validation"), result.get("baseline"))
+    if compared:
+        print(f"train: {compared}", flush=True)
     for line in result.get("warnings", []):
         print(f"train: warning: {line}", flush=True)
     if result.get("champion"):
         print(f"train: {result['champion']['reason']}", flush=True)
     return {"status": result["status"], **base, "registered_model": result.get("registered_model"),
             "champion": result.get("champion"), "degenerate": result.get("degenerate"),
+            "baseline": result.get("baseline"),
             "warnings": result.get("warnings", []), "defaults": result.get("defaults"),
             "metrics": result["metrics"], "steps": result.get("steps"), "world_size": result.get("world_size"),
             "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}

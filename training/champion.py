@@ -1,5 +1,6 @@
 """The `@champion` alias: it moves to a newly registered version only when that version is not
-degenerate and beats the current champion on this run's validation data.
+degenerate, is not below the linear baseline (training.baseline, unless
+`train.require_beat_baseline=false`), and beats the current champion on this run's validation data.
 
     decision = champion_decision(client, "lakebert-classifier", "7", "champion", 0.93, "f1_macro",
                                  degenerate=False, champion_score=champion_score_fn(...))
@@ -23,8 +24,9 @@ from training.confusion import LOWER_IS_BETTER, metrics_from
 
 
 def champion_decision(client, name: str, version: str, alias: str, candidate: float, metric: str,
-                      degenerate: bool, champion_score) -> dict:
-    """Set `alias` on `version` of model `name` if it earns it, and say what happened."""
+                      degenerate: bool, champion_score, below_baseline: str | None = None) -> dict:
+    """Set `alias` on `version` of model `name` if it earns it, and say what happened.
+    `below_baseline`: why the version may not take it for its linear baseline, or None."""
     try:
         current = client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
@@ -32,6 +34,9 @@ def champion_decision(client, name: str, version: str, alias: str, candidate: fl
     decision = {"alias": alias, "version": str(current.version) if current else None, "moved": False}
     if degenerate:
         return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
+                                      f"{f'on version {current.version}' if current else 'unset'}"}
+    if below_baseline:
+        return {**decision, "reason": f"version {version} {below_baseline}: @{alias} stays "
                                       f"{f'on version {current.version}' if current else 'unset'}"}
     if current is not None and str(current.version) == str(version):
         return {**decision, "reason": f"version {version} is already @{alias}"}

@@ -49,7 +49,9 @@ FAILURE_LINE = re.compile(r"^\[lakebert failure\] rank (\d+) \(local rank (\d+),
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 # Config keys that say where or how to report, not what is trained: not part of the job key.
-NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode"}
+# The linear baseline's settings judge the model (training.baseline); they do not change it.
+NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode", "baseline_max_rows", "baseline_margin",
+                  "require_beat_baseline"}
 
 
 def data_location(cfg: Config) -> str:

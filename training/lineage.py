@@ -37,6 +37,8 @@ TAG_DEGENERATE = "lakebert.degenerate"
 TAG_DEGENERATE_REASON = "lakebert.degenerate_reason"
 TAG_DEFAULTS = "lakebert.train_defaults"
 TAG_CHAMPION = "lakebert.champion"
+# true when the model is below the linear baseline (training.baseline) by more than train.baseline_margin
+TAG_BELOW_BASELINE = "lakebert.below_linear_baseline"
 # A `lakebert score` run: which model version it scored, on what.
 TAG_STAGE = "lakebert.stage"
 TAG_SCORED_MODEL = "lakebert.scored_model_uri"

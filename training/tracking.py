@@ -22,7 +22,9 @@ tokenize runs that made the data, as the manifest names them, and the manifest i
 that cannot be read is a warning, never a failed training), and the model with its card
 (`training.lineage.model_card`: the data, metrics, lineage and `mlflow.model_license`), so
 MLflow does not go looking for a card and a license on the Hugging Face hub for a model that
-is not there.
+is not there. The run's linear baseline (`training.baseline`) has its metrics under `baseline/`
+(`baseline/validation/f1_macro`, `baseline/seconds`) and its fitted model under the artifacts'
+`baseline/`, where `lakebert score` finds it.
 
 The default store is local: `sqlite:///<lakehouse.root>/mlflow.db`, artifacts under
 `<lakehouse.root>/mlartifacts`. See it with `mlflow ui --backend-store-uri <that uri>`.
@@ -49,6 +51,7 @@ from conf import Config, redact
 from conf.paths import is_uri
 from tokenization.dataset import MANIFEST
 from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
+    TAG_BELOW_BASELINE,
     TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
     TAG_MANIFEST_HASH, TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_SILVER_TABLE, TAG_SILVER_VERSION,
     TAG_TOKENIZER, TAG_TOKENIZER_PATH, flat_params, lineage_tags, registered_model,
@@ -192,14 +195,25 @@ def end_run(plan: RunPlan, status: str) -> None:
 
 
 def finished_result(plan: RunPlan) -> dict:
-    """What a FINISHED run reports: its final metrics and registered model, for an up-to-date job."""
+    """What a FINISHED run reports: its final metrics, its linear baseline's and its registered
+    model, for an up-to-date job."""
+    from training.baseline import KIND, PREFIX
+
     run = store_client(plan.tracking_uri).get_run(plan.run_id)
     metrics: dict[str, dict] = {}
+    baseline: dict = {}
     for key, value in run.data.metrics.items():
         split, _, name = key.partition("/")
         if split in ("validation", "test"):
             metrics.setdefault(split, {})[name] = value
-    return {"metrics": metrics, "registered_model": registered_model(run.data.tags)}
+        elif split == PREFIX:  # baseline/<split>/<metric>, baseline/seconds, ...
+            split, _, metric = name.partition("/")
+            if metric:
+                baseline.setdefault(split, {})[metric] = value
+            else:
+                baseline[split] = value
+    return {"metrics": metrics, "registered_model": registered_model(run.data.tags),
+            **({"baseline": {"kind": KIND, **baseline}} if baseline else {})}
 
 
 def model_requirements() -> list[str]:
@@ -245,8 +259,11 @@ class NullTracker:
         return None
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
-                champion_score) -> dict | None:
+                champion_score, below_baseline: str | None = None) -> dict | None:
         return None
+
+    def log_baseline(self, step: int, check) -> None:
+        pass
 
     def finish(self, status: str = "FINISHED") -> None:
         pass
@@ -405,19 +422,38 @@ class MlflowTracker(NullTracker):
         return {"name": name, "version": version}
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
-                champion_score) -> dict | None:
-        """Move `mlflow.champion_alias` to the registered version when it is not degenerate and
-        beats the champion; `champion_score(version)` scores the champion on this run's
-        validation data (None: it cannot be compared)."""
+                champion_score, below_baseline: str | None = None) -> dict | None:
+        """Move `mlflow.champion_alias` to the registered version when it is not degenerate, not
+        held back by its linear baseline (`below_baseline`: why, or None) and beats the champion;
+        `champion_score(version)` scores the champion on this run's validation data (None: it
+        cannot be compared)."""
         from training.champion import champion_decision  # torch: only rank 0's end of run needs it
 
         alias = cfg.mlflow.champion_alias
         if not registered or not alias:
             return None
         decision = champion_decision(self.client, registered["name"], registered["version"], alias, candidate,
-                                     cfg.train.select_metric, degenerate, champion_score)
+                                     cfg.train.select_metric, degenerate, champion_score, below_baseline)
         self.set_tags({TAG_CHAMPION: decision["reason"]})
         return decision
+
+    def log_baseline(self, step: int, check) -> None:
+        """The linear baseline of the run (a `training.baseline.BaselineCheck`): its metrics under
+        `baseline/`, the tag saying whether the model is below it, and the fitted baseline with its
+        metrics as artifacts under `baseline/` (what `lakebert score` runs beside the model)."""
+        from training.baseline import ARTIFACT, ARTIFACT_DIR, METRICS_ARTIFACT
+
+        if check.summary is None:
+            return
+        self.log_step(step, check.logged_metrics())
+        if check.below is not None:
+            self.set_tags({TAG_BELOW_BASELINE: str(check.below).lower()})
+        if check.baseline is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / ARTIFACT
+                path.write_bytes(check.baseline.to_bytes())
+                self.client.log_artifact(self.run_id, str(path), ARTIFACT_DIR)
+        self.log_dict({**check.summary, "metrics": check.metrics}, f"{ARTIFACT_DIR}/{METRICS_ARTIFACT}")
 
     def finish(self, status: str = "FINISHED") -> None:
         try:

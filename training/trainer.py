@@ -39,6 +39,7 @@ from conf import Config, redact, storage
 from conf.schema import TEST, TRAIN, VALIDATION
 from training import job, tracking
 from tokenization.tokenizer import local_tokenizer_path
+from training.baseline import check_against_baseline
 from training.champion import champion_score_fn
 from training.checkpoint import CheckpointManager, rng_state
 from training.confusion import is_better
@@ -204,6 +205,7 @@ class Trainer:
         self.weights = weights.to(env.device) if weights is not None else None
         imbalance = imbalance_warning(dict(zip(data.names, data.train_counts)), tc.class_weights)
         self.warnings = [imbalance] if imbalance else []
+        self.baseline: dict | None = None  # the linear baseline's summary (training.baseline), from rank 0
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         self.model = build_model(tc.model, data.label_map, data.vocab_size).to(env.device)
         torch.manual_seed(tc.seed + 1 + env.rank)  # but different dropout masks per rank
@@ -376,16 +378,18 @@ class Trainer:
                 outcome = self.publish(final, check)
             except Exception as exc:  # every rank must learn of it, or they wait for rank 0 forever
                 outcome = exc
-        registered, champion = broadcast(self.env, outcome)
+        # every rank returns rank 0's result (TorchDistributor keeps whichever rank's output comes last)
+        registered, champion, self.baseline, self.warnings = broadcast(self.env, outcome)
         result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
             storage.write_text(storage.join(self.out_dir, job.RESULT_FILE), json.dumps(redact(result, by_key=False), indent=2))
             self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
         return result
 
-    def publish(self, final: dict, check) -> tuple[dict | None, dict | None]:
-        """Rank 0: final metrics and confusion matrices, the guard's verdict, the model with its card
-        (registered), and the champion alias. -> (registered model, champion decision)."""
+    def publish(self, final: dict, check) -> tuple[dict | None, dict | None, dict | None, list[str]]:
+        """Rank 0: final metrics and confusion matrices, the guard's verdict, the linear baseline, the
+        model with its card (registered), and the champion alias. -> (registered model, champion
+        decision, the baseline's summary, the warnings)."""
         tracker, step, names = self.tracker, self.state.step, self.data.names
         for split, metrics in final.items():
             tracker.log_step(step, _scalars(metrics, split))
@@ -399,6 +403,9 @@ class Trainer:
         tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
         tracker.set_tags({TAG_DEGENERATE: str(check.degenerate).lower(),
                           TAG_DEGENERATE_REASON: "; ".join(check.reasons) or "none"})
+        baseline = check_against_baseline(self.data.splits, names, self.data.vocab_size, final, self.tc)
+        tracker.log_baseline(step, baseline)
+        self.baseline, self.warnings = baseline.summary, self.warnings + baseline.warnings
         manifest = self.data.manifest
         registered = tracker.log_model(self.cfg, self.model, manifest["tokenizer_path"],
                                        manifest.get("max_length", 512), manifest.get("truncation_side", "right"),
@@ -407,14 +414,15 @@ class Trainer:
         score = champion_score_fn(self.cfg, tracking.plan_client(self.plan), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,
-                                   score)
-        return registered, champion
+                                   score, baseline.blocks_champion)
+        return registered, champion, self.baseline, self.warnings
 
     def result(self, final: dict, degenerate: bool, registered, champion, best_path, reads: list[int]) -> dict:
         tc, manifest, train = self.tc, self.data.manifest, self.data.splits[TRAIN]
         return {
             "status": "done", "run_id": self.plan.run_id, "tracking_uri": self.plan.tracking_uri,
             "registered_model": registered, "champion": champion, "degenerate": degenerate, "warnings": self.warnings,
+            "baseline": self.baseline,
             "defaults": {"kind": tc.defaults_kind, "lr": tc.lr, "epochs": tc.epochs, "warmup_ratio": tc.warmup_ratio,
                          "weight_decay": tc.weight_decay},
             "metrics": final, "steps": self.state.step, "epochs": tc.epochs, "world_size": self.env.world_size,

@@ -92,7 +92,10 @@ def test_every_stage_under_spark_connect_counts_as_a_classic_session_and_registe
     sets = [*TEST_SPARK, f"lakehouse.root={root}", *data, f"tokenize.tokenizer={tokenizer}",
             "train.epochs=4", "train.batch_size=8",
             "train.num_processes=2", "train.local_mode=false", "mlflow.system_metrics=false",
-            f"mlflow.registry_uri={registry}"]
+            f"mlflow.registry_uri={registry}",
+            # 4 epochs of 600 documents may leave the model below its linear baseline: it takes @champion all
+            # the same, so the score below loads @champion from the other registry
+            "train.require_beat_baseline=false"]
     run = lakebert("run", connect_server, sets)
     assert run["status"] == "done"
     stages = run["stages"]

@@ -1,12 +1,14 @@
+import csv
 import gzip
 import hashlib
+import io
 import json
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.ingest import IngestReason as R
-from spark_jobs.ingest import ingest
+from spark_jobs.ingest import CSV_DEFAULTS, csv_options, find_line, ingest
 from spark_jobs.stage import StageError
 from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
 from tests.conftest import make_config
@@ -210,13 +212,51 @@ def test_bad_jsonl_quarantines_each_record_with_its_reason_and_counts_add_up(spa
     assert latin == '{"id": "latin", "text": "caf\ufffd", "label": "x"}'
 
 
-def test_broken_csv_quoting_is_quarantined_as_unparseable(spark, tmp_path):
+def test_csv_by_default_reads_doubled_quotes_embedded_newlines_and_commas_as_rfc_4180(spark, tmp_path):
+    # As Python's csv module, pandas and spreadsheets write it; Spark's own default escape is a backslash
+    rows = [("1", 'He said "hi", then left', "x"), ("2", "two\nlines, and a comma", "y"),
+            ("3", 'ends with a quote "', "x"), ("4", "a comma, inside", "y"), ("5", "no quotes at all", "x")]
     src = tmp_path / "in.csv"
-    src.write_text(f'text,label\n"{DOC}",x\n"unterminated, quote,x,extra\n"{DOC} b",y\n,x\n')
+    with src.open("w", newline="") as f:
+        csv.writer(f).writerows([("id", "text", "label"), *rows])
+    assert '""hi""' in src.read_text() and "two\nlines" in src.read_text()
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.format=csv", "ingest.id_column=id")
+    assert (summary["read"], summary["inserted"], summary["quarantined"]) == (5, 5, {})
+    assert "warnings" not in summary and "unparseable_rows" not in summary
+    assertDataFrameEqual(_bronze(spark, cfg).select("doc_id", "text", "label"),
+                         spark.createDataFrame(rows, "doc_id string, text string, label string"))
+
+
+def test_csv_reader_options_given_replace_the_rfc_4180_defaults_whatever_their_case():
+    assert csv_options({}) == CSV_DEFAULTS
+    given = {"escape": "\\", "multiline": "false", "sep": ";"}
+    assert csv_options(given) == {"header": "true", "quote": '"', **given}
+
+
+def test_broken_csv_records_are_quarantined_with_their_line_byte_offset_and_first_characters(spark, tmp_path):
+    content = (f'text,label\n"{DOC}\nits second line",x\ntoo,many,fields,y\n"{DOC} b",y\n,x\n'
+               '"a quote left open, x\nto the end,z\n')
+    src = tmp_path / "in.csv"
+    src.write_text(content)
     summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.format=csv")
     assert _adds_up(summary)
-    assert summary["quarantined"].get(R.UNPARSEABLE, 0) >= 1 and summary["quarantined"][R.EMPTY_TEXT] == 1
-    assert summary["inserted"] == 2
+    assert summary["quarantined"] == {R.UNPARSEABLE: 2, R.EMPTY_TEXT: 1} and summary["inserted"] == 2
+    located = {(row["line"], row["byte_offset"], row["start"]) for row in summary["unparseable_rows"]}
+    assert located == {(4, content.index("too,many"), "too,many,fields,y"),
+                       (7, content.index('"a quote'), '"a quote left open, x\nto the end,z')}
+    assert all(row["source"].endswith("/in.csv") for row in summary["unparseable_rows"])
+    (warning,) = summary["warnings"]
+    assert "2 CSV record(s) could not be parsed" in warning and "line 4 (byte" in warning
+    assert "quote='\"' escape='\"' multiLine='true'" in warning and "ingest.options" in warning
+
+
+def test_find_line_gives_the_line_and_byte_offset_where_a_record_starts():
+    data = b"header\nabc\nxx abc\n\nabc again\n"
+    for chunk in (1, 3, 1 << 20):
+        assert find_line(io.BytesIO(data), b"abc", chunk) == (2, 7)
+        assert find_line(io.BytesIO(data), b"abc again", chunk) == (5, data.index(b"abc again"))
+        assert find_line(io.BytesIO(data), b"header", chunk) == (1, 0)
+        assert find_line(io.BytesIO(data), b"xx abd", chunk) is None
 
 
 def test_unlabelled_rows_are_kept_when_labels_are_not_required(spark, tmp_path):

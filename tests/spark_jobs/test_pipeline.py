@@ -40,7 +40,14 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, samp
               for a in client.list_artifacts(train["run_id"], f"{DATA_REPORT_ARTIFACTS}/{stage}")}
     assert logged == {f"{DATA_REPORT_ARTIFACTS}/clean/{name}" for name in CLEAN_FILES} | {
         f"{DATA_REPORT_ARTIFACTS}/tokenize/{name}" for name in (*TOKENIZE_FILES, MANIFEST)}
-    assert train["warnings"] == []  # nothing missing
+    # The sample's 3 epochs leave the model below the linear baseline (validation macro F1 0.83 against 1.00
+    # when written): the summary gives both figures, warns, and the model does not take @champion.
+    baseline, model = train["baseline"], first["metrics"]["validation"]
+    assert "model vs linear baseline on validation: macro F1" in shown
+    assert baseline["below"] is (baseline["validation"]["f1_macro"] - model["f1_macro"] > 0.02)
+    if baseline["below"]:
+        assert "WARNING (train): the model is below the linear baseline" in shown and not train["champion"]["moved"]
+    assert [w for w in train["warnings"] if "below the linear baseline" not in w] == []  # nothing missing
     # The registered model carries its card and license, so MLflow looked up nothing on the hub.
     version = client.get_model_version("lakebert-classifier", "1")
     model_files = {a.path for a in client.list_logged_model_artifacts(version.source.removeprefix("models:/"))}
@@ -54,6 +61,7 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, samp
     assert again["metrics"]["test"]["accuracy"] == pytest.approx(first["metrics"]["test"]["accuracy"])
     shown = capsys.readouterr().out
     assert "tokenize  up to date, nothing to do" in shown and "train     up to date, nothing to do" in shown
+    assert "model vs linear baseline on validation: macro F1" in shown  # the finished run's figures
 
 
 def test_run_without_a_source_is_a_clear_error(spark, tmp_path):

@@ -80,6 +80,10 @@ def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(
     report = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation.json")).read_text())
     assert sum(map(sum, report["confusion_matrix"])) == first["scored"]
     assert all(m["true"] != m["predicted"] for m in report["most_confident_mistakes"])
+    # the training run's linear baseline on the same rows and token ids, beside the model's figures
+    assert first["baseline"]["examples"] == first["evaluation"]["examples"] and first["baseline"]["f1_macro"] > 0.9
+    assert run.data.metrics["baseline/eval/f1_macro"] == pytest.approx(first["baseline"]["f1_macro"], abs=1e-4)
+    assert run.data.metrics["baseline/eval/examples"] == first["scored"]
 
     again = score(spark, cfg, "s2")
     assert again["status"] == "up_to_date" and again["scored"] == 0 and again["skipped"] == 0

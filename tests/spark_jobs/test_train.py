@@ -57,13 +57,17 @@ def trained(spark, lakehouse, tmp_path_factory):
     """One training of the module's data, shared by the tests that need a good run: the local-mode
     test checks it, the degenerate test trains a bad run into its store after it, and the SIGKILL
     test compares its resumed run with it. Realistic cloud secrets are in its config (the session
-    exists already, so Spark ignores them): none may reach the store, its artifacts or the summary."""
+    exists already, so Spark ignores them): none may reach the store, its artifacts or the summary.
+    Its 2 epochs leave it below the linear baseline on the sample's easy topics (validation macro
+    F1 0.66 against 1.00 when written); `train.require_beat_baseline=false` lets it take @champion
+    anyway, as a user may (an explicit setting wins), so the degenerate test has a champion to keep."""
     from tests.conf.test_redact import SECRETS
 
     folder = tmp_path_factory.mktemp("trained")
     store = f"sqlite:///{folder / 'mlflow.db'}"
     secret_keys = [f"{key}={value}" for key, value, _ in SECRETS if key.startswith(("spark.conf", "ingest.options"))]
-    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1", *CHECKPOINTED, *secret_keys)
+    cfg = _cfg(lakehouse, store, "mlflow.system_metrics_interval=1", "train.require_beat_baseline=false", *CHECKPOINTED,
+               *secret_keys)
     return {"cfg": cfg, "store": store, "folder": folder, "secret_keys": secret_keys,
             "summary": train(spark, cfg, "r1")}
 
@@ -93,6 +97,8 @@ def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts
         assert sorted(p.step for p in points) == list(range(1, steps + 1)), key
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert {"eval/accuracy", "validation/f1_macro", "test/accuracy"} <= set(run.data.metrics)
+    assert {"baseline/validation/f1_macro", "baseline/test/f1_macro", "baseline/seconds"} <= set(run.data.metrics)
+    assert run.data.tags[tracking.TAG_BELOW_BASELINE] == str(summary["baseline"]["below"]).lower()
 
     manifest_path = Path(summary["manifest"])
     manifest = json.loads(manifest_path.read_text())
@@ -153,7 +159,9 @@ def test_bad_config_fails_before_any_process_or_run_starts(spark, lakehouse, tmp
 
 def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, lakehouse, trained):
     store, good = trained["store"], trained["summary"]  # the module's good run, the store's first
-    assert good["degenerate"] is False and good["warnings"] == []
+    assert good["degenerate"] is False
+    allowed = "may still take @champion (train.require_beat_baseline=false)"
+    assert [w for w in good["warnings"] if allowed not in w] == []
     assert good["champion"]["moved"] and good["champion"]["version"] == "1"
     client = MlflowClient(store)
     assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"

@@ -15,6 +15,8 @@ def _cfg(tmp_path, *overrides):
 def test_job_key_follows_what_is_trained_not_where_it_reports(tmp_path):
     key = job.job_key(_cfg(tmp_path), MANIFEST)
     assert job.job_key(_cfg(tmp_path, "train.output_dir=/elsewhere", "train.log_every=3"), MANIFEST) == key
+    judged = ("train.baseline_margin=0.1", "train.require_beat_baseline=false", "train.baseline_max_rows=10")
+    assert job.job_key(_cfg(tmp_path, *judged), MANIFEST) == key  # how the model is judged, not what is trained
     assert job.job_key(_cfg(tmp_path, "train.lr=0.01"), MANIFEST) != key
     assert job.job_key(_cfg(tmp_path), {**MANIFEST, "content_hash": "c2"}) != key
 

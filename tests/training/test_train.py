@@ -42,6 +42,36 @@ def test_single_process_learns_beyond_the_majority_class(tokenized_root, tmp_pat
     assert json.loads((tmp_path / "out" / "result.json").read_text())["steps"] == 60
 
 
+def test_a_model_that_beats_the_linear_baseline_takes_champion_and_one_below_it_is_warned_and_keeps_it(
+        tokenized_root, tmp_path):
+    from training.baseline import ARTIFACT, ARTIFACT_DIR
+    from training.lineage import TAG_BELOW_BASELINE, TAG_CHAMPION
+
+    store = _store(tmp_path / "runs")
+    good = train(_cfg(tokenized_root, tmp_path / "good", "train.epochs=3", "train.batch_size=8", store=store))
+    assert good["baseline"]["below"] is False and not [w for w in good["warnings"] if "baseline" in w]
+    assert good["metrics"]["validation"]["f1_macro"] >= good["baseline"]["validation"]["f1_macro"] - 0.02
+    assert good["champion"]["moved"] and good["champion"]["version"] == "1"
+
+    worse = train(_cfg(tokenized_root, tmp_path / "worse", store=store))  # 2 epochs of 16 rows: it learned less
+    assert worse["degenerate"] is False and worse["baseline"]["below"] is True
+    gap = worse["baseline"]["validation"]["f1_macro"] - worse["metrics"]["validation"]["f1_macro"]
+    assert gap > 0.02
+    (warning,) = [w for w in worse["warnings"] if "baseline" in w]
+    assert warning.startswith("the model is below the linear baseline") and "train.model" in warning
+    assert worse["registered_model"]["version"] == "2" and not worse["champion"]["moved"]
+    assert "below the linear baseline" in worse["champion"]["reason"]
+    client = MlflowClient(store)
+    assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"
+    run = client.get_run(worse["run_id"])
+    assert run.data.tags[TAG_BELOW_BASELINE] == "true" and "stays on version 1" in run.data.tags[TAG_CHAMPION]
+    assert client.get_run(good["run_id"]).data.tags[TAG_BELOW_BASELINE] == "false"
+    for split in ("validation", "test"):  # the baseline's metrics, under their own prefix
+        assert run.data.metrics[f"baseline/{split}/f1_macro"] == pytest.approx(worse["baseline"][split]["f1_macro"])
+    assert run.data.metrics["baseline/seconds"] == worse["baseline"]["seconds"] > 0
+    assert f"{ARTIFACT_DIR}/{ARTIFACT}" in {a.path for a in client.list_artifacts(worse["run_id"], ARTIFACT_DIR)}
+
+
 def test_resume_from_the_runs_artifacts_after_a_crash_equals_an_uninterrupted_run_bitwise(tokenized_root, tmp_path, capsys):
     opts = ("train.checkpoint_every=7", "train.grad_accum=2")
     full = train(_cfg(tokenized_root, tmp_path / "a", *opts))
