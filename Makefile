@@ -1,4 +1,5 @@
-# lakebert: `make demo` runs the pipeline on the bundled sample, `make test` runs every test.
+# lakebert: `make demo` runs the pipeline on the bundled sample, `make check` is the fast inner loop
+# (lint, format, import contracts, unit tests: a few minutes), `make test` runs lint and every test.
 # Both install first (into .venv) when pyproject.toml changed or nothing is installed yet;
 # the install is one line on the console, pip's own output goes to .venv/install.log.
 PYTHON ?= python3
@@ -11,7 +12,7 @@ DEMO_DATA ?= data/sample
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: install demo test bench clean-demo check-prereqs
+.PHONY: install demo lint check test bench clean-demo check-prereqs
 
 install: $(STAMP)
 
@@ -32,7 +33,18 @@ demo: install
 	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
 	$(VENV)/bin/lakebert run --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
 
-test: install
+# ruff (lint and format) and the import contracts of docs/architecture.md (pyproject.toml's
+# [tool.importlinter]: packages import only downward, no Spark below spark_jobs, no cycles).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# The inner loop: lint, then every test that starts no real component (`-m "not integration"`).
+check: lint
+	$(PY) -m pytest tests -m "not integration" -q
+
+test: lint
 	$(PY) -m pytest tests
 
 bench: install

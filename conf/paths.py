@@ -10,10 +10,9 @@ import os
 
 from conf import storage
 from conf.schema import Config
+from conf.storage import is_uri
 
-
-def is_uri(path: str) -> bool:
-    return "://" in path or path.startswith("dbfs:")
+__all__ = ["is_uri", "join_path", "resolve_root", "under_root"]
 
 
 def resolve_root(cfg: Config) -> str:

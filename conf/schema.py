@@ -17,6 +17,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       model_validator)
 
 from conf.identifiers import parse_table_name
+from conf.storage import is_uri
 
 
 def _stringify_mapping(value):
@@ -44,8 +45,6 @@ def is_path(value: str) -> bool:
 
 def _under_root(value: str) -> str:
     """A relative path is joined to lakehouse.root (`conf.paths.under_root`): it must stay below it."""
-    from conf.paths import is_uri
-
     if is_uri(value) or value.startswith("/"):
         return value
     normal = posixpath.normpath(value)

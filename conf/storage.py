@@ -66,6 +66,11 @@ def scheme_of(location: str) -> str:
     return parsed.scheme.lower() if "://" in location and parsed.scheme else "file"
 
 
+def is_uri(location: str) -> bool:
+    """A URI (`s3a://b/t`, `dbfs:/t`), not a local path."""
+    return "://" in location or location.startswith("dbfs:")
+
+
 def is_local(location: str) -> bool:
     return scheme_of(location) in ("file", "dbfs")
 

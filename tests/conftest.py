@@ -23,6 +23,17 @@ def make_config(root, *overrides: str):
     return load_config(env="local", overrides=[*TEST_SPARK, f"lakehouse.root={root}", *overrides])
 
 
+# Fixtures that start a real component (Spark, an S3 server) or build on one: a test that uses
+# any of them is an integration test (`pytest -m integration`); `make check` runs the others.
+INTEGRATION_FIXTURES = frozenset({"spark", "sample_run", "s3_server", "s3_bucket"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_uris_stay_in_their_test():
     """A test that trains in this process sets MLflow's process-wide tracking and registry URIs
