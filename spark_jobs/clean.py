@@ -34,16 +34,18 @@ import sys
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType, TimestampType
-from pyspark.sql.window import Window
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
 
 from conf import Config, storage
 from conf.paths import join_path
-from conf.schema import AUTO_TOKENIZER, SPLITS, TEST, TRAIN, TRAIN_TOKENIZER, VALIDATION
+from conf.schema import SPLITS, TEST, TRAIN, VALIDATION
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
                                      char_length_bins, clean_figures, report_images)
-from spark_jobs.filters import DROP_REASON, DropReason, apply_filters, quality_filters
-from spark_jobs.normalize import collapse_whitespace, normalize_label, normalize_text
+from spark_jobs.dedup import DUPLICATE, dedup_casefold, dedup_hash, deduplicate_documents
+from spark_jobs.filters import DROP_REASON, apply_filters, quality_filters
+from spark_jobs.labels import (LABEL_MAP_SCHEMA, RAW_LABEL, case_variants, check_labels, fold_labels,
+                               label_case_lines, label_stats, record_labels)
+from spark_jobs.normalize import normalize_label, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
@@ -52,8 +54,6 @@ STAGE = "clean"
 STATE_PROPERTY = "lakebert.clean.bronze_version"
 # The change feed lets tokenize read just the rows a clean run added (incremental tokenization).
 SILVER_PROPERTIES = {CHANGE_DATA_FEED: "true"}
-EXACT, NEAR = "exact", "near"
-DUPLICATE = "duplicate"  # column: null, EXACT or NEAR
 
 SILVER_SCHEMA = StructType([
     StructField("doc_id", StringType(), False),
@@ -69,32 +69,15 @@ SILVER_SCHEMA = StructType([
     StructField("cleaned_at", TimestampType(), True),
 ])
 
-LABEL_MAP_SCHEMA = StructType([
-    StructField("label", StringType(), False),
-    StructField("label_id", IntegerType(), False),
-    StructField("spellings", ArrayType(StringType()), True),  # the labels as bronze held them
-])
-LABEL_IDS_SCHEMA = StructType(LABEL_MAP_SCHEMA.fields[:2])
 # What an updated document (ingest.on_changed_text=update) changes in its silver row: not its id,
 # nor its split, which a document keeps forever.
 UPDATED_COLUMNS = ("text", "label", "label_id", "text_hash", "n_chars", "source", "ingested_at", "batch_id",
                    "cleaned_at")
-RAW_LABEL = "raw_label"
 
 LENGTH_PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-# "Most labels occur once" is checked from this many labels on: in a small corpus a label
-# seen once is ordinary; among many, it means the label column holds ids or free text.
-SINGLETON_CHECK_MIN_LABELS = 20
-SINGLETON_LABEL_FRACTION = 0.5
 
 
 # --------------------------------------------------------------------------- transforms
-
-def dedup_hash(text: Column, casefold: bool) -> Column:
-    """sha256 of the exact-dedup key: the text with whitespace collapsed, case-folded if asked."""
-    key = collapse_whitespace(F.coalesce(text, F.lit("")))
-    return F.sha2(F.lower(key) if casefold else key, 256)
-
 
 def normalize_documents(bronze: DataFrame, clean_cfg, casefold: bool = False) -> DataFrame:
     """Bronze rows with `text` normalized (the original kept as `raw_text`), `label` normalized
@@ -105,154 +88,12 @@ def normalize_documents(bronze: DataFrame, clean_cfg, casefold: bool = False) ->
     return df.withColumn("text_hash", dedup_hash(F.col("text"), casefold))
 
 
-def case_variants(docs: DataFrame, known: dict[str, int]) -> list[list[str]]:
-    """Groups of labels that differ only by case, among `docs`' labels and the label map's
-    (`known`), each ordered: the label map's spelling first (its lowest id), then by rows in
-    `docs` (most first), then by spelling. Only labels that have a variant reach the driver."""
-    known_folded = sorted({label.lower() for label in known})
-    counts = docs.where(F.col("label").isNotNull()).groupBy("label").count().withColumn("_folded", F.lower("label"))
-    counts = counts.withColumn("_spellings", F.count("*").over(Window.partitionBy("_folded")))
-    rows = counts.where((F.col("_spellings") > 1) | F.col("_folded").isin(known_folded)).collect()
-    groups: dict[str, dict[str, int]] = {}
-    for label, n in [*((r["label"], r["count"]) for r in rows), *((label, 0) for label in known)]:
-        groups.setdefault(label.lower(), {}).setdefault(label, n)
-    order = {label: (known.get(label, float("inf")), -n, label) for group in groups.values()
-             for label, n in group.items()}
-    return [sorted(group, key=order.get) for group in groups.values() if len(group) > 1]
-
-
-def fold_labels(docs: DataFrame, variants: list[list[str]]) -> DataFrame:
-    """`label` of each case variant replaced by its group's first spelling (`case_variants`)."""
-    mapping = {spelling: group[0] for group in variants for spelling in group[1:]}
-    if not mapping:
-        return docs
-    lookup = F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair])
-    return docs.withColumn("label", F.coalesce(lookup[F.col("label")], F.col("label")))
-
-
-def label_case_lines(variants: list[list[str]], fold: bool) -> list[str]:
-    """What the console says about labels that differ only by case."""
-    def names(group):
-        return ", ".join(repr(label) for label in group)
-    if fold:
-        return [f"labels {names(group[1:])} merged into {group[0]!r} (clean.label_case=fold)" for group in variants]
-    return [f"warning: labels {names(group)} differ only by case and are separate classes; set "
-            "clean.label_case=fold to merge them" for group in variants]
-
-
-def label_spellings(kept: DataFrame) -> DataFrame:
-    """(label, spellings): the sorted raw spellings of each label among `kept`."""
-    return kept.where(F.col("label").isNotNull()).groupBy("label").agg(
-        F.array_sort(F.collect_set(F.coalesce(RAW_LABEL, "label"))).alias("spellings"))
-
-
-def _earliest_first(existing_first: Column) -> list[Column]:
-    return [existing_first.desc(), F.col("ingested_at").asc_nulls_last(), F.col("doc_id").asc()]
-
-
-def mark_exact_duplicates(docs: DataFrame, existing: DataFrame) -> DataFrame:
-    """Set `drop_reason=label_conflict` or `duplicate=exact` on rows of `docs` that still pass.
-
-    `existing` holds silver rows (`doc_id`, `text_hash`, `label`, `ingested_at`) that are
-    not in `docs`; they are always earlier, and never removed.
-    """
-    keys = ["doc_id", "text_hash", "label", "ingested_at"]
-    passing = docs.where(F.col(DROP_REASON).isNull())
-    pool = passing.select(*keys, F.lit(False).alias("_existing")).unionByName(
-        existing.select(*keys, F.lit(True).alias("_existing")))
-    by_hash = Window.partitionBy("text_hash")
-    ranked = pool.select(
-        "doc_id", "_existing",
-        (F.size(F.collect_set("label").over(by_hash)) > 1).alias("_conflict"),
-        F.row_number().over(by_hash.orderBy(*_earliest_first(F.col("_existing")))).alias("_rank"),
-    ).where(~F.col("_existing")).drop("_existing")
-    marked = docs.join(ranked, "doc_id", "left")
-    return marked.select(
-        *[c for c in docs.columns if c != DROP_REASON],
-        F.when(F.col("_conflict"), F.lit(DropReason.LABEL_CONFLICT)).otherwise(F.col(DROP_REASON)).alias(DROP_REASON),
-        F.when(~F.col("_conflict") & (F.col("_rank") > 1), F.lit(EXACT)).alias(DUPLICATE),
-    )
-
-
-def find_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
-    """doc_ids of `docs` rows with a near-duplicate that is earlier (in `existing` or `docs`).
-
-    Near-duplicate: the Jaccard similarity of the two texts' sets of word `shingle_size`-grams
-    is at least `threshold`. Spark ML hashes the shingles and computes `bands * rows_per_band`
-    MinHashes; texts that agree on every MinHash of some band become candidates. (Spark's own
-    `approxSimilarityJoin` buckets on single MinHashes, which on templated text puts most rows
-    in a few huge buckets; bands of several rows keep buckets small.) Candidates are then
-    checked with the exact Jaccard similarity of their shingle sets. Texts shorter than one
-    shingle take no part, and existing silver rows are re-hashed on each run.
-    """
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import HashingTF, MinHashLSH, NGram, RegexTokenizer
-    from pyspark.ml.functions import vector_to_array
-
-    cols = ["doc_id", "text", "ingested_at"]
-    pool = docs.select(*cols, F.lit(False).alias("_existing")).unionByName(
-        existing.select(*cols, F.lit(True).alias("_existing")))
-    n_hashes = nd_cfg.bands * nd_cfg.rows_per_band
-    shingled = Pipeline(stages=[
-        RegexTokenizer(inputCol="text", outputCol="_tokens", pattern=r"\W+", toLowercase=True),
-        NGram(n=nd_cfg.shingle_size, inputCol="_tokens", outputCol="_shingles"),
-        HashingTF(inputCol="_shingles", outputCol="_features", numFeatures=nd_cfg.num_features, binary=True),
-    ]).fit(pool).transform(pool).where(F.size("_shingles") > 0)
-    signed = MinHashLSH(inputCol="_features", outputCol="_hashes", numHashTables=n_hashes, seed=17) \
-        .fit(shingled).transform(shingled)
-    # Two projections, so the MinHashes are computed once per row, not once per band.
-    signed = signed.select("doc_id", "ingested_at", "_existing",
-                           F.transform("_hashes", lambda v: vector_to_array(v)[0]).alias("_sig"))
-    rows = nd_cfg.rows_per_band
-    bands = F.transform(F.sequence(F.lit(0), F.lit(nd_cfg.bands - 1)), lambda i: F.struct(
-        i.alias("band"), F.xxhash64(F.slice("_sig", i * rows + 1, rows)).alias("key")))
-    keyed = signed.select("doc_id", "ingested_at", "_existing", F.inline(bands))
-
-    # Candidate pairs (a new row, an earlier row) that share a band. Grouping by band key reads
-    # the signatures once (a self-join would compute them for each side); only ids travel.
-    members = F.collect_list(F.struct("doc_id", "ingested_at", "_existing")).alias("_members")
-    buckets = keyed.groupBy("band", "key").agg(members).where(F.size("_members") > 1)
-    a, b = F.col("a"), F.col("b")
-    pairs = (
-        buckets.select(F.explode("_members").alias("a"), "_members")
-        .select("a", F.explode("_members").alias("b"))
-        .where(~a["_existing"] & (a["doc_id"] != b["doc_id"]) & (
-            b["_existing"] | (b["ingested_at"] < a["ingested_at"])
-            | (F.coalesce(b["ingested_at"] == a["ingested_at"], F.lit(True)) & (b["doc_id"] < a["doc_id"]))))
-        .select(a["doc_id"].alias("doc_id"), b["doc_id"].alias("other"))
-        .distinct()
-    )
-    # Check each candidate with the exact Jaccard similarity of the shingle sets.
-    sets = shingled.select("doc_id", F.array_distinct("_shingles").alias("_set"))
-    checked = pairs.join(sets, "doc_id").join(
-        sets.select(F.col("doc_id").alias("other"), F.col("_set").alias("_other_set")), "other")
-    jaccard = F.size(F.array_intersect("_set", "_other_set")) / F.size(F.array_union("_set", "_other_set"))
-    return checked.where(jaccard >= nd_cfg.threshold).select("doc_id").distinct()
-
-
-def mark_near_duplicates(docs: DataFrame, existing: DataFrame, nd_cfg) -> DataFrame:
-    keep = docs.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
-    near = find_near_duplicates(keep, existing, nd_cfg).withColumn("_near", F.lit(True))
-    marked = docs.join(near, "doc_id", "left")
-    return marked.withColumn(DUPLICATE, F.when(F.col("_near"), F.lit(NEAR)).otherwise(F.col(DUPLICATE))).drop("_near")
-
-
 def assign_split(doc_id: Column, split_cfg, seed: int = 0) -> Column:
     """train/validation/test from a hash of doc_id: the same id always gets the same split."""
     u = F.pmod(F.xxhash64(F.lit(seed), doc_id), F.lit(1_000_000)) / 1_000_000.0
     return (F.when(u < split_cfg.train, F.lit(TRAIN))
             .when(u < split_cfg.train + split_cfg.validation, F.lit(VALIDATION))
             .otherwise(F.lit(TEST)))
-
-
-def extend_label_map(existing: dict[str, int], labels) -> dict[str, int]:
-    """New labels get the next ids in sorted order; existing ids never change."""
-    out = dict(existing)
-    next_id = max(out.values(), default=-1) + 1
-    for label in sorted(set(labels) - set(out)):
-        out[label] = next_id
-        next_id += 1
-    return out
 
 
 def to_silver(kept: DataFrame, label_map: DataFrame, clean_cfg) -> DataFrame:
@@ -264,54 +105,7 @@ def to_silver(kept: DataFrame, label_map: DataFrame, clean_cfg) -> DataFrame:
     )
 
 
-def deduplicate_documents(docs: DataFrame, existing: DataFrame, clean_cfg) -> DataFrame:
-    """Normalized docs -> the same rows with label conflicts in `drop_reason` and `duplicate` set."""
-    docs = mark_exact_duplicates(docs, existing)
-    if clean_cfg.near_dedup.enabled:
-        docs = mark_near_duplicates(docs, existing, clean_cfg.near_dedup)
-    return docs
-
-
-def label_stats(kept: DataFrame, existing: DataFrame) -> tuple[int, int]:
-    """(labels, labels with one row) over silver as it would be after this batch. Aggregated in
-    Spark, so a wrong label column with millions of values never reaches the driver."""
-    labels = kept.select("label").unionByName(existing.select("label")).where(F.col("label").isNotNull())
-    row = labels.groupBy("label").count().agg(
-        F.count("*").alias("labels"), F.sum((F.col("count") == 1).cast("int")).alias("singletons")).first()
-    return int(row["labels"]), int(row["singletons"] or 0)
-
-
-def check_labels(n_labels: int, singletons: int, cfg: Config) -> None:
-    """Stop before writing when the labels look like ids or free text, not classes."""
-    column = f"ingest.label_column={cfg.ingest.label_column!r}"
-    if n_labels > cfg.clean.max_labels:
-        raise StageError(f"{n_labels:,} distinct labels, more than clean.max_labels={cfg.clean.max_labels:,}: "
-                         f"{column} may name the wrong column (an id or free text?); fix it and re-ingest, "
-                         "or raise clean.max_labels if you really have that many classes")
-    if n_labels >= SINGLETON_CHECK_MIN_LABELS and singletons > SINGLETON_LABEL_FRACTION * n_labels:
-        raise StageError(f"{singletons:,} of {n_labels:,} labels occur only once: {column} may name the wrong "
-                         "column (an id or free text?); a classifier needs several examples per label")
-
-
 # --------------------------------------------------------------------------- job
-
-def dedup_casefold(cfg: Config) -> bool:
-    """Whether exact dedup ignores case: `clean.dedup_key`, where `auto` follows the tokenizer
-    that `tokenize` will use (a trained one's `tokenize.lowercase`, else the tokenizer's own
-    normalizer)."""
-    mode = cfg.clean.dedup_key
-    if mode != "auto":
-        return mode == "casefold"
-    tokenizer = cfg.tokenize.tokenizer
-    if tokenizer == TRAIN_TOKENIZER or (tokenizer == AUTO_TOKENIZER and not cfg.train.pretrained):
-        return cfg.tokenize.lowercase
-    from tokenization import TokenizerError, load_tokenizer, lowercases
-
-    try:
-        return lowercases(load_tokenizer(cfg.train.model if tokenizer == AUTO_TOKENIZER else tokenizer))
-    except TokenizerError:
-        return False  # tokenize will report the tokenizer; compare texts as they are meanwhile
-
 
 def _counts(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, int]]:
     rows = classified.groupBy(DROP_REASON, DUPLICATE).count().collect()
@@ -373,79 +167,64 @@ def write_report(spark, folder: str, report: dict) -> list[str]:
     return warnings
 
 
-def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
-    bronze = resolve_table(cfg, BRONZE)
-    if not bronze.exists(spark):
-        raise StageError(f"bronze table {bronze} does not exist; run `lakebert ingest` first")
-    if bronze.properties(spark).get(CHANGE_DATA_FEED) != "true":
-        raise StageError(f"bronze table {bronze} has no Change Data Feed; enable it with "
-                         f"ALTER TABLE {bronze.sql_ref} SET TBLPROPERTIES ({CHANGE_DATA_FEED} = true)")
-    silver, quarantine, labels = (resolve_table(cfg, r) for r in (SILVER, QUARANTINE, LABEL_MAP))
-    tables = {"bronze": str(bronze), "silver": str(silver), "quarantine": str(quarantine), "label_map": str(labels)}
-    silver.create_if_missing(spark, SILVER_SCHEMA, SILVER_PROPERTIES)
-    quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
-    labels.create_if_missing(spark, LABEL_MAP_SCHEMA)
+class CleanTables:
+    """The tables a clean run reads and writes, created when missing, and silver's state."""
 
-    labels.add_missing_columns(spark, LABEL_MAP_SCHEMA)  # a label map from before `spellings`
-    bronze_version = bronze.version(spark)
-    properties = silver.properties(spark)
-    if properties.get(CHANGE_DATA_FEED) != "true":  # a silver from before tokenize read its feed
-        silver.set_properties(spark, SILVER_PROPERTIES)
-    done = properties.get(STATE_PROPERTY)
-    if done is not None and int(done) >= bronze_version:
-        return {"status": "up_to_date", "input": 0, "output": 0, "duplicates": 0, "duplicates_by_kind": {},
-                "quarantined": {}, "bronze_version": bronze_version, "silver_version": silver.version(spark),
-                "tables": tables}
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.bronze = resolve_table(cfg, BRONZE)
+        if not self.bronze.exists(spark):
+            raise StageError(f"bronze table {self.bronze} does not exist; run `lakebert ingest` first")
+        if self.bronze.properties(spark).get(CHANGE_DATA_FEED) != "true":
+            raise StageError(f"bronze table {self.bronze} has no Change Data Feed; enable it with "
+                             f"ALTER TABLE {self.bronze.sql_ref} SET TBLPROPERTIES ({CHANGE_DATA_FEED} = true)")
+        self.silver, self.quarantine, self.labels = (resolve_table(cfg, r) for r in (SILVER, QUARANTINE, LABEL_MAP))
+        self.silver.create_if_missing(spark, SILVER_SCHEMA, SILVER_PROPERTIES)
+        self.quarantine.create_if_missing(spark, QUARANTINE_SCHEMA)
+        self.labels.create_if_missing(spark, LABEL_MAP_SCHEMA)
+        self.labels.add_missing_columns(spark, LABEL_MAP_SCHEMA)  # a label map from before `spellings`
+        self.bronze_version = self.bronze.version(spark)
+        properties = self.silver.properties(spark)
+        if properties.get(CHANGE_DATA_FEED) != "true":  # a silver from before tokenize read its feed
+            self.silver.set_properties(spark, SILVER_PROPERTIES)
+        done = properties.get(STATE_PROPERTY)
+        self.done = int(done) if done is not None else None
 
-    start = int(done) + 1 if done is not None else 0
-    batch = bronze.read_upserts(spark, start, bronze_version, "doc_id")
-    casefold = dedup_casefold(cfg)
-    current = {r["label"]: r["label_id"] for r in labels.read(spark).select("label", "label_id").collect()}
-    # Cached: dedup reads the normalized rows in several branches, each of which would
-    # otherwise re-run the Python normalization.
-    cached = normalize_documents(batch, cfg.clean, casefold).persist()
-    variants = case_variants(cached, current)
-    normalized = fold_labels(cached, variants) if cfg.clean.label_case == "fold" else cached
-    label_lines = label_case_lines(variants, cfg.clean.label_case == "fold")
-    # Silver's keys are recomputed, so rows cleaned under another dedup key compare correctly.
-    existing = (silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
-                .withColumn("text_hash", dedup_hash(F.col("text"), casefold)))
-    classified = deduplicate_documents(normalized, existing, cfg.clean).persist()
-    try:
-        output, quarantined, duplicates = _counts(classified)
-        kept = classified.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
+    def names(self) -> dict[str, str]:
+        return {"bronze": str(self.bronze), "silver": str(self.silver), "quarantine": str(self.quarantine),
+                "label_map": str(self.labels)}
 
-        n_labels, singletons = label_stats(kept, existing)
-        check_labels(n_labels, singletons, cfg)
-        spellings = {r["label"]: r["spellings"] for r in label_spellings(kept).collect()}
-        label_ids = extend_label_map(current, spellings)
-        if spellings:  # new labels, and new spellings of known ones
-            rows = [(label, label_ids[label], spelled) for label, spelled in sorted(spellings.items())]
-            labels.merge(spark, spark.createDataFrame(rows, LABEL_MAP_SCHEMA), "label",
-                         update="t.spellings = array_sort(array_union(coalesce(t.spellings, array()), s.spellings))",
-                         when="NOT coalesce(array_size(array_except(s.spellings, t.spellings)) = 0, false)")
-        label_map = spark.createDataFrame(sorted(label_ids.items(), key=lambda kv: kv[1]), LABEL_IDS_SCHEMA)
+    def up_to_date(self) -> bool:
+        return self.done is not None and self.done >= self.bronze_version
 
-        updated = removed = 0
-        if output and not kept.where("_updated").isEmpty():  # documents ingest updated
-            _, updated = silver.merge(spark, to_silver(kept, label_map, cfg.clean), "doc_id",
-                                      update=", ".join(f"t.{c} = s.{c}" for c in UPDATED_COLUMNS),
-                                      when="NOT (t.text <=> s.text AND t.label <=> s.label)")
-        elif output:
-            silver.insert_new(spark, to_silver(kept, label_map, cfg.clean), "doc_id")
-        stale = classified.where(F.col("_updated") & (F.col(DROP_REASON).isNotNull() | F.col(DUPLICATE).isNotNull()))
-        if not stale.isEmpty():  # a document ingest updated that clean now drops: its old text leaves silver
-            removed = silver.delete_keys(spark, stale, "doc_id")
-        if quarantined:
-            rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
-                F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
-            quarantine.insert_new(spark, to_quarantine(rejected, STAGE, stage_run_id), "quarantine_id")
-    finally:
-        classified.unpersist()
-        cached.unpersist()
 
-    report = quality_report(silver.read(spark), quarantined, duplicates)
-    report["quarantine_table"] = quarantine_counts(quarantine.read(spark))
+def write_batch(spark, tables: CleanTables, classified: DataFrame, kept: DataFrame, label_map: DataFrame,
+                cfg: Config, stage_run_id: str, output: int, quarantined: dict) -> tuple[int, int]:
+    """Kept rows into silver (new ones inserted, updated documents merged), updated documents
+    that are now dropped out of silver, rejected rows into quarantine. -> (updated, removed)."""
+    updated = removed = 0
+    silver = tables.silver
+    if output and not kept.where("_updated").isEmpty():  # documents ingest updated
+        _, updated = silver.merge(spark, to_silver(kept, label_map, cfg.clean), "doc_id",
+                                  update=", ".join(f"t.{c} = s.{c}" for c in UPDATED_COLUMNS),
+                                  when="NOT (t.text <=> s.text AND t.label <=> s.label)")
+    elif output:
+        silver.insert_new(spark, to_silver(kept, label_map, cfg.clean), "doc_id")
+    stale = classified.where(F.col("_updated") & (F.col(DROP_REASON).isNotNull() | F.col(DUPLICATE).isNotNull()))
+    if not stale.isEmpty():  # a document ingest updated that clean now drops: its old text leaves silver
+        removed = silver.delete_keys(spark, stale, "doc_id")
+    if quarantined:
+        rejected = classified.where(F.col(DROP_REASON).isNotNull()).select(
+            F.col(DROP_REASON).alias("reason"), "doc_id", F.col("raw_text").alias("raw_record"), "source")
+        tables.quarantine.insert_new(spark, to_quarantine(rejected, STAGE, stage_run_id), "quarantine_id")
+    return updated, removed
+
+
+def report_batch(spark, cfg: Config, tables: CleanTables, stage_run_id: str, counts: tuple, label_ids: dict,
+                 casefold: bool, label_lines: list[str]) -> tuple[str, list[str]]:
+    """The data report of silver after this batch into `_runs/clean/<id>/`. -> (folder, warnings)."""
+    _, quarantined, duplicates = counts
+    report = quality_report(tables.silver.read(spark), quarantined, duplicates)
+    report["quarantine_table"] = quarantine_counts(tables.quarantine.read(spark))
     report["label_map"] = label_ids
     report["dedup_key"] = "casefold" if casefold else "exact"
     report_dir = runs_dir(cfg, STAGE, stage_run_id)
@@ -455,10 +234,46 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         print(f"clean: warning: {line}", flush=True)
     for line in label_lines:
         print(f"clean: {line}", flush=True)
-    warnings += [line.removeprefix("warning: ") for line in label_lines if line.startswith("warning: ")]
+    return report_dir, warnings + [line.removeprefix("warning: ") for line in label_lines
+                                   if line.startswith("warning: ")]
+
+
+def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
+    tables = CleanTables(spark, cfg)
+    if tables.up_to_date():
+        return {"status": "up_to_date", "input": 0, "output": 0, "duplicates": 0, "duplicates_by_kind": {},
+                "quarantined": {}, "bronze_version": tables.bronze_version,
+                "silver_version": tables.silver.version(spark), "tables": tables.names()}
+
+    start = tables.done + 1 if tables.done is not None else 0
+    batch = tables.bronze.read_upserts(spark, start, tables.bronze_version, "doc_id")
+    casefold = dedup_casefold(cfg)
+    current = {r["label"]: r["label_id"] for r in tables.labels.read(spark).select("label", "label_id").collect()}
+    # Cached: dedup reads the normalized rows in several branches, each of which would
+    # otherwise re-run the Python normalization.
+    cached = normalize_documents(batch, cfg.clean, casefold).persist()
+    variants = case_variants(cached, current)
+    normalized = fold_labels(cached, variants) if cfg.clean.label_case == "fold" else cached
+    # Silver's keys are recomputed, so rows cleaned under another dedup key compare correctly.
+    existing = (tables.silver.read(spark).join(normalized.select("doc_id"), "doc_id", "left_anti")
+                .withColumn("text_hash", dedup_hash(F.col("text"), casefold)))
+    classified = deduplicate_documents(normalized, existing, cfg.clean).persist()
+    try:
+        counts = output, quarantined, duplicates = _counts(classified)
+        kept = classified.where(F.col(DROP_REASON).isNull() & F.col(DUPLICATE).isNull())
+        check_labels(*label_stats(kept, existing), cfg)
+        label_ids, label_map = record_labels(spark, tables.labels, kept, current)
+        updated, removed = write_batch(spark, tables, classified, kept, label_map, cfg, stage_run_id,
+                                       output, quarantined)
+    finally:
+        classified.unpersist()
+        cached.unpersist()
+
+    report_dir, warnings = report_batch(spark, cfg, tables, stage_run_id, counts, label_ids, casefold,
+                                        label_case_lines(variants, cfg.clean.label_case == "fold"))
     # Recorded last: a crash before this line replays the batch, which the MERGEs make harmless.
     # The report folder goes into the same commit, so the silver version that ends this run names it.
-    silver.set_properties(spark, {STATE_PROPERTY: str(bronze_version), REPORT_PROPERTY: report_dir})
+    tables.silver.set_properties(spark, {STATE_PROPERTY: str(tables.bronze_version), REPORT_PROPERTY: report_dir})
     return {
         "status": "done",
         "input": output + sum(duplicates.values()) + sum(quarantined.values()),
@@ -469,11 +284,11 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "updated": updated,
         "removed": removed,
         "labels": len(label_ids),
-        "dedup_key": report["dedup_key"],
-        "bronze_version": bronze_version,
-        "silver_version": silver.version(spark),
+        "dedup_key": "casefold" if casefold else "exact",
+        "bronze_version": tables.bronze_version,
+        "silver_version": tables.silver.version(spark),
         "report": join_path(report_dir, REPORT_JSON),
-        "tables": tables,
+        "tables": tables.names(),
         "warnings": warnings,
     }
 

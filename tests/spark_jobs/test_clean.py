@@ -1,17 +1,14 @@
 import json
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.clean import (
-    DUPLICATE, EXACT, NEAR, SILVER_SCHEMA, STATE_PROPERTY, assign_split, clean, extend_label_map,
-    mark_exact_duplicates, mark_near_duplicates,
-)
+from spark_jobs.clean import SILVER_SCHEMA, STATE_PROPERTY, assign_split, clean
 from spark_jobs.data_report import CLEAN_FILES, clean_report_dir
-from spark_jobs.filters import DROP_REASON, DropReason
+from spark_jobs.dedup import EXACT, NEAR
+from spark_jobs.filters import DropReason
 from spark_jobs.ingest import ingest
 from spark_jobs.sample_data import make_document, write_sample
 from spark_jobs.stage import StageError
@@ -180,52 +177,6 @@ def test_clean_without_bronze_is_an_error(spark, tmp_path):
 
 # --------------------------------------------------------------------------- pure transforms
 
-DOCS_SCHEMA = "doc_id string, text string, label string, ingested_at timestamp, text_hash string, drop_reason string"
-T0, T1 = datetime(2026, 1, 1), datetime(2026, 1, 2)
-
-
-def test_exact_duplicates_keep_the_earliest_row_and_quarantine_label_conflicts(spark):
-    docs = spark.createDataFrame([
-        ("d2", "same", "x", T1, "h1", None),
-        ("d1", "same", "x", T1, "h1", None),   # same time: the smaller doc_id is earlier
-        ("d0", "same", "x", T0, "h1", None),   # earliest
-        ("c1", "clash", "x", T0, "h2", None),
-        ("c2", "clash", "y", T1, "h2", None),
-        ("s1", "old", "x", T1, "h3", None),    # duplicate of an existing silver row
-        ("q1", "", "x", T0, "h4", DropReason.EMPTY_AFTER_CLEANING),
-    ], DOCS_SCHEMA)
-    existing = spark.createDataFrame([("old1", "old", "x", T1, "h3", None)], DOCS_SCHEMA)
-    got = mark_exact_duplicates(docs, existing).select("doc_id", DROP_REASON, DUPLICATE)
-    want = spark.createDataFrame([
-        ("d0", None, None), ("d1", None, EXACT), ("d2", None, EXACT),
-        ("c1", DropReason.LABEL_CONFLICT, None), ("c2", DropReason.LABEL_CONFLICT, None),
-        ("s1", None, EXACT), ("q1", DropReason.EMPTY_AFTER_CLEANING, None),
-    ], "doc_id string, drop_reason string, duplicate string")
-    assertDataFrameEqual(got, want)
-
-
-def test_near_duplicates_found_by_minhash_lsh_above_threshold(spark):
-    import random
-
-    from conf import load_config
-
-    rng = random.Random(5)
-    base = make_document(rng, "sports") + " " + make_document(rng, "sports")
-    words = base.split()
-    one_word_changed = " ".join(words[:-1] + ["differently"])
-    unrelated = make_document(rng, "technology") + " " + make_document(rng, "health")
-    docs = spark.createDataFrame([
-        ("n1", base, "x", T0, "a", None, None),
-        ("n2", one_word_changed, "x", T1, "b", None, None),
-        ("n3", unrelated, "x", T1, "c", None, None),
-    ], DOCS_SCHEMA + ", duplicate string")
-    existing = spark.createDataFrame([], DOCS_SCHEMA)
-    nd = load_config(overrides=["clean.near_dedup.enabled=true", "clean.near_dedup.threshold=0.8"]).clean.near_dedup
-    got = mark_near_duplicates(docs, existing, nd).select("doc_id", DUPLICATE)
-    want = spark.createDataFrame([("n1", None), ("n2", NEAR), ("n3", None)], "doc_id string, duplicate string")
-    assertDataFrameEqual(got, want)
-
-
 def test_near_dedup_switch_runs_in_the_stage(spark, tmp_path):
     rng = __import__("random").Random(9)
     text = make_document(rng, "health") + " " + make_document(rng, "health")
@@ -245,11 +196,6 @@ def test_split_depends_only_on_doc_id_and_follows_fractions(spark):
     assertDataFrameEqual(a, b)
     counts = {r.split: r["count"] for r in a.groupBy("split").count().collect()}
     assert abs(counts["train"] / 20_000 - 0.8) < 0.02 and abs(counts["test"] / 20_000 - 0.1) < 0.02
-
-
-def test_extend_label_map_appends_sorted_new_labels_without_renumbering():
-    assert extend_label_map({}, ["b", "a"]) == {"a": 0, "b": 1}
-    assert extend_label_map({"z": 0, "b": 1}, ["a", "b", "c"]) == {"z": 0, "b": 1, "a": 2, "c": 3}
 
 
 def test_case_and_whitespace_variants_leave_one_row_when_the_tokenizer_lowercases(spark, tmp_path):
