@@ -1,14 +1,13 @@
 import csv
 import gzip
 import hashlib
-import io
 import json
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.ingest import IngestReason as R
-from spark_jobs.ingest import CSV_DEFAULTS, csv_options, find_line, ingest
+from spark_jobs.ingest import ingest
 from spark_jobs.stage import StageError
 from spark_jobs.tables import BRONZE, QUARANTINE, resolve_table
 from tests.conftest import make_config
@@ -227,12 +226,6 @@ def test_csv_by_default_reads_doubled_quotes_embedded_newlines_and_commas_as_rfc
                          spark.createDataFrame(rows, "doc_id string, text string, label string"))
 
 
-def test_csv_reader_options_given_replace_the_rfc_4180_defaults_whatever_their_case():
-    assert csv_options({}) == CSV_DEFAULTS
-    given = {"escape": "\\", "multiline": "false", "sep": ";"}
-    assert csv_options(given) == {"header": "true", "quote": '"', **given}
-
-
 def test_broken_csv_records_are_quarantined_with_their_line_byte_offset_and_first_characters(spark, tmp_path):
     content = (f'text,label\n"{DOC}\nits second line",x\ntoo,many,fields,y\n"{DOC} b",y\n,x\n'
                '"a quote left open, x\nto the end,z\n')
@@ -248,15 +241,6 @@ def test_broken_csv_records_are_quarantined_with_their_line_byte_offset_and_firs
     (warning,) = summary["warnings"]
     assert "2 CSV record(s) could not be parsed" in warning and "line 4 (byte" in warning
     assert "quote='\"' escape='\"' multiLine='true'" in warning and "ingest.options" in warning
-
-
-def test_find_line_gives_the_line_and_byte_offset_where_a_record_starts():
-    data = b"header\nabc\nxx abc\n\nabc again\n"
-    for chunk in (1, 3, 1 << 20):
-        assert find_line(io.BytesIO(data), b"abc", chunk) == (2, 7)
-        assert find_line(io.BytesIO(data), b"abc again", chunk) == (5, data.index(b"abc again"))
-        assert find_line(io.BytesIO(data), b"header", chunk) == (1, 0)
-        assert find_line(io.BytesIO(data), b"xx abd", chunk) is None
 
 
 def test_unlabelled_rows_are_kept_when_labels_are_not_required(spark, tmp_path):
