@@ -209,7 +209,8 @@ def test_the_model_cache_is_private_per_user_and_verified_before_reuse(trained, 
     import stat
     import tempfile
 
-    from spark_jobs.score import load_model, model_workdir
+    from spark_jobs.scoring.model_cache import model_workdir
+    from spark_jobs.scoring.registry import load_model
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own temp directory
     cfg = scoring(trained, "score.model=models:/lakebert-classifier/1")
