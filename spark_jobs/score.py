@@ -29,11 +29,6 @@ The model runs in `mapInArrow`: each Python worker downloads nothing and loads t
 (from a zip archive Spark ships with `addArchive`), sorts each Arrow batch by length, and uses the GPU
 Spark assigned to the task (`spark.task.resource.gpu.amount`) with bf16, else the task's CPUs.
 
-This file is the stage: `score()` reads, scores, merges and reports, in that order; the layers
-it calls are `spark_jobs/scoring/` (the model from MLflow and its cache, the input, the
-executors, pure transforms, the Spark side of evaluation and drift, the score run, the
-summary), and the numbers of the evaluation and drift are `training/evaluation.py`'s.
-
 When the scored rows have labels, an evaluation (accuracy, macro and per-class
 precision/recall/F1, the confusion matrix, expected calibration error with a reliability
 diagram, the most confident mistakes) and a drift report (population stability index of
@@ -48,6 +43,12 @@ token ids (the model's tokenizer and max length): the summary's `baseline` besid
 the score run's `baseline/eval/*` metrics, and a line `score: model vs linear baseline on N
 labelled rows: macro F1 ... vs ...`. The texts reach the driver in batches (`toLocalIterator`),
 so its memory holds a batch and the rows' probabilities, as the evaluation's does.
+
+This file is the stage: `score()` reads, scores, merges, counts and reports, in that order,
+and returns `ScoreSummary.to_dict()`. The layers it calls are in `spark_jobs/scoring/` (the
+model from MLflow and its cache, the input, the executors, pure transforms, the Spark side of
+evaluation and drift, the score run in MLflow, the summary); the evaluation's and drift's
+numbers are `training/evaluation.py`'s.
 """
 
 from __future__ import annotations
