@@ -105,9 +105,10 @@ def score(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     run_report = report(spark, cfg, model, bundle, source, prepared, predictions.read(spark), counts) \
         if inserted or rescored else None
     seconds = time.perf_counter() - started
-    summary = ScoreSummary(counts, model.uri, model.name, model.version, model.run_id, normalization,
-                           source.location, source.version, str(predictions), run_report,
-                           round(counts.scored / seconds, 1) if seconds else None)
+    summary = ScoreSummary(counts, model=model.uri, model_name=model.name, model_version=model.version,
+                           model_run_id=model.run_id, normalization=normalization, source=source.location,
+                           source_version=source.version, predictions_table=str(predictions), report=run_report,
+                           rows_per_second=round(counts.scored / seconds, 1) if seconds else None)
     for line in summary.lines():
         print(line, flush=True)
     return summary.to_dict()
@@ -159,10 +160,11 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     rows = sum(drift["length"]["scored"]) if drift else 0
     note = f"not judged: {rows} scored rows, fewer than score.drift_min_rows={sc.drift_min_rows}" \
         if drift and rows < sc.drift_min_rows else None
-    return Report(log_score_run(cfg, model, source, evaluation, drift, counts, baseline),
-                  drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows),
-                  Figures.of(evaluation) if labelled else None, Figures.of(baseline),
-                  {key: drift[key]["psi"] for key in DRIFT_KEYS} if drift else None, rows, note)
+    return Report(mlflow_run_id=log_score_run(cfg, model, source, evaluation, drift, counts, baseline),
+                  warnings=drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows),
+                  evaluation=Figures.of(evaluation) if labelled else None, baseline=Figures.of(baseline),
+                  drift_psi={key: drift[key]["psi"] for key in DRIFT_KEYS} if drift else None,
+                  drift_rows=rows, drift_note=note)
 
 
 def main(argv: list[str] | None = None) -> int:
