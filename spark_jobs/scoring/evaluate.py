@@ -38,18 +38,20 @@ def labelled_rows(scored: DataFrame, labels: tuple[str, ...]) -> Iterator[tuple[
         yield row["true_label"], row["text"]
 
 
-def training_split(spark: SparkSession, manifest_path: str) -> tuple[list[str], dict]:
-    """The training split's Parquet files and its label counts (by label id, as strings), from
-    the tokenized dataset's manifest at `manifest_path`: every manifest read of score is here."""
+def training_split(spark: SparkSession, manifest_path: str) -> tuple[list[str], dict[int, int]]:
+    """The training split's Parquet files and its rows per label id, from the tokenized dataset's
+    manifest at `manifest_path`: every manifest read of score is here (the manifest's own reader
+    in `tokenization.dataset` replaces its body)."""
     manifest = json.loads(spark.read.text(manifest_path, wholetext=True).first()[0])
     folder = manifest_path.rsplit("/", 1)[0]
     files = [f"{folder}/{name}" for name in manifest["files"]["train"]]
-    return files, manifest["splits"]["train"].get("label_counts", {})
+    counts = manifest["splits"]["train"].get("label_counts", {})  # JSON's keys: label ids as strings
+    return files, {int(label_id): int(n) for label_id, n in counts.items()}
 
 
 def training_profile(spark: SparkSession, model: ScoringModel, unk_id: int | None) -> tuple[DataFrame, dict] | None:
     """The model's training split (from the manifest its lineage tags name): its rows (tokens,
-    truncated, unk_tokens) and label counts; None, said on the console, when it is not readable."""
+    truncated, unk_tokens) and rows per label id; None, said on the console, when it is not readable."""
     from training.lineage import TAG_MANIFEST
 
     path = model.tags.get(TAG_MANIFEST)
@@ -98,7 +100,7 @@ def drift_report(spark: SparkSession, scored: DataFrame, model: ScoringModel, la
     scored_trunc, scored_unk = rates(scored)
     by_label = dict(scored.groupBy("label_id").count().collect())
     training = Profile(length_train, train_trunc, train_unk,
-                       [int(label_counts.get(str(i), 0)) for i in range(len(labels))])
+                       [label_counts.get(i, 0) for i in range(len(labels))])
     scored_side = Profile(length_scored, scored_trunc, scored_unk,
                           [int(by_label.get(i, 0)) for i in range(len(labels))])
     return drift_between(training, scored_side, edges, labels)
