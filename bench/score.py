@@ -30,7 +30,8 @@ from spark_jobs.clean import clean
 from spark_jobs.ingest import ingest
 from spark_jobs.pipeline import pipeline
 from spark_jobs.sample_data import write_sample
-from spark_jobs.score import load_model, score
+from spark_jobs.score import score
+from spark_jobs.scoring.registry import load_model
 from spark_jobs.session import get_spark
 from spark_jobs.tables import SILVER, resolve_table
 

@@ -3,13 +3,17 @@
     from training.evaluation import evaluate_predictions, population_stability_index
     report = evaluate_predictions(true_ids, probabilities, labels)        # sklearn's metrics + ECE
     psi = population_stability_index(train_counts, scored_counts)        # 0.1 moderate, 0.25 major
+    drift = drift_between(Profile(...), Profile(...), edges, labels)      # score's drift report
 
-No Spark: `lakebert score` collects the few columns it needs and calls these. Metrics come
+No Spark: `lakebert score` collects the few columns and aggregates it needs
+(`spark_jobs/scoring/evaluate.py`) and calls these. Metrics come
 from scikit-learn; calibration is the expected calibration error over equal-width confidence
 bins (Guo et al. 2017), with the bins kept for the reliability diagram.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -120,3 +124,104 @@ def drift_figure(drift: dict):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- score's evaluation and drift
+
+# The evaluation's headline figures: what the score run logs (`eval/*`, and the linear
+# baseline's `baseline/eval/*` beside them) and what its summary shows.
+EVALUATION_KEYS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "examples")
+# What drift compares with the training data, and how a warning names it.
+DRIFT_KEYS = {"length": "token length", "truncation": "truncation rate", "unk": "[UNK] rate",
+              "predicted_class": "predicted classes vs training labels"}
+
+
+def evaluate_labelled(frame, labels: tuple[str, ...], mistakes: int, fold_case: bool = False) -> dict | None:
+    """The evaluation of scored rows that have a true label: `frame` (pandas) holds doc_id,
+    true_label, snippet and probabilities in the model's label order. Rows whose label the
+    model does not know are counted (`unknown_labels`), not scored; None for no rows."""
+    if frame.empty:
+        return None
+    index = {name: i for i, name in enumerate(labels)}
+    if fold_case:  # the model's training merged labels that differ only by case (clean.label_case=fold)
+        by_case = {name.lower(): name for name in labels}
+        frame = frame.assign(true_label=[t if t in index else by_case.get(t.lower(), t) for t in frame.true_label])
+    known = frame[frame.true_label.isin(index)]
+    true_ids = known.true_label.map(index).to_numpy(dtype=int)
+    probabilities = np.stack(known.probabilities.to_numpy()).astype(float) if len(known) else np.zeros((0, len(labels)))
+    report = evaluate_predictions(true_ids, probabilities, list(labels)) if len(known) else {"examples": 0}
+    report["unknown_labels"] = int(len(frame) - len(known))
+    report["most_confident_mistakes"] = confident_mistakes(
+        known.doc_id.tolist(), known.snippet.tolist(), true_ids, probabilities, list(labels), mistakes
+    ) if len(known) else []
+    return report
+
+
+def evaluate_baseline(baseline, bundle, rows, batch_rows: int) -> dict | None:
+    """The linear baseline (`training.baseline.LinearBaseline`) on labelled rows, each text
+    encoded as the model encodes it (`bundle`: its tokenizer, max length and truncation side):
+    `rows` yields (true label, text) with labels the model knows, and is consumed `batch_rows`
+    at a time. None without a baseline, for one fitted on other labels, or for no rows."""
+    from tokenization import Encoder
+
+    labels = list(bundle.labels)
+    if baseline is None or set(baseline.labels) != set(labels):
+        return None
+    columns = [baseline.labels.index(name) for name in labels]  # the model's label order
+    index = {name: i for i, name in enumerate(labels)}
+    encoder = Encoder(bundle.tokenizer_json, bundle.max_length, bundle.truncation_side)
+    true, probabilities, batch = [], [], []
+
+    def score_batch():
+        ids, offsets, _, _ = encoder.encode([text for _, text in batch])
+        probabilities.append(baseline.predict_proba(ids, offsets)[:, columns])
+        true.extend(index[label] for label, _ in batch)
+        batch.clear()
+
+    for label, text in rows:
+        batch.append((label, text))
+        if len(batch) == batch_rows:
+            score_batch()
+    if batch:
+        score_batch()
+    if not true:
+        return None
+    return evaluate_predictions(np.array(true), np.concatenate(probabilities), labels)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One side of a drift comparison (the training split, or the scored rows): counts per
+    token-length bucket, the truncation and [UNK] rates, and counts per class id."""
+    lengths: list[int]
+    truncation: float
+    unk: float
+    classes: list[int]
+
+
+def length_bins(edges: list[float]) -> list[str]:
+    """The names of the token-length buckets that `edges` (ascending) bound."""
+    if not edges:
+        return ["all"]
+    return [f"<={int(edges[0])}"] + [f"{int(a)}-{int(b)}" for a, b in zip(edges, edges[1:])] + [f">{int(edges[-1])}"]
+
+
+def drift_between(training: Profile, scored: Profile, edges: list[float], labels: tuple[str, ...]) -> dict:
+    """PSI of token length, [UNK] rate, truncation rate and predicted classes against training."""
+    return {
+        "length": {"bins": length_bins(edges), "training": training.lengths, "scored": scored.lengths,
+                   "psi": population_stability_index(training.lengths, scored.lengths)},
+        "truncation": {"training": training.truncation, "scored": scored.truncation,
+                       "psi": rate_psi(training.truncation, scored.truncation)},
+        "unk": {"training": training.unk, "scored": scored.unk, "psi": rate_psi(training.unk, scored.unk)},
+        "predicted_class": {"bins": list(labels), "training": training.classes, "scored": scored.classes,
+                            "psi": population_stability_index(training.classes, scored.classes)},
+    }
+
+
+def drift_warnings(drift: dict | None, threshold: float, rows: int, min_rows: int) -> list[str]:
+    """A warning line per measure whose PSI is above `threshold`; none under `min_rows` scored rows."""
+    if not drift or rows < min_rows:
+        return []
+    return [f"WARNING (score): {what} drifted from the training data: PSI {drift[key]['psi']:.3f} > {threshold}"
+            for key, what in DRIFT_KEYS.items() if drift[key]["psi"] > threshold]

@@ -49,11 +49,12 @@ def predictions_of(spark, cfg, run_id: str | None = None) -> pd.DataFrame:
     return rows.toPandas().set_index("doc_id")
 
 
-def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(spark, trained, monkeypatch):
+def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(spark, trained, monkeypatch, capsys):
     import mlflow
 
     cfg = scoring(trained, "score.split=test", "score.model=models:/lakebert-classifier/1")
     first = score(spark, cfg, "s1")
+    printed = capsys.readouterr().out
     assert first["read"] == first["scored"] > 50 and first["skipped"] == 0 and first["already_scored"] == 0
     assert first["model_version"] == "1" and first["normalization"].startswith("silver")
     ours = predictions_of(spark, cfg, "s1")
@@ -84,6 +85,8 @@ def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(
     assert first["baseline"]["examples"] == first["evaluation"]["examples"] and first["baseline"]["f1_macro"] > 0.9
     assert run.data.metrics["baseline/eval/f1_macro"] == pytest.approx(first["baseline"]["f1_macro"], abs=1e-4)
     assert run.data.metrics["baseline/eval/examples"] == first["scored"]
+    assert (f"score: model vs linear baseline on {first['scored']:,} labelled rows: macro F1 "
+            f"{run.data.metrics['eval/f1_macro']:.3f} vs {run.data.metrics['baseline/eval/f1_macro']:.3f}") in printed
 
     again = score(spark, cfg, "s2")
     assert again["status"] == "up_to_date" and again["scored"] == 0 and again["skipped"] == 0
@@ -209,7 +212,8 @@ def test_the_model_cache_is_private_per_user_and_verified_before_reuse(trained, 
     import stat
     import tempfile
 
-    from spark_jobs.score import load_model, model_workdir
+    from spark_jobs.scoring.model_cache import model_workdir
+    from spark_jobs.scoring.registry import load_model
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own temp directory
     cfg = scoring(trained, "score.model=models:/lakebert-classifier/1")
