@@ -20,7 +20,9 @@ from pyspark.sql import functions as F
 from conf import Config
 from conf.schema import CleanConfig
 from spark_jobs.filters import DropReason, is_empty, is_too_long
+from spark_jobs.ingest import classify_records, doc_id_column
 from spark_jobs.normalize import normalize_label, normalize_text
+from spark_jobs.sources import has_labels, read_source
 from spark_jobs.stage import StageError
 from spark_jobs.tables import SILVER, Table, resolve_table
 
@@ -55,8 +57,6 @@ def read_input(spark: SparkSession, cfg: Config) -> Source:
 
 
 def read_external(spark: SparkSession, cfg: Config) -> Source:
-    from spark_jobs.ingest import classify_records, doc_id_column, has_labels, read_source
-
     sc = cfg.score
     ingest_cfg = cfg.ingest.model_copy(update={"source": sc.source, "format": sc.format, "require_label": False})
     view = cfg.model_copy(update={"ingest": ingest_cfg})
