@@ -6,136 +6,32 @@ pydantic model that forbids unknown keys, so a typo stops the run instead of bei
 
 from __future__ import annotations
 
-import difflib
-import os
-import posixpath
-import re
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, Field, model_validator
 
+from conf.fields import (ColumnName, OptionalColumnName, Section, SparkSettings, TableLocation, is_path,
+                         stays_under_root)
 from conf.identifiers import parse_table_name
-from conf.storage import is_uri
+from conf.train_schema import (AUTO_TOKENIZER, FINE_TUNING_DEFAULTS, FROM_SCRATCH_DEFAULTS, PRESET, PRESET_NAMES,
+                               TINY, TRAIN_TOKENIZER, TrainConfig, is_pretrained, looks_like_path,
+                               model_name_problem)
+from conf.tune_schema import TuneConfig
+
+# Each section has its home (`conf.fields`: the value types; `conf.train_schema`, `conf.tune_schema`:
+# the train and tune sections); `Config`, the whole, gathers them here, and the names the rest
+# of lakebert reads from the schema are importable from it.
+__all__ = ["AUTO_TOKENIZER", "FINE_TUNING_DEFAULTS", "FROM_SCRATCH_DEFAULTS", "PRESET", "PRESET_NAMES", "SPLITS",
+           "TEST", "TINY", "TRAIN", "TRAIN_TOKENIZER", "VALIDATION", "CleanConfig", "Config", "IngestConfig",
+           "MlflowConfig", "NearDedupConfig", "ScoreConfig", "TokenizeConfig", "TrainConfig", "TuneConfig", "is_path",
+           "is_pretrained", "looks_like_path", "model_name_problem"]
 
 
-def _stringify_mapping(value):
-    """Spark options and settings are strings; YAML gives `header: true` as a bool."""
-    if not isinstance(value, dict):
-        return value
-    out = {}
-    for key, item in value.items():
-        if isinstance(item, bool):
-            item = "true" if item else "false"
-        elif isinstance(item, (int, float)):
-            item = str(item)
-        out[str(key)] = item
-    return out
-
-
-SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def is_path(value: str) -> bool:
-    """A path or URI (`/data/t`, `tables/bronze`, `s3a://b/t`, `dbfs:/t`), not a table name."""
-    return "/" in value or ":" in value
-
-
-def _under_root(value: str) -> str:
-    """A relative path is joined to lakehouse.root (`conf.paths.under_root`): it must stay below it."""
-    if is_uri(value) or value.startswith("/"):
-        return value
-    normal = posixpath.normpath(value)
-    if normal in (".", "..") or normal.startswith("../"):
-        raise ValueError("a relative path must name a folder under lakehouse.root "
-                         "(give an absolute path or a URI for one elsewhere)")
-    return value
-
-
-def _table_location(value: str) -> str:
-    """A path/URI, or a table name of one to three (back-quoted where needed) identifiers."""
-    if _CONTROL.search(value):
-        raise ValueError("control characters (newline, tab, NUL) are not allowed")
-    if not is_path(value):
-        parse_table_name(value)
-    return _under_root(value)
-
-
-def _column_name(value: str | None) -> str | None:
-    if value is not None and (not value or _CONTROL.search(value)):
-        raise ValueError("a column name must be non-empty and without control characters")
-    return value
-
-
-TableLocation = Annotated[str, AfterValidator(_table_location)]
-ColumnName = Annotated[str, AfterValidator(_column_name)]
-OptionalColumnName = Annotated[str | None, AfterValidator(_column_name)]
-
-
-class Section(BaseModel):
-    # use_attribute_docstrings: the string under each field is its `description`, the one text
-    # behind `lakebert <stage> --help` (conf.help); a field's first sentence is its one-line meaning.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
-
-
-# `train.model` values that build a model from config with random weights; anything else
-# (a local save_pretrained directory or a hub name) is a pretrained model to fine-tune.
-TINY = "tiny"
-PRESET = "preset:"
-# `tokenize.tokenizer` values: follow the model, or always train a WordPiece tokenizer.
-AUTO_TOKENIZER = "auto"
-TRAIN_TOKENIZER = "train"
-
-
-# The random-weight architectures `preset:<name>` builds (their sizes: training.model.PRESETS).
-PRESET_NAMES = ("small", "bert-base", "distilbert-base")
 # The splits clean assigns, tokenize writes and training reads.
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 SPLITS = (TRAIN, VALIDATION, TEST)
 
 
-def is_pretrained(model: str) -> bool:
-    return model != TINY and not model.startswith(PRESET)
-
-
-def looks_like_path(name: str) -> bool:
-    """A model or tokenizer name that can only be a local path: a hub name is `name` or `org/name`."""
-    return (name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
-            or os.sep in name.strip("/").split("/", 1)[-1])
-
-
-def model_name_problem(name: str) -> str | None:
-    """What is wrong with `train.model=name` before anything is loaded, or None. The one rule
-    behind the launcher's preflight and `training.model.build_model`."""
-    if name.startswith(PRESET):
-        if name[len(PRESET):] not in PRESET_NAMES:
-            return f"train.model={name}: unknown preset (presets: {', '.join(PRESET_NAMES)}, and {TINY})"
-        return None
-    if name == TINY:
-        return None
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            return f"train.model={name} has no config.json: give a save_pretrained directory"
-        return None
-    if looks_like_path(name):
-        return f"train.model={name} does not exist: no such directory (a local model is a save_pretrained folder)"
-    return None  # a hub name: whether it exists is known only when it is loaded
-
-
-# Fine-tuning a pretrained BERT: the BERT paper's recipe (Devlin et al. 2019, appendix A.3: lr
-# in 2e-5..5e-5, 2-4 epochs, linear decay after 10% warmup, weight decay 0.01), at the top of
-# both ranges because our users' datasets are often small: all-MiniLM-L6-v2 on BBC News (976
-# articles, 16 steps an epoch) was still improving after 3 epochs at 5e-5 (validation macro F1
-# 0.55, 0.89, 0.96). A from-scratch lr of 1e-3 destroys the pretrained weights and the model
-# collapses to one class.
-FINE_TUNING_DEFAULTS = {"lr": 5e-5, "warmup_ratio": 0.1, "weight_decay": 0.01, "epochs": 4}
-# A model trained from random weights on a few thousand documents needs many passes: on real
-# BBC News (976 training articles, 16 steps an epoch) the tiny model predicted one class after
-# 3 epochs, reached test macro F1 0.85 after 10 and 0.93 after 20 (docs/benchmarks.md, real data).
-FROM_SCRATCH_DEFAULTS = {"lr": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.01, "epochs": 20}
 
 
 class LakehouseConfig(Section):
@@ -325,7 +221,7 @@ class TokenizeConfig(Section):
     """Which end of a too-long text is cut: `right` keeps its beginning, `left` its end."""
     silver_version: int | None = None
     """Delta version of silver to read; None = the latest."""
-    output: Annotated[str, AfterValidator(_under_root)] = "tokenized"
+    output: Annotated[str, AfterValidator(stays_under_root)] = "tokenized"
     """Directory under lakehouse.root (or an absolute path/URI) holding one folder per dataset version."""
     rows_per_file: int = Field(500_000, ge=1000)
     """The most rows one Parquet file holds."""
@@ -335,123 +231,6 @@ class TokenizeConfig(Section):
     """Rows per Arrow batch handed to the tokenizer in each Python worker."""
 
 
-class TrainConfig(Section):
-    """The model, its optimizer, and how training runs: processes, GPUs, checkpoints, evaluation."""
-
-    data: str | None = None
-    """Tokenized data: a manifest.json, a dataset folder, or a tokenized root (its LATEST is
-    followed). None = `<lakehouse.root>/<tokenize.output>`."""
-    model: str = "tiny"
-    """`tiny` (a small BERT built from config, for offline use),
-    `preset:small|bert-base|distilbert-base` (those architectures from config, random weights),
-    a hub name, or a local save_pretrained directory (BERT, DistilBERT, ...)."""
-    epochs: int | None = Field(None, ge=1)
-    """Passes over the train split. None = the model's default: FINE_TUNING_DEFAULTS for a
-    pretrained model, else FROM_SCRATCH_DEFAULTS (the same for lr, weight_decay and
-    warmup_ratio). A value you set wins."""
-    batch_size: int = Field(32, ge=1)
-    """Rows per process per micro-batch."""
-    grad_accum: int = Field(1, ge=1)
-    """Micro-batches per optimizer step (gradient accumulation)."""
-    lr: float | None = Field(None, gt=0)
-    """Peak learning rate. None = 5e-5 for a pretrained model (the BERT paper's 2e-5..5e-5), 1e-3 from scratch."""
-    weight_decay: float | None = Field(None, ge=0)
-    """AdamW weight decay. None = the model's default (see epochs)."""
-    warmup_ratio: float | None = Field(None, ge=0, le=1)
-    """Share of the optimizer steps over which the learning rate rises linearly from 0 (it then
-    decays linearly to 0). None = the model's default (see epochs)."""
-    max_grad_norm: float = Field(1.0, gt=0)
-    """Gradients are clipped to this global L2 norm."""
-    bucket_batches: int = Field(16, ge=0)
-    """Length bucketing window in batches (0 = off)."""
-    seed: int = 42
-    """Seeds the initial weights, dropout and the data order (shuffling, bucketing)."""
-    eval_every: int = Field(0, ge=0)
-    """Also evaluate every N optimizer steps (0 = only at each epoch end)."""
-    checkpoint_every: int = Field(0, ge=0)
-    """Also checkpoint every N optimizer steps (0 = only at each epoch end)."""
-    keep_last: int = Field(3, ge=1)
-    """Checkpoints kept (the newest; the best one is kept apart)."""
-    select_metric: str = "f1_macro"
-    """Validation metric that picks the best checkpoint (higher is better; `loss` is lower-better)."""
-    output_dir: str | None = None
-    """Checkpoints and results of this job; None = `<lakehouse.root>/train/<job key>` (the key
-    hashes the train config and the data, so a changed config never resumes another job's
-    checkpoints). With several machines it must be shared storage."""
-    use_gpu: bool = False
-    """One CUDA GPU per training process (NCCL); false trains on CPU (gloo)."""
-    num_processes: int = Field(2, ge=1)
-    """Training processes (one per GPU with use_gpu) launched by TorchDistributor."""
-    local_mode: bool = True
-    """True: the processes run on the Spark driver. False: one barrier task per process (or
-    per `spark.task.resource.gpu.amount` GPUs) on the executors."""
-    class_weights: Literal["balanced"] | None = None
-    """`balanced` weighs the loss by n_rows / (n_labels * n_label_rows) of the train split."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, about a third more compute."""
-    log_every: int = Field(1, ge=1)
-    """Log loss, lr, grad norm and tokens/s every N steps (a host sync; raise it on GPUs)."""
-    shuffle_buffer: int = Field(10_000, ge=1)
-    """Rows shuffled together, when each rank reads only its own row groups (a large split):
-    whole row groups are gathered until they hold this many rows, then permuted. Memory per
-    rank: this many rows plus one row group. (A small split is read whole by every rank and
-    each row group's rows are permuted.)"""
-    prefetch_batches: int = Field(2, ge=0)
-    """Batches built ahead on a background thread (pinned memory on GPU); 0 = inline."""
-    compile: bool = False
-    """torch.compile the model (dynamic shapes). Pays on GPUs for long runs; not on CPU."""
-    fused_adamw: bool = True
-    """The fused AdamW kernel on CUDA (CPU always uses the default implementation)."""
-    ddp_bucket_cap_mb: int = Field(25, ge=1)
-    """DDP gradient bucket size: larger buckets, fewer all-reduce calls."""
-    ddp_comm_hook: Literal["fp16", "bf16", "powersgd"] | None = None
-    """Gradient compression: fp16/bf16 halve the all-reduce bytes; PowerSGD sends a low-rank
-    approximation with error feedback (its error state is not checkpointed: a resumed run
-    is close to, not bitwise equal to, an uninterrupted one)."""
-    powersgd_rank: int = Field(4, ge=1)
-    """Rank of PowerSGD's low-rank approximation: higher is closer to exact, sends more."""
-    powersgd_start_step: int = Field(10, ge=2)
-    """Plain all-reduce for the first steps, PowerSGD from this step on."""
-    degenerate_margin: float = Field(0.05, ge=0, le=1)
-    """The best checkpoint's validation macro F1 must beat the majority-class baseline's by this
-    much, or the model is reported degenerate (tagged, warned, never made `@champion`)."""
-    degenerate_max_share: float = Field(0.95, gt=0, le=1)
-    """A model that predicts one class for more than this share of validation rows is degenerate
-    (unless that class really is that common)."""
-    baseline_max_rows: int = Field(50_000, ge=0)
-    """The linear baseline (TF-IDF + logistic regression on the same tokens, training.baseline),
-    fitted by rank 0 at the end of every run and logged under `baseline/`, trains on at most this
-    many train rows: a larger train split is sampled uniformly (seeded by `seed`). On 2 cores it
-    took 1 s on BBC News' 976 articles and 20 s on 50,000 rows of real text (docs/benchmarks.md).
-    0 = no baseline, and no comparison with it."""
-    baseline_margin: float = Field(0.02, ge=0)
-    """A model more than this far below the linear baseline on validation `select_metric` is
-    reported below it (tagged `lakebert.below_linear_baseline`, warned). 0.02 of macro F1 is two
-    or three of BBC News' 121 validation articles: a smaller gap is noise on a small split."""
-    require_beat_baseline: bool = True
-    """A model below the linear baseline (see baseline_margin) never takes `@champion`; false lets
-    it (it is still tagged and warned)."""
-    study: str | None = None
-    """Set by `lakebert tune` on its trials (leave it unset): the Optuna study whose trial this job
-    is. Part of the job's identity, so a trial never reuses a run of another study or of a plain
-    `lakebert train`."""
-
-    @property
-    def pretrained(self) -> bool:
-        return is_pretrained(self.model)
-
-    @property
-    def defaults_kind(self) -> str:
-        return "fine-tuning" if self.pretrained else "from-scratch"
-
-    @model_validator(mode="after")
-    def _model_defaults(self):
-        """Fill the unset optimizer settings with the model's defaults (explicit values win)."""
-        defaults = FINE_TUNING_DEFAULTS if self.pretrained else FROM_SCRATCH_DEFAULTS
-        for key, value in defaults.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)  # not setattr: that would validate again
-        return self
 
 
 UNITY_CATALOG_REGISTRY = "databricks-uc"
@@ -534,165 +313,6 @@ class ScoreConfig(Section):
     """The most confident mistakes listed in the evaluation (when the source has labels)."""
 
 
-# `train` keys a study may not vary: where the data and outputs are, the model the data was
-# tokenized for, the processes (`tune.parallel_trials` splits them), and the metric that picks
-# the best checkpoint (`tune.metric` picks the best trial).
-NOT_TUNABLE = ("data", "model", "output_dir", "use_gpu", "num_processes", "local_mode", "study", "select_metric")
-# `tune.space.<key>.type` -> the kinds of `train` key it fits.
-DISTRIBUTIONS = {"loguniform": (float,), "uniform": (float,), "int": (int,), "categorical": (int, float, bool, str)}
-
-
-def _base_type(annotation) -> type:
-    """int, float, bool or str: the type of a `train` field, without `None` (Literal -> str)."""
-    import typing
-
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    first = args[0]
-    if typing.get_origin(first) is Literal:
-        return type(typing.get_args(first)[0])
-    return first if isinstance(first, type) else str
-
-
-def _space_mapping(value):
-    """`--set tune.space.lr.type=...` gives the key `lr.type`: grouped as the YAML file form
-    gives it (`lr: {type: ...}`); each entry's strings are read by `_inline_entry`."""
-    if not isinstance(value, dict):
-        return value
-    out: dict = {}
-    for key, item in value.items():
-        name, _, sub = str(key).partition(".")
-        if sub:
-            entry = out.setdefault(name, {})
-            if not isinstance(entry, dict):
-                raise ValueError(f"{name} is given both as one value and key by key ({name}.{sub})")
-            entry[sub] = item
-        else:
-            out[name] = dict(item) if isinstance(item, dict) else item
-    return out
-
-
-def _inline_entry(value):
-    """`--set tune.space.lr={type: loguniform, low: 1.0e-5, high: 1.0e-3}` (a YAML flow mapping)
-    and `--set tune.space.batch_size.choices=[16, 32]`: strings read as YAML, within
-    `conf.bounded_yaml`'s limits; what is not valid YAML is this entry's error."""
-    from conf.bounded_yaml import YamlError, load_yaml
-
-    try:
-        if isinstance(value, str):
-            return load_yaml(value)
-        if isinstance(value, dict):
-            return {key: load_yaml(item) if isinstance(item, str) else item for key, item in value.items()}
-    except YamlError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-class Distribution(Section):
-    """One `tune.space` entry: `{type: loguniform|uniform|int, low, high}` or `{type: categorical, choices: [...]}`."""
-
-    type: Literal["loguniform", "uniform", "int", "categorical"]
-    """loguniform: a float whose log is uniform in [low, high]; uniform: a float in [low, high];
-    int: an integer in [low, high] (every `step`); categorical: one of `choices`."""
-    low: float | None = None
-    """The smallest value (not for categorical)."""
-    high: float | None = None
-    """The largest value (not for categorical)."""
-    step: int = Field(1, ge=1)
-    """For int: the spacing of the values."""
-    choices: list[int | float | bool | str | None] | None = None
-    """For categorical: the values to choose from."""
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical distribution needs a non-empty `choices` list")
-            if self.low is not None or self.high is not None:
-                raise ValueError("a categorical distribution takes `choices`, not low/high")
-            return self
-        if self.choices is not None:
-            raise ValueError(f"a {self.type} distribution takes low and high, not `choices`")
-        if self.low is None or self.high is None:
-            raise ValueError(f"a {self.type} distribution needs both low and high")
-        if self.low >= self.high:
-            raise ValueError(f"low={self.low:g} must be below high={self.high:g}")
-        if self.type == "loguniform" and self.low <= 0:
-            raise ValueError(f"a loguniform distribution needs low > 0 (got {self.low:g})")
-        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
-            raise ValueError(f"an int distribution needs whole bounds (got {self.low:g}, {self.high:g})")
-        return self
-
-    def values(self) -> list:
-        """The values that must each be a valid setting of the key: the bounds, or the choices."""
-        if self.type == "categorical":
-            return list(self.choices)
-        if self.type == "int":
-            return [int(self.low), int(self.high)]
-        return [self.low, self.high]
-
-
-class TuneConfig(Section):
-    """`lakebert tune`: an Optuna study over `train` settings, each trial a `lakebert train` job."""
-
-    space: Annotated[dict[str, Annotated[Distribution, BeforeValidator(_inline_entry)]],
-                     BeforeValidator(_space_mapping)] = Field(default_factory=dict)
-    """What to search: `train` key -> distribution, e.g. `lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3}`
-    or `batch_size: {type: categorical, choices: [16, 32]}`. Types: loguniform, uniform, int
-    (low, high, optional step), categorical (choices). Keys not in the space keep their `train` value."""
-    trials: int = Field(8, ge=1)
-    """Trials in the study, counting those of earlier (killed) runs of it: a rerun runs the rest."""
-    timeout: float | None = Field(None, gt=0)
-    """Stop starting new trials after this many seconds of this run. None = no limit."""
-    metric: str | None = None
-    """The validation metric a trial returns (and reports to the pruner at each evaluation).
-    None = `train.select_metric`."""
-    direction: Literal["auto", "maximize", "minimize"] = "auto"
-    """auto = minimize a loss, maximize anything else."""
-    sampler: Literal["tpe", "random"] = "tpe"
-    """How trials pick their values: TPE (Bayesian, Optuna's default) or random."""
-    pruner: Annotated[Literal["median", "successive_halving"] | None,
-                      BeforeValidator(lambda v: None if isinstance(v, str) and v.lower() == "none" else v)] = "median"
-    """Stop a trial early when its evaluations lag: median = worse than the median of earlier trials
-    at the same point; successive_halving = asynchronous successive halving; none (null) = never."""
-    pruner_startup_trials: int = Field(2, ge=0)
-    """The median pruner prunes nothing until this many trials have finished."""
-    seed: int = 0
-    """The sampler's seed (a rerun of a study draws from seed + the trials it already has)."""
-    parallel_trials: int = Field(1, ge=1)
-    """Trials at once, each with `train.num_processes / parallel_trials` processes. 1 = one after
-    another, each with all of them (usually faster per trial; see the README)."""
-    storage: str | None = None
-    """Where the study persists (an Optuna RDB URL). None = `optuna.db` beside a local sqlite
-    MLflow store (or under a local lakehouse.root); on a cluster, a database every executor
-    reaches, e.g. `postgresql://user@db-host/optuna` (not the MLflow database itself)."""
-    study: str | None = None
-    """The study's name. None = derived from the data, the `train` config and the search, so the
-    same command resumes the same study and a changed one starts a new study."""
-    alias: str = Field("tuned", min_length=1)
-    """The registered model's alias for the best trial's version."""
-
-    @field_validator("space")
-    @classmethod
-    def _space_fits_train(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:
-        tunable = [k for k in TrainConfig.model_fields if k not in NOT_TUNABLE]
-        for key, dist in space.items():
-            if key not in tunable:
-                hint = difflib.get_close_matches(key, tunable, n=1)
-                raise ValueError(f"{key!r} is not a train key a study can vary"
-                                 + (f"; did you mean {hint[0]!r}?" if hint else f"; tunable: {', '.join(tunable)}"))
-            kind = _base_type(TrainConfig.model_fields[key].annotation)
-            if kind not in DISTRIBUTIONS[dist.type] or (kind is bool and dist.type != "categorical"):
-                fits = [name for name, kinds in DISTRIBUTIONS.items() if kind in kinds]
-                raise ValueError(f"{key}: a {dist.type} distribution does not fit train.{key}, which is "
-                                 f"{kind.__name__} (use {' or '.join(fits)})")
-            probe = TrainConfig()
-            for value in dist.values():
-                try:
-                    setattr(probe, key, value)
-                except ValidationError as exc:
-                    raise ValueError(f"{key}: {value!r} is not a valid train.{key}: "
-                                     f"{exc.errors()[0]['msg']}") from None
-        return space
 
 
 class Config(Section):

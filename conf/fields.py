@@ -1,0 +1,78 @@
+"""The value types config fields share, and `Section`, the base of every config section.
+
+    from conf.fields import ColumnName, Section, TableLocation
+
+A table location is a path, a URI or a metastore name (`is_path` tells which); a relative path
+must stay under `lakehouse.root`. Column names and table names hold no control characters.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from conf.identifiers import parse_table_name
+from conf.storage import is_uri
+
+
+def _stringify_mapping(value):
+    """Spark options and settings are strings; YAML gives `header: true` as a bool."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        out[str(key)] = item
+    return out
+
+
+SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_path(value: str) -> bool:
+    """A path or URI (`/data/t`, `tables/bronze`, `s3a://b/t`, `dbfs:/t`), not a table name."""
+    return "/" in value or ":" in value
+
+
+def stays_under_root(value: str) -> str:
+    """A relative path is joined to lakehouse.root (`conf.paths.under_root`): it must stay below it."""
+    if is_uri(value) or value.startswith("/"):
+        return value
+    normal = posixpath.normpath(value)
+    if normal in (".", "..") or normal.startswith("../"):
+        raise ValueError("a relative path must name a folder under lakehouse.root "
+                         "(give an absolute path or a URI for one elsewhere)")
+    return value
+
+
+def _table_location(value: str) -> str:
+    """A path/URI, or a table name of one to three (back-quoted where needed) identifiers."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters (newline, tab, NUL) are not allowed")
+    if not is_path(value):
+        parse_table_name(value)
+    return stays_under_root(value)
+
+
+def _column_name(value: str | None) -> str | None:
+    if value is not None and (not value or _CONTROL.search(value)):
+        raise ValueError("a column name must be non-empty and without control characters")
+    return value
+
+
+TableLocation = Annotated[str, AfterValidator(_table_location)]
+ColumnName = Annotated[str, AfterValidator(_column_name)]
+OptionalColumnName = Annotated[str | None, AfterValidator(_column_name)]
+
+
+class Section(BaseModel):
+    # use_attribute_docstrings: the string under each field is its `description`, the one text
+    # behind `lakebert <stage> --help` (conf.help); a field's first sentence is its one-line meaning.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
