@@ -1,5 +1,5 @@
 # lakebert: `make demo` runs the pipeline on the bundled sample, `make check` is the fast inner loop
-# (lint, format, import contracts, unit tests: a few minutes), `make test` runs lint and every test.
+# (lint, import contracts, unit tests: a few minutes), `make test` runs lint and every test.
 # Both install first (into .venv) when pyproject.toml changed or nothing is installed yet;
 # the install is one line on the console, pip's own output goes to .venv/install.log.
 PYTHON ?= python3
@@ -33,11 +33,10 @@ demo: install
 	$(VENV)/bin/lakebert sample-data --out $(DEMO_DATA)
 	$(VENV)/bin/lakebert run --set ingest.source=$(DEMO_DATA) --set ingest.id_column=id
 
-# ruff (lint and format) and the import contracts of docs/architecture.md (pyproject.toml's
+# ruff's lint and the import contracts of docs/architecture.md (pyproject.toml's
 # [tool.importlinter]: packages import only downward, no Spark below spark_jobs, no cycles).
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 # The inner loop: lint, then every test that starts no real component (`-m "not integration"`).

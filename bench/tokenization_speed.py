@@ -65,7 +65,7 @@ def datasets_map(tok_dir: str, texts: list[str], max_length: int) -> dict[str, f
 
     out = {}
     for num_proc in (None, 2):
-        out[f"num_proc={num_proc}"] = best_of(1, lambda: ds.map(fn, batched=True, num_proc=num_proc,
+        out[f"num_proc={num_proc}"] = best_of(1, lambda n=num_proc: ds.map(fn, batched=True, num_proc=n,
                                                                remove_columns=["text"]))
     return out
 

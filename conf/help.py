@@ -27,7 +27,8 @@ import sys
 import textwrap
 import types
 import typing
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
+from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel

@@ -17,7 +17,8 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError

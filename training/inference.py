@@ -49,7 +49,7 @@ class ModelBundle:
     unk_id: int | None
 
     @classmethod
-    def read(cls, root: str | Path) -> "ModelBundle":
+    def read(cls, root: str | Path) -> ModelBundle:
         import yaml
 
         root = Path(root)

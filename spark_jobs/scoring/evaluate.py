@@ -15,7 +15,7 @@ Drift compares the scored rows with the model's training split, which the model'
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F

@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 MODEL_FILE = "lakebert-model"  # the name of the model folder Spark ships to the executors
 VERIFIED = ".verified"  # `<model folder>.verified`: {"digest": ...}, written after the folder

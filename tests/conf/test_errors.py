@@ -29,7 +29,7 @@ def test_an_os_error_under_a_wrapper_is_named_by_its_errno():
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 704 vs 598")
+            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 704 vs 598")  # noqa: B904 - the implicit __context__ is what is tested
     except RuntimeError as exc:
         assert describe(exc).endswith("unexpected pos 704 vs 598 (cause: ENOSPC (No space left on device))")
 
