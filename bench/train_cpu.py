@@ -139,6 +139,7 @@ def main(argv=None) -> int:
         no_prefetch["same_losses_as_default"] = no_prefetch["losses"] == best_ours["losses"]
         variants["ours_no_prefetch"] = no_prefetch
         variants["hf_group_by_length"] = run_hf(data, out, args.steps, args.batch_size, group_by_length=True)
+
     def strip(r):
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "losses"}
 
