@@ -70,6 +70,7 @@ from conf import Config
 from conf.schema import CleanConfig
 from spark_jobs.filters import DropReason, is_empty, is_too_long
 from spark_jobs.normalize import normalize_label, normalize_text
+from spark_jobs.registry import Stage
 from spark_jobs.session import arrow_batch_rows, is_connect
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, SILVER, Table, resolve_table
@@ -786,8 +787,21 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     return out
 
 
+STAGE_RECORD = Stage(
+    name=STAGE, body=score,
+    description="score documents with the registered model -> predictions table, evaluation, drift",
+    config=("score",
+            "mlflow.tracking_uri", "mlflow.registry_uri", "mlflow.experiment", "mlflow.registered_model",
+            "mlflow.champion_alias",
+            # score.source is read as ingest reads ingest.source
+            "ingest.text_column", "ingest.label_column", "ingest.id_column", "ingest.text_mode",
+            "ingest.label_from_dir", "ingest.max_text_chars", "ingest.options",
+            "tables.silver", "tables.predictions", "lakehouse", "spark"),
+    after="train", timeout_hours=4)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, score, "Score documents with a registered model (predictions, evaluation, drift).")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

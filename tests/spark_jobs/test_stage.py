@@ -42,7 +42,7 @@ def test_overrides_handed_in_the_environment_are_read_once_and_not_inherited_by_
     import json
     import os
 
-    from spark_jobs.cli import OVERRIDES_ENV
+    from spark_jobs.registry import OVERRIDES_ENV
     from spark_jobs.stage import handed_overrides
 
     monkeypatch.setenv(OVERRIDES_ENV, json.dumps(["clean.min_chars=3", "ingest.options.password=Pw-12345"]))
