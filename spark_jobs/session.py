@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-from conf import Config
+from conf import Config, config_dict, load_config, storage
 from conf.errors import StageError
 from spark_jobs.console import Console, detail, is_running, running
 
@@ -81,7 +81,6 @@ def s3_packages() -> tuple[list[str], str | None]:
 
 def uses_s3(cfg: Config) -> bool:
     """Whether any location in the config is on S3."""
-    from conf import config_dict, storage
 
     def strings(value):
         if isinstance(value, dict):
@@ -276,8 +275,6 @@ class SparkProgress:
 
 
 def main() -> int:
-    from conf import load_config
-
     spark = get_spark(load_config())
     spark.range(1).count()
     print(f"spark {spark.version} with {delta_package()} ready")

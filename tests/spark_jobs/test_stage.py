@@ -8,7 +8,7 @@ import pytest
 
 from spark_jobs.console import LOG_FILE
 from spark_jobs.ingest import ingest
-from spark_jobs.stage import EXIT_INPUT, ERROR_LOG, run_with_config
+from spark_jobs.stage import ERROR_LOG, EXIT_INPUT, run_with_config
 from tests.conf.test_redact import SECRETS
 from tests.conftest import make_config
 
