@@ -1,5 +1,8 @@
 """Airflow 3 DAG: ingest >> clean >> tokenize >> train [>> score], [tokenize >> tune]; one SparkSubmitOperator each.
 
+    ln -s "$PWD/airflow_dags/lakebert_pipeline.py" "$AIRFLOW_HOME/dags/"    # then trigger `lakebert_pipeline`
+
+
 Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebert with its
 `airflow` extra where the scheduler's workers run (`pip install "lakebert[airflow]"`), and make
 `spark-submit` (from pyspark or $SPARK_HOME/bin) reachable on the workers' PATH.
@@ -26,8 +29,11 @@ Put this folder on Airflow's `dags_folder` (or symlink the file), install lakebe
   registered with Airflow's secrets masker when the task is rendered (`lakebert_args`), so the
   rendered fields in the UI and the task log show `***`.
 - Parsing imports only Airflow and the standard library (no pyspark, torch or mlflow): the
-  stages and their scripts come from `spark_jobs/cli.py` (`STAGE_SCRIPTS`), which imports only
-  the standard library and is read as a file, not imported as part of lakebert.
+  tasks come from the stages' records (`spark_jobs/registry.py`: the pipeline steps in order,
+  the on-demand stages, each one's script and timeout), read as a file, not imported as part of
+  lakebert; the registry reads the stage modules' source without importing them.
+- Each task's log ends with the stage's JSON summary (`--json`), also saved as
+  `_runs/<stage>/<stage_run_id>/summary.json`.
 """
 
 from __future__ import annotations
@@ -55,18 +61,17 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 PYTHON = os.environ.get("PYSPARK_PYTHON", sys.executable)
-# stage -> its spark-submit script under LAKEBERT_HOME (tokenize: spark_jobs/tokenize_silver.py), in order
-CLI = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "cli.py"))
-STAGE_SCRIPTS = CLI["STAGE_SCRIPTS"]
-STAGES = tuple(STAGE_SCRIPTS)
-SCORE_SCRIPT = CLI["SCORE_SCRIPT"]  # the optional task after train: `params.score`
-TUNE_SCRIPT = CLI["TUNE_SCRIPT"]  # the optional task after tokenize: `params.tune`
-OVERRIDES_ENV = CLI["OVERRIDES_ENV"]  # how a stage is handed its overrides: spark-submit's environment
-TIMEOUTS = {"ingest": timedelta(hours=2), "clean": timedelta(hours=2), "tokenize": timedelta(hours=2),
-            "train": timedelta(hours=12), "score": timedelta(hours=4), "tune": timedelta(hours=48)}
+# The stages' records, read without importing lakebert: the pipeline steps in order (ingest,
+# clean, tokenize, train), then the on-demand stages (score after train, tune after tokenize),
+# each with its script under LAKEBERT_HOME (tokenize: spark_jobs/tokenize_silver.py) and timeout.
+REGISTRY = runpy.run_path(str(LAKEBERT_HOME / "spark_jobs" / "registry.py"))
+STEPS = REGISTRY["steps"]()
+ON_DEMAND = REGISTRY["on_demand"]()
+OVERRIDES_ENV = REGISTRY["OVERRIDES_ENV"]  # how a stage is handed its overrides: spark-submit's environment
+INGEST = "ingest"  # the step that reads the run's slice (`params.source`) as its batch
 # Every stage gets --env in argv and the overrides in its environment; ingest also gets its
-# slice and batch id (after the overrides: they win).
-ARGS = "{{ ['--env', params.env] }}"
+# slice and batch id (after the overrides: they win). `--json`: the task's log ends with the summary.
+ARGS = "{{ ['--env', params.env, '--json'] }}"
 OVERRIDES = "{{ lakebert_args(params.overrides) }}"
 INGEST_OVERRIDES = ("{{ lakebert_args(params.overrides + ['ingest.source=' ~ (params.source | replace('{ds}', ds)), "
                     "'ingest.batch_id=' ~ ds]) }}")
@@ -127,7 +132,8 @@ follows: the `@champion` model over silver, or over `score.source` from the over
 over `tune.space` from the overrides or the env's config, its best model registered `@tuned`. The logical date picks the ingest slice (`source`
 with `{ds}`) and is the ingest batch id, so reruns are idempotent.
 Results: Delta tables and tokenized data under `lakehouse.root`, the model in MLflow
-(`mlflow.registered_model`). Each task's log ends with the stage's JSON summary.
+(`mlflow.registered_model`). Each task's log ends with the stage's JSON summary, also saved
+under `lakehouse.root` as `_runs/<stage>/<stage_run_id>/summary.json`.
 """
 
 with DAG(
@@ -152,43 +158,40 @@ with DAG(
         "source": Param("", type="string", description="ingest.source; {ds} becomes the logical date"),
         "overrides": Param([], type="array", items={"type": "string"},
                            description="config overrides, key=value each"),
-        "score": Param(False, type="boolean", description="after train, run lakebert score (score.* overrides)"),
-        "tune": Param(False, type="boolean",
-                      description="after tokenize, run lakebert tune beside train (tune.* overrides, e.g. tune.space)"),
+        # one switch per on-demand stage: `score` after train, `tune` after tokenize, beside train
+        **{stage.name: Param(False, type="boolean", description=f"after {stage.after}, run lakebert {stage.name}: "
+                                                                f"{stage.description} ({stage.name}.* overrides)")
+           for stage in ON_DEMAND},
     },
     tags=["lakebert"],
 ) as dag:
-    def submit(stage: str, script: str, overrides: str = OVERRIDES) -> SparkSubmitOperator:
+    def submit(stage, overrides: str = OVERRIDES) -> SparkSubmitOperator:
+        """The task of a stage's record (`spark_jobs.registry.Stage`)."""
         return LakebertSubmitOperator(
-            task_id=stage,
+            task_id=stage.name,
             conn_id=SPARK_CONN_ID,
-            application=str(LAKEBERT_HOME / script),
+            application=str(LAKEBERT_HOME / stage.script),
             application_args=ARGS,
             overrides=overrides,
             packages=DELTA_PACKAGE,
             conf=DELTA_CONF,
-            name=f"lakebert-{stage}",
+            name=f"lakebert-{stage.name}",
             # spark-submit's driver must run the Python that has lakebert (this one, by default)
             env_vars={"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON},
-            execution_timeout=TIMEOUTS[stage],
-            doc_md=f"`spark-submit {script}` (see `lakebert {stage} --help`).",
+            execution_timeout=timedelta(hours=stage.timeout_hours),
+            doc_md=f"`spark-submit {stage.script}` (see `lakebert {stage.name} --help`).",
         )
 
     previous = None
-    for stage in STAGES:
-        task = submit(stage, STAGE_SCRIPTS[stage], INGEST_OVERRIDES if stage == "ingest" else OVERRIDES)
+    for step in STEPS:
+        task = submit(step, INGEST_OVERRIDES if step.name == INGEST else OVERRIDES)
         if previous is not None:
             previous >> task
         previous = task
 
-    # The optional scoring task: skipped (not failed) unless the run's `score` param is true.
-    score_requested = ShortCircuitOperator(
-        task_id="score_requested", python_callable=lambda params: bool(params["score"]),
-        doc_md="Goes on to `score` only when the run's `score` param is true.")
-    previous >> score_requested >> submit("score", SCORE_SCRIPT)
-
-    # The optional study, beside train on the same tokenized data: skipped unless `tune` is true.
-    tune_requested = ShortCircuitOperator(
-        task_id="tune_requested", python_callable=lambda params: bool(params["tune"]),
-        doc_md="Goes on to `tune` only when the run's `tune` param is true.")
-    dag.get_task("tokenize") >> tune_requested >> submit("tune", TUNE_SCRIPT)
+    # The optional tasks: each skipped (not failed) unless the run's param of its name is true.
+    for stage in ON_DEMAND:
+        requested = ShortCircuitOperator(
+            task_id=f"{stage.name}_requested", python_callable=lambda params, name=stage.name: bool(params[name]),
+            doc_md=f"Goes on to `{stage.name}` only when the run's `{stage.name}` param is true.")
+        dag.get_task(stage.after) >> requested >> submit(stage)

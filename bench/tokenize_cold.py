@@ -84,7 +84,7 @@ def docstrings(n: int) -> list[dict]:
 
 def lakebert(root: Path, stage: str, *overrides: str) -> dict:
     """One CLI run in a new process -> its JSON summary (the last line of stdout)."""
-    args = [sys.executable, "-m", "spark_jobs.cli", stage, "--set", f"lakehouse.root={root}"]
+    args = [sys.executable, "-m", "spark_jobs.cli", stage, "--json", "--set", f"lakehouse.root={root}"]
     for o in overrides:
         args += ["--set", o]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}

@@ -1,6 +1,8 @@
 """The first cause of an error, named: what a one-line error must say, whoever raised it.
 
-    from conf.errors import first_cause, describe
+    from conf.errors import StageError, SettingError, one_line, first_cause, describe
+    raise StageError("silver table x does not exist; run `lakebert clean` first")   # exit code 1
+    one_line(exc)      # what a failed command prints: the error's text and first cause, redacted
     first_cause(exc)   # 'ENOSPC (No space left on device)', 'java.net.ConnectException: Connection refused', or None
     describe(exc)      # 'SafetensorError: Error while serializing: ... (cause: ENOSPC (No space left on device))'
 
@@ -17,7 +19,10 @@ as a torchrun exit code. `first_cause` looks through the chain of Python excepti
   Rust and C libraries print the C library's own message), by its errno name.
 
 No Spark, no torch: the training processes use it for their failure records and the stages for
-their one line. The caller redacts (`conf.redact`).
+their one line. `describe` and `first_cause` leave redaction to the caller; `one_line` redacts.
+
+The stages' error types live here, on the ground floor, so that every module that raises them
+(the stage runner, the session, the tables) imports down, never back up to the stage runner.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import errno
 import os
 import re
 
+from conf.redact import redact
+
 # OS errors a user can act on, found by their message when no OSError carries them.
 NAMED_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ECONNREFUSED,
                 errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMFILE,
@@ -33,6 +40,16 @@ NAMED_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 _JAVA_CAUSE = re.compile(r"^\s*Caused by:\s*(\S+?)(?::\s*(.*))?\s*$", re.M)
 _MAX_CHAIN = 20
 _MAX_CAUSE_CHARS = 300
+MAX_ERROR_CHARS = 2000  # a failed command's one line on stderr
+
+
+class StageError(RuntimeError):
+    """Bad input or state a user can fix; printed as one line, exit code 1."""
+
+
+class SettingError(StageError):
+    """A setting that cannot work as given (found once the stage looks at the data or the
+    folders it names); printed as one line, exit code 2, as a config error."""
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -100,3 +117,15 @@ def with_cause(text: str, exc: BaseException) -> str:
     if message and message[:-1] in text:
         return text if name in text else f"{text} ({name})"
     return f"{text} (cause: {cause})"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one redacted line: a StageError's own text, else the class and the first
+    line of its message; then its first cause when the line does not say it (an OS error by
+    name, the root cause of a Java trace: `Connection refused`, not `An error occurred while
+    calling o805.parquet.`)."""
+    if isinstance(exc, StageError):
+        text = with_cause(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()), exc)
+    else:
+        text = describe(exc, MAX_ERROR_CHARS)
+    return redact(text)[:MAX_ERROR_CHARS]

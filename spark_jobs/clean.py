@@ -47,6 +47,7 @@ from spark_jobs.labels import (LABEL_MAP_SCHEMA, RAW_LABEL, case_variants, check
                                label_case_lines, label_stats, record_labels)
 from spark_jobs.normalize import normalize_label, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
+from spark_jobs.registry import Stage
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
@@ -293,8 +294,24 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     }
 
 
+def summary_line(summary: dict) -> str:
+    """Clean's line in `lakebert run`."""
+    return f"input {summary['input']:,} -> silver {summary['output']:,}, duplicates {summary['duplicates']:,}, " \
+           f"quarantined {sum(summary['quarantined'].values()):,}, labels {summary.get('labels', 0):,}"
+
+
+STAGE_RECORD = Stage(
+    name=STAGE, body=clean, description="bronze -> silver: normalize, filter, deduplicate, label, split",
+    config=("clean",
+            # dedup_key=auto: does the tokenizer lowercase?
+            "tokenize.tokenizer", "tokenize.lowercase", "train.model",
+            "ingest.label_column",  # named in the wrong-label-column error
+            "tables.bronze", "tables.silver", "tables.quarantine", "tables.label_map", "lakehouse", "spark"),
+    step=20, timeout_hours=2, summary=summary_line)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, clean, "Clean bronze into the silver Delta table.")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

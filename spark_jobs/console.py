@@ -13,8 +13,8 @@ lakehouse, and the lakehouse may be an object store), then redacted (`conf.redac
 that a library or the JVM printed becomes `***`) and kept as
 `_runs/<stage>/<stage_run_id>/run.log`, which the summary names.
 
-A long Spark job shows one live line (`clean: Spark tasks 12/40`); training shows rank 0's
-progress line. On a terminal the line is rewritten in place; when the output is a file or a
+A long Spark job shows one live line (`clean: Spark tasks 12/40`, `spark_jobs.session.SparkProgress`);
+training shows rank 0's progress line. On a terminal the line is rewritten in place; when the output is a file or a
 pipe, an activity shows a progress line only once it has lasted `PROGRESS_EVERY_S` seconds,
 and then at most once every `PROGRESS_EVERY_S`.
 
@@ -42,9 +42,6 @@ VERBOSE_LEVELS = ("DEBUG",)
 PROGRESS_EVERY_S = 30.0
 # In the log, a live line is written at most this often (the console's may change every poll).
 LOG_PROGRESS_EVERY_S = 5.0
-# A Spark job shorter than this shows no progress line at all.
-SPARK_PROGRESS_AFTER_S = 2.0
-SPARK_POLL_S = 0.5
 
 
 def verbose_requested(flag: bool = False) -> bool:
@@ -216,6 +213,11 @@ def running() -> bool:
     return _current is not None
 
 
+def is_running(console: Console) -> bool:
+    """`console` is the active command run's console (not a notebook's nor the default)."""
+    return _current is not None and console is _current
+
+
 def say(text: str) -> None:
     current().say(text)
 
@@ -329,63 +331,3 @@ class RunConsole:
         os.write(self._log_fd, text.encode("utf-8", "backslashreplace"))
         os.close(self._log_fd)
         return self.temp_path
-
-
-class SparkProgress:
-    """A thread that shows the running Spark jobs' task counts as the console's live line.
-
-    Needs the classic API's status tracker; under Spark Connect there is none and nothing is shown."""
-
-    def __init__(self, spark, console: Console):
-        self.console, self.stop_event = console, threading.Event()
-        self.tracker = None
-        from spark_jobs.session import is_connect
-
-        if not is_connect(spark):
-            self.tracker = spark.sparkContext.statusTracker()
-        self.thread = threading.Thread(target=self._run, name="lakebert-spark-progress", daemon=True)
-
-    @classmethod
-    def when_running(cls, spark, console: Console):
-        """Live progress for a command's run; a notebook has its own (and no run console)."""
-        if _current is None or console is not _current:
-            return contextlib.nullcontext()
-        return cls(spark, console)
-
-    def __enter__(self):
-        if self.tracker is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop_event.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5)
-        self.console.end_progress()
-
-    def line(self) -> str | None:
-        """`<activity>: Spark tasks done/total` over the active stages, or None when idle."""
-        done = total = 0
-        for stage_id in self.tracker.getActiveStageIds():
-            info = self.tracker.getStageInfo(stage_id)
-            if info is not None:
-                done, total = done + info.numCompletedTasks, total + info.numTasks
-        if not total:
-            return None
-        return f"{self.console.activity or 'spark'}: Spark tasks {done:,}/{total:,}"
-
-    def _run(self) -> None:
-        busy_since = None
-        while not self.stop_event.wait(SPARK_POLL_S):
-            try:
-                line = None if self.console.training else self.line()
-            except Exception:  # noqa: BLE001 - the session is stopping; progress is best effort
-                return
-            if line is None:
-                if busy_since is not None:
-                    self.console.end_progress()
-                busy_since = None
-                continue
-            busy_since = busy_since or time.monotonic()
-            if time.monotonic() - busy_since >= SPARK_PROGRESS_AFTER_S and self.console is _current:
-                self.console.progress(line)

@@ -47,6 +47,7 @@ from conf import Config
 from conf.identifiers import quote_identifier
 from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
+from spark_jobs.registry import Stage
 from spark_jobs.sources import csv_options, has_labels, locate_record, read_source
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, QUARANTINE, resolve_table
@@ -287,8 +288,29 @@ def load_bronze(spark: SparkSession, cfg: Config, bronze, quarantine, classified
         marked.unpersist()
 
 
+def nothing_new(summary: dict) -> bool:
+    """Bronze did not change: nothing inserted, and no changed text updated (quarantined rows
+    are counted again on a rerun, but not stored twice)."""
+    return summary.get("inserted", 0) == 0 and not (summary.get("changed") and summary.get("on_changed_text") == "update")
+
+
+def summary_line(summary: dict) -> str:
+    """Ingest's line in `lakebert run`."""
+    quarantined = sum(summary.get("quarantined", {}).values())
+    changed = f", changed {summary['changed']:,} ({summary['on_changed_text']})" if summary.get("changed") else ""
+    line = f"read {summary['read']:,}, inserted {summary['inserted']:,}{changed}, already in bronze " \
+           f"{summary['duplicates']:,}, quarantined {quarantined:,}"
+    return line + (" (nothing new: up to date)" if nothing_new(summary) else "")
+
+
+STAGE_RECORD = Stage(
+    name=STAGE, body=ingest, description="raw files or a table -> bronze Delta table (+ quarantine)",
+    config=("ingest", "tables.bronze", "tables.quarantine", "lakehouse", "spark"),
+    step=10, timeout_hours=2, summary=summary_line, up_to_date=nothing_new)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, ingest, "Ingest raw text into the bronze Delta table.")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import os
 import re
 
 from conf import Config, load_config
+from spark_jobs.registry import load, stages
+from spark_jobs.stage import execute
 
 PARAMS = {"env": "", "config": "", "overrides": ""}
 ENV_PREFIX = "LAKEBERT_NOTEBOOK_"
@@ -43,14 +45,10 @@ def notebook_config(params: dict[str, str]) -> Config:
 
 
 def run_in_notebook(stage: str, params: dict[str, str], spark=None) -> dict:
-    """Run one stage (`ingest`, `clean`, `tokenize`, `train`, `score`, `tune`) or the whole
-    pipeline (`run`) and return its summary; the run record is saved as for `lakebert <stage>`."""
-    from spark_jobs.pipeline import stage_functions, pipeline
-    from spark_jobs.score import score
-    from spark_jobs.stage import execute
-    from spark_jobs.tune import tune
-
-    functions = {**stage_functions(), "run": pipeline, "score": score, "tune": tune}
-    if stage not in functions:
-        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(functions)})")
-    return execute(stage, notebook_config(params), functions[stage], spark)
+    """Run one stage (`ingest`, `clean`, `tokenize`, `train`, `score`, `tune`: any of
+    `spark_jobs.registry` with a body) or the whole pipeline (`run`) and return its summary;
+    the run record is saved as for `lakebert <stage>`. Only the chosen stage's module is imported."""
+    runnable = [name for name, record in stages().items() if record.body is not None]
+    if stage not in runnable:
+        raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(runnable)})")
+    return execute(stage, notebook_config(params), load(stage).body, spark)

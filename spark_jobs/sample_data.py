@@ -18,6 +18,9 @@ import random
 import sys
 from pathlib import Path
 
+from spark_jobs.registry import Stage
+
+STAGE = "sample-data"
 LABELS = ("business", "health", "sports", "technology")
 
 TOPIC_WORDS = {
@@ -124,15 +127,21 @@ def write_sample(out_dir: str | Path, n_docs: int = 3000, seed: int = 13, bad_ro
     return out
 
 
+STAGE_RECORD = Stage(name=STAGE, description="write the deterministic sample corpus")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lakebert sample-data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"lakebert {STAGE}", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/sample")
     parser.add_argument("--docs", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-bad-rows", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the JSON summary as the last line of stdout")
     args = parser.parse_args(argv)
     out = write_sample(args.out, args.docs, args.seed, not args.no_bad_rows)
-    print(json.dumps({"stage": "sample-data", "out": str(out), "docs": args.docs, "seed": args.seed}))
+    print(f"lakebert {STAGE}: wrote {args.docs:,} documents to {out}")
+    if args.json:
+        print(json.dumps({"stage": STAGE, "out": str(out), "docs": args.docs, "seed": args.seed}))
     return 0
 
 

@@ -60,7 +60,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
-from spark_jobs.scoring import STAGE_NAME
 from spark_jobs.scoring.evaluate import BASELINE_BATCH_ROWS, drift_report, evaluation_frame, labelled_rows
 from spark_jobs.scoring.executor import score_documents, ship_model
 from spark_jobs.scoring.registry import ScoringModel, load_baseline, load_model
@@ -70,12 +69,13 @@ from spark_jobs.scoring.summary import Counts, Figures, Report, ScoreSummary
 from spark_jobs.scoring.transforms import (
     KEY, PREDICTIONS_SCHEMA, not_scored, one_per_doc, scored_by, scored_input, to_predictions,
 )
+from spark_jobs.registry import Stage
 from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import PREDICTIONS, Table, resolve_table
 from training.evaluation import DRIFT_KEYS, drift_warnings, evaluate_baseline, evaluate_labelled
 
-STAGE = STAGE_NAME
+STAGE = "score"
 
 
 def score(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
@@ -160,15 +160,28 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     rows = sum(drift["length"]["scored"]) if drift else 0
     note = f"not judged: {rows} scored rows, fewer than score.drift_min_rows={sc.drift_min_rows}" \
         if drift and rows < sc.drift_min_rows else None
-    return Report(mlflow_run_id=log_score_run(cfg, model, source, evaluation, drift, counts, baseline),
+    return Report(mlflow_run_id=log_score_run(STAGE, cfg, model, source, evaluation, drift, counts, baseline),
                   warnings=drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows),
                   evaluation=Figures.of(evaluation) if labelled else None, baseline=Figures.of(baseline),
                   drift_psi={key: drift[key]["psi"] for key in DRIFT_KEYS} if drift else None,
                   drift_rows=rows, drift_note=note)
 
 
+STAGE_RECORD = Stage(
+    name=STAGE, body=score,
+    description="score documents with the registered model -> predictions table, evaluation, drift",
+    config=("score",
+            "mlflow.tracking_uri", "mlflow.registry_uri", "mlflow.experiment", "mlflow.registered_model",
+            "mlflow.champion_alias",
+            # score.source is read as ingest reads ingest.source
+            "ingest.text_column", "ingest.label_column", "ingest.id_column", "ingest.text_mode",
+            "ingest.label_from_dir", "ingest.max_text_chars", "ingest.options",
+            "tables.silver", "tables.predictions", "lakehouse", "spark"),
+    after="train", timeout_hours=4)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, score, "Score documents with a registered model (predictions, evaluation, drift).")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
+import time
 
-from conf import Config
-from spark_jobs.console import running
+from conf import Config, config_dict, load_config, storage
+from conf.errors import StageError
+from spark_jobs.console import Console, detail, is_running, running
 
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -39,6 +42,9 @@ DELTA_SQL_CONF = {
 SPARK_DEFAULTS = {"spark.sql.legacy.javaCharsets": "true"}
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
 CONNECT_SETTABLE = "spark.sql."  # the settings a Spark Connect client may set on its session
+# A Spark job shorter than this shows no progress line at all.
+SPARK_PROGRESS_AFTER_S = 2.0
+SPARK_POLL_S = 0.5
 
 
 # Hadoop's S3A connector, resolved like Delta's jars, only when a location is s3a:// (or s3://).
@@ -75,7 +81,6 @@ def s3_packages() -> tuple[list[str], str | None]:
 
 def uses_s3(cfg: Config) -> bool:
     """Whether any location in the config is on S3."""
-    from conf import config_dict, storage
 
     def strings(value):
         if isinstance(value, dict):
@@ -179,8 +184,6 @@ def connect_session(cfg: Config, remote: str):
     `spark.conf`; the server's own settings (master, packages, storage) are the server's."""
     from pyspark.sql import SparkSession
 
-    from spark_jobs.console import detail
-
     settings = {**SPARK_DEFAULTS, **cfg.spark.conf}
     ignored = sorted(k for k in settings if not k.startswith(CONNECT_SETTABLE))
     if ignored:
@@ -211,15 +214,67 @@ def _require_delta_jars(spark) -> None:
     from py4j.java_gateway import JavaClass
 
     if not isinstance(spark.sparkContext._jvm.io.delta.tables.DeltaTable, JavaClass):
-        from spark_jobs.stage import StageError
-
         raise StageError(f"Delta Lake's jars are not on the classpath: add --packages {delta_package()} "
                          "to spark-submit")
 
 
-def main() -> int:
-    from conf import load_config
+class SparkProgress:
+    """A thread that shows the running Spark jobs' task counts as the console's live line.
 
+    Needs the classic API's status tracker; under Spark Connect there is none and nothing is shown."""
+
+    def __init__(self, spark, console: Console):
+        self.console, self.stop_event = console, threading.Event()
+        self.tracker = None if is_connect(spark) else spark.sparkContext.statusTracker()
+        self.thread = threading.Thread(target=self._run, name="lakebert-spark-progress", daemon=True)
+
+    @classmethod
+    def when_running(cls, spark, console: Console):
+        """Live progress for a command's run; a notebook has its own (and no run console)."""
+        if not is_running(console):
+            return contextlib.nullcontext()
+        return cls(spark, console)
+
+    def __enter__(self):
+        if self.tracker is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        self.console.end_progress()
+
+    def line(self) -> str | None:
+        """`<activity>: Spark tasks done/total` over the active stages, or None when idle."""
+        done = total = 0
+        for stage_id in self.tracker.getActiveStageIds():
+            info = self.tracker.getStageInfo(stage_id)
+            if info is not None:
+                done, total = done + info.numCompletedTasks, total + info.numTasks
+        if not total:
+            return None
+        return f"{self.console.activity or 'spark'}: Spark tasks {done:,}/{total:,}"
+
+    def _run(self) -> None:
+        busy_since = None
+        while not self.stop_event.wait(SPARK_POLL_S):
+            try:
+                line = None if self.console.training else self.line()
+            except Exception:  # noqa: BLE001 - the session is stopping; progress is best effort
+                return
+            if line is None:
+                if busy_since is not None:
+                    self.console.end_progress()
+                busy_since = None
+                continue
+            busy_since = busy_since or time.monotonic()
+            if time.monotonic() - busy_since >= SPARK_PROGRESS_AFTER_S and is_running(self.console):
+                self.console.progress(line)
+
+
+def main() -> int:
     spark = get_spark(load_config())
     spark.range(1).count()
     print(f"spark {spark.version} with {delta_package()} ready")

@@ -1,8 +1,9 @@
 """What every stage's `main()` shares: argument parsing, config loading, the quiet console and
-the run's log, the saved run record and the JSON summary as the last stdout line.
+the run's log, the saved run record, and the summary: one human line on the console, the JSON
+summary in `_runs/<stage>/<stage_run_id>/summary.json` (and, with `--json`, as the last stdout line).
 
-    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--remote sc://host:15002] [--verbose]
-    spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.cli.STAGE_SCRIPTS
+    lakebert <stage> [--env local] [--config FILE] [--set key.sub=value ...] [--remote sc://host:15002] [--verbose] [--json]
+    spark-submit spark_jobs/<script> [same arguments]     # the stage's script: spark_jobs.registry.Stage.script
     LAKEBERT_OVERRIDES='["key.sub=value", ...]' spark-submit spark_jobs/<script>   # below --set; kept out of `ps`
 
 The console shows lakebert's own lines; the resolved config (secrets redacted) and everything
@@ -35,47 +36,27 @@ import time
 import traceback
 import uuid
 from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
 
 from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact, storage
-from conf.errors import describe, with_cause
+from conf.errors import SettingError, StageError, one_line  # noqa: F401 - re-exported: `from spark_jobs.stage import StageError`
+from conf.help import config_help
 from conf.paths import join_path, resolve_root
-from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, SparkProgress, current, verbose_requested
+from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, current, verbose_requested
+from spark_jobs.registry import OVERRIDES_ENV, Stage, config_of
+from spark_jobs.session import SparkProgress, get_spark
 from spark_jobs.tables import runs_dir
 
 EXIT_OK, EXIT_INPUT, EXIT_CONFIG = 0, 1, 2
 ERROR_LOG = "error.log"
-MAX_ERROR_CHARS = 2000
-
-
-class StageError(RuntimeError):
-    """Bad input or state a user can fix; printed as one line, exit code 1."""
-
-
-class SettingError(StageError):
-    """A setting that cannot work as given (found once the stage looks at the data or the
-    folders it names); printed as one line, exit code 2, as a config error."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one redacted line: a StageError's own text, else the class and the first
-    line of its message; then its first cause when the line does not say it (`conf.errors`: an
-    OS error by name, the root cause of a Java trace: `Connection refused`, not `An error
-    occurred while calling o805.parquet.`)."""
-    if isinstance(exc, StageError):
-        text = with_cause(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()), exc)
-    else:
-        text = describe(exc, MAX_ERROR_CHARS)
-    return redact(text)[:MAX_ERROR_CHARS]
+SUMMARY_FILE = "summary.json"
 
 
 def build_parser(stage: str, description: str = "") -> argparse.ArgumentParser:
-    """The stage's arguments; its `--help` ends with the config keys it reads (`conf.help`)."""
-    from conf.help import config_help
-    from spark_jobs.cli import COMMAND_CONFIG
-
+    """The stage's arguments; its `--help` ends with the config keys it reads (`conf.help`,
+    from its record: `spark_jobs.registry.config_of`)."""
     parser = argparse.ArgumentParser(prog=f"lakebert {stage}", description=description,
-                                     epilog=config_help(COMMAND_CONFIG[stage]),
+                                     epilog=config_help(config_of(stage)),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     return parser
@@ -91,6 +72,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true",
                         help=f"show everything (Spark, Ivy, MLflow, torchrun) on the console, not only "
                              f"lakebert's lines; the same as {LOG_LEVEL_ENV}=DEBUG")
+    parser.add_argument("--json", action="store_true",
+                        help=f"print the JSON summary (saved as _runs/<stage>/<id>/{SUMMARY_FILE}) as the last line "
+                             "of stdout, for scripts")
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
@@ -103,8 +87,6 @@ def handed_overrides() -> list[tuple[str, list[str]]]:
     `--set`: how Airflow hands a stage its overrides, out of the argv that `ps` shows to every
     user. Read once and removed from the environment, so that Spark's Python workers and the
     training processes do not inherit them."""
-    from spark_jobs.cli import OVERRIDES_ENV
-
     text = os.environ.pop(OVERRIDES_ENV, None)
     if text is None:
         return []
@@ -121,24 +103,26 @@ def new_stage_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def run_stage(stage: str, argv: list[str] | None,
-              body: Callable[[object, Config, str], dict], description: str = "") -> int:
-    """Load config, start Spark, run `body(spark, cfg, stage_run_id) -> summary`, report."""
-    args = build_parser(stage, description).parse_args(argv)
+def run_stage(stage: Stage, argv: list[str] | None) -> int:
+    """A stage's `main()`: parse `argv`, load config, start Spark, run `stage.body(spark, cfg,
+    stage_run_id) -> summary`, report (`run_with_config`)."""
+    args = build_parser(stage.name, stage.description).parse_args(argv)
     try:
         cfg = load_config(env=args.env, overrides=config_overrides(args), config_file=args.config,
                           override_layers=handed_overrides())
     except ConfigError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG
-    return run_with_config(stage, cfg, body, verbose=verbose_requested(args.verbose))
+    return run_with_config(stage.name, cfg, stage.body, verbose=verbose_requested(args.verbose),
+                           print_json=args.json)
 
 
 def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str], dict],
-                    verbose: bool | None = None) -> int:
-    """What `main()` does: run the stage quietly (`spark_jobs.console`), print its summary last,
-    map errors to exit codes. Any failure ends with one line on stderr that names the run's log
-    and, for anything but bad input, `error.log` with the trace."""
+                    verbose: bool | None = None, print_json: bool = False) -> int:
+    """What `main()` does: run the stage quietly (`spark_jobs.console`), print its summary line
+    last (then, with `print_json`, the JSON summary), map errors to exit codes. Any failure ends
+    with one line on stderr that names the run's log and, for anything but bad input,
+    `error.log` with the trace."""
     stage_run_id = new_stage_run_id()
     console = RunConsole(stage, verbose_requested() if verbose is None else verbose,
                          join_path(runs_dir(cfg, stage, stage_run_id), LOG_FILE))
@@ -166,9 +150,11 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
         print(f"{stage} error: {one_line(failure)}" + (f" ({'; '.join(where)})" if where else ""),
               file=sys.stderr, flush=True)
         return EXIT_CONFIG if isinstance(failure, SettingError) else EXIT_INPUT
-    if log:
-        print(f"lakebert {stage}: {summary.get('status', 'done')} in {summary['seconds']:,.1f} s; log: {log}")
-    print(json.dumps(summary), flush=True)
+    # the JSON summary is beside the log, in the run's record folder
+    print(f"lakebert {stage}: {summary.get('status', 'done')} in {summary['seconds']:,.1f} s"
+          + (f"; log: {log}" if log else ""), flush=True)
+    if print_json:
+        print(json.dumps(summary), flush=True)
     return EXIT_OK
 
 
@@ -205,8 +191,6 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     """Log the resolved config, run `body(spark, cfg, stage_run_id)`, save the run record
     (`_runs/<stage>/<stage_run_id>/{config,summary}.json`) and return the summary. Notebooks and
     the Airflow tasks' scripts call this; `StageError` propagates."""
-    from spark_jobs.session import get_spark
-
     console = current()
     console.detail(f"# lakebert {stage}: resolved config (secrets redacted)\n{config_yaml(cfg)}".rstrip("\n"))
     stage_run_id = stage_run_id or new_stage_run_id()
@@ -229,5 +213,5 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
         summary["log"] = console.log_path
     record_dir = runs_dir(cfg, stage, stage_run_id)
     storage.write_text(join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
-    storage.write_text(join_path(record_dir, "summary.json"), json.dumps(summary, indent=2))
+    storage.write_text(join_path(record_dir, SUMMARY_FILE), json.dumps(summary, indent=2))
     return summary

@@ -82,6 +82,7 @@ from conf.paths import join_path, resolve_root, under_root
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
 from spark_jobs.console import detail
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, report_dir_in, report_images, tokenize_figures
+from spark_jobs.registry import Stage
 from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import CHANGE_COLUMNS, INSERT, SILVER, resolve_table, runs_dir
@@ -696,8 +697,25 @@ def _named_counts(split_stats: dict, label_map: dict[str, int]) -> dict[str, int
     return {names.get(i, i): n for i, n in split_stats.get("label_counts", {}).items()}
 
 
+def summary_line(summary: dict) -> str:
+    """Tokenize's line in `lakebert run`."""
+    removed = sum(summary.get("cross_split_duplicates", {}).values())
+    return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})" \
+        + (f", {removed:,} removed from validation/test (same ids as an earlier split)" if removed else "")
+
+
+STAGE_RECORD = Stage(
+    name=STAGE, body=tokenize,
+    description="silver -> tokenized Parquet + manifest (trains a WordPiece tokenizer if asked)",
+    config=("tokenize",
+            "train.model",  # tokenizer=auto: the pretrained model's own, or train one
+            "train.class_weights",  # the class-imbalance warning
+            "tables.silver", "lakehouse", "spark"),
+    step=30, timeout_hours=2, summary=summary_line)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, tokenize, "Tokenize silver into Parquet for training.")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from conf import Config, config_dict, storage
 from conf.paths import resolve_root
 from conf.schema import model_name_problem
 from spark_jobs import console
+from spark_jobs.registry import Stage
 from spark_jobs.session import is_connect
 from spark_jobs.stage import SettingError, StageError, run_stage
 from training.baseline import comparison_line
@@ -292,8 +293,25 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
             "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}
 
 
+def summary_line(summary: dict) -> str:
+    """Train's line in `lakebert run`."""
+    return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
+
+
+STAGE_RECORD = Stage(
+    name=STAGE, body=train,
+    description="tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)",
+    config=("train", "mlflow",
+            "tokenize.output",  # the data when train.data is null
+            # recorded on the MLflow run as the model's normalization, which score applies
+            # (spark_jobs.score.RECORDED_CLEAN)
+            "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",
+            "lakehouse", "spark"),
+    step=40, timeout_hours=12, summary=summary_line)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, train, "Train and register a classifier with TorchDistributor.")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import warnings
 
 from conf import Config, config_dict, redact, storage
 from spark_jobs import console
+from spark_jobs.registry import Stage
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from training.lineage import (
@@ -428,8 +429,18 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
             "registered_model": registered, "warnings": warnings_, "seconds": round(time.perf_counter() - started, 3)}
 
 
+STAGE_RECORD = Stage(
+    name=STAGE, body=tune,
+    description="an Optuna study of train jobs over tune.space -> the best model registered @tuned",
+    config=("tune", "train", "mlflow",
+            "tokenize.output",  # the data when train.data is null
+            "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",  # as train
+            "lakehouse", "spark"),
+    after="tokenize", timeout_hours=48)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(STAGE, argv, tune, "Tune train settings with an Optuna study of lakebert train jobs.")
+    return run_stage(STAGE_RECORD, argv)
 
 
 if __name__ == "__main__":

@@ -11,5 +11,3 @@
 - `score_run.py`: the score run in MLflow (metrics, evaluation, drift, figures).
 - `summary.py`: `ScoreSummary`, what the stage returns and prints.
 """
-
-STAGE_NAME = "score"  # the stage's name: its run records (`_runs/score/`) and its MLflow run's `lakebert.stage` tag

@@ -1,6 +1,6 @@
 """The score run in MLflow: one run in `mlflow.experiment`, tagged with the scored model version.
 
-    run_id = log_score_run(cfg, model, source, evaluation, drift, counts, baseline)
+    run_id = log_score_run("score", cfg, model, source, evaluation, drift, counts, baseline)
 
 It holds the counts (`score/*`), the evaluation (`eval/*`, `evaluation.json`, the reliability
 diagram) when the input has labels, the linear baseline's figures beside it (`baseline/eval/*`),
@@ -13,16 +13,15 @@ from __future__ import annotations
 import time
 
 from conf import Config
-from spark_jobs.scoring import STAGE_NAME
 from spark_jobs.scoring.registry import ScoringModel
 from spark_jobs.scoring.source import Source
 from spark_jobs.scoring.summary import Counts
 from training.evaluation import DRIFT_KEYS, EVALUATION_KEYS
 
 
-def log_score_run(cfg: Config, model: ScoringModel, source: Source, evaluation: dict | None, drift: dict | None,
-                  counts: Counts, baseline: dict | None = None) -> str:
-    """One MLflow run in `mlflow.experiment`, tagged with the scored model version."""
+def log_score_run(stage: str, cfg: Config, model: ScoringModel, source: Source, evaluation: dict | None,
+                  drift: dict | None, counts: Counts, baseline: dict | None = None) -> str:
+    """One MLflow run in `mlflow.experiment`, tagged with the stage's name and the scored model version."""
     from mlflow.entities import Metric, RunTag
 
     from conf import redact
@@ -32,7 +31,7 @@ def log_score_run(cfg: Config, model: ScoringModel, source: Source, evaluation: 
     from training.tracking import experiment_id, store_client, tracking_uri
 
     client = store_client(tracking_uri(cfg))
-    tags = {lineage.TAG_STAGE: STAGE_NAME, lineage.TAG_SCORED_MODEL: model.uri, lineage.TAG_SCORED_NAME: model.name,
+    tags = {lineage.TAG_STAGE: stage, lineage.TAG_SCORED_MODEL: model.uri, lineage.TAG_SCORED_NAME: model.name,
             lineage.TAG_SCORED_VERSION: model.version, lineage.TAG_SCORED_RUN: str(model.run_id),
             lineage.TAG_SCORE_SOURCE: source.location, lineage.TAG_SCORE_SOURCE_VERSION: str(source.version)}
     run = client.create_run(experiment_id(client, cfg), run_name=f"score-{model.name}-v{model.version}",

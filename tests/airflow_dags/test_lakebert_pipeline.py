@@ -158,7 +158,9 @@ def test_rendered_tasks_mask_every_secret_and_hand_the_overrides_over_outside_sp
             assert secret not in stored, (task, secret)  # every value of the repeated key, every name
         assert "clean.min_chars=20" in stored  # what is no secret stays readable
         # spark-submit's argv (what `ps` shows every user of the worker) holds no override at all
-        assert argv[-3:] == [str(REPO / "spark_jobs" / SCRIPTS[task]), "--env", "local"] and "--set" not in argv
+        # (`--json`: the task's log ends with the stage's JSON summary)
+        assert argv[-4:] == [str(REPO / "spark_jobs" / SCRIPTS[task]), "--env", "local", "--json"] \
+            and "--set" not in argv
         expected = overrides + (["ingest.source=/data/raw/2026-11-20", "ingest.batch_id=2026-11-20"]
                                 if task == "ingest" else [])
         assert rendered["handed"] == expected  # in spark-submit's environment, unmasked, for the stage

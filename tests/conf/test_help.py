@@ -7,7 +7,10 @@ from pydantic import BaseModel
 
 from conf.help import SECTIONS, check_sections, config_help, config_keys, first_sentence, format_value
 from conf.schema import FINE_TUNING_DEFAULTS, FROM_SCRATCH_DEFAULTS, Config, NearDedupConfig, TrainConfig
-from spark_jobs.cli import COMMAND_CONFIG, COMMANDS, STAGES
+from spark_jobs.registry import config_of, stages, steps
+
+COMMAND_CONFIG = {name: config_of(name) for name in stages()}  # what `lakebert <command> --help` lists
+STAGES = tuple(step.name for step in steps())
 
 ROW = re.compile(r"^  (?P<key>\S+)\s+(?P<default>\S+)\s+(?P<meaning>.*)$")
 
@@ -93,7 +96,7 @@ def test_unknown_section_or_key_is_a_one_line_error(name, message):
 
 
 def test_every_command_names_which_config_it_reads():
-    assert set(COMMAND_CONFIG) == set(COMMANDS)
+    assert set(COMMAND_CONFIG) == {"run", "ingest", "clean", "tokenize", "train", "score", "tune", "sample-data"}
     assert COMMAND_CONFIG["sample-data"] == ()
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from conf.help import first_sentence
 from conf.schema import TokenizeConfig
-from spark_jobs.cli import COMMANDS, OVERRIDES_ENV
+from spark_jobs.cli import OVERRIDES_ENV
+from spark_jobs.registry import stages
 from spark_jobs.console import LOG_LEVEL_ENV
 from spark_jobs.sample_data import write_sample
 from spark_jobs.session import delta_package
@@ -28,6 +29,7 @@ def _run(cmd, extra_env=None, **kw):
 
 
 def _summary(proc):
+    """The JSON summary of a command run with `--json`: its last stdout line."""
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -104,8 +106,8 @@ def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path
 def test_lakebert_ingest_shows_its_own_lines_and_logs_spark_and_the_redacted_config(tmp_path):
     src = write_sample(tmp_path / "data", n_docs=200, seed=1)
     root = tmp_path / "lh"
-    proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}", "--set", f"ingest.source={src}",
-                 "--set", "spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2"])
+    proc = _run([*LAKEBERT, "ingest", "--json", *FAST_SPARK, "--set", f"lakehouse.root={root}",
+                 "--set", f"ingest.source={src}", "--set", "spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2"])
     summary = _summary(proc)
     assert summary["stage"] == "ingest" and summary["read"] == summary["inserted"] + summary["duplicates"] + sum(
         summary["quarantined"].values())
@@ -128,7 +130,7 @@ def test_lakebert_ingest_shows_its_own_lines_and_logs_spark_and_the_redacted_con
 def test_verbose_shows_everything_on_the_console(tmp_path):
     src = write_sample(tmp_path / "data", n_docs=50, seed=3)
     root = tmp_path / "lh"
-    proc = _run([*LAKEBERT, "ingest", "--verbose", *FAST_SPARK, "--set", f"lakehouse.root={root}",
+    proc = _run([*LAKEBERT, "ingest", "--verbose", "--json", *FAST_SPARK, "--set", f"lakehouse.root={root}",
                  "--set", f"ingest.source={src}"])
     summary = _summary(proc)
     assert proc.stdout.startswith("# lakebert ingest: resolved config (secrets redacted)")
@@ -154,7 +156,7 @@ def test_stage_runs_through_the_real_spark_submit_binary(spark, tmp_path):
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--packages", delta_package(),
               "--conf", "spark.sql.shuffle.partitions=2"]
     handed = {OVERRIDES_ENV: json.dumps([f"lakehouse.root={root}", "tokenize.vocab_size=9"])}  # --set wins
-    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", *args], handed))
+    tokenized = _summary(_run([*submit, "spark_jobs/tokenize_silver.py", "--json", *args], handed))
     assert tokenized["status"] == "done" and tokenized["rows"] == cleaned["output"]
     assert json.loads(Path(tokenized["manifest"]).read_text())["rows"] == cleaned["output"]
 
@@ -167,8 +169,8 @@ def test_unknown_command_lists_the_commands():
 def test_help_lists_every_command_with_one_line():
     proc = _run([*LAKEBERT, "--help"])
     assert proc.returncode == 0
-    for command, (_, line) in COMMANDS.items():
-        assert f"  {command:<12} {line}" in proc.stdout.splitlines()
+    for command, stage in stages().items():
+        assert f"  {command:<12} {stage.description}" in proc.stdout.splitlines()
 
 
 def test_stage_help_lists_the_keys_it_reads_with_defaults_and_meanings_from_the_schema():

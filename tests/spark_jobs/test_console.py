@@ -11,8 +11,8 @@ import pytest
 
 from conf.redact import remember_secrets
 from spark_jobs import console as console_module
-from spark_jobs.console import (LOG_LEVEL_ENV, PROGRESS_EVERY_S, Console, RunConsole, SparkProgress,
-                                verbose_requested)
+from spark_jobs.console import LOG_LEVEL_ENV, PROGRESS_EVERY_S, Console, RunConsole, verbose_requested
+from spark_jobs.session import SparkProgress
 
 
 class FakeClock:

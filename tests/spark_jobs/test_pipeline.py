@@ -5,11 +5,14 @@ from pathlib import Path
 import pytest
 
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES
-from spark_jobs.pipeline import STAGES, pipeline
+from spark_jobs.pipeline import pipeline
+from spark_jobs.registry import steps
 from spark_jobs.stage import StageError
 from tests.conftest import make_config
 from tokenization.dataset import MANIFEST
 from training.tracking import DATA_REPORT_ARTIFACTS, store_client
+
+STAGES = tuple(step.name for step in steps())
 
 
 def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, sample_run, capsys):

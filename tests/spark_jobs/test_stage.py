@@ -1,11 +1,14 @@
 """spark_jobs.stage: any failure (a Java exception too) ends with one line on stderr, with the
 full trace in the run's error.log and the rest in its run.log, and no secret in any output."""
 
+import json
 from pathlib import Path
+
+import pytest
 
 from spark_jobs.console import LOG_FILE
 from spark_jobs.ingest import ingest
-from spark_jobs.stage import EXIT_INPUT, ERROR_LOG, run_with_config
+from spark_jobs.stage import ERROR_LOG, EXIT_INPUT, run_with_config
 from tests.conf.test_redact import SECRETS
 from tests.conftest import make_config
 
@@ -42,9 +45,24 @@ def test_overrides_handed_in_the_environment_are_read_once_and_not_inherited_by_
     import json
     import os
 
-    from spark_jobs.cli import OVERRIDES_ENV
+    from spark_jobs.registry import OVERRIDES_ENV
     from spark_jobs.stage import handed_overrides
 
     monkeypatch.setenv(OVERRIDES_ENV, json.dumps(["clean.min_chars=3", "ingest.options.password=Pw-12345"]))
     assert handed_overrides() == [(f"${OVERRIDES_ENV}", ["clean.min_chars=3", "ingest.options.password=Pw-12345"])]
     assert OVERRIDES_ENV not in os.environ and handed_overrides() == []  # Spark's workers and the ranks inherit none
+
+
+@pytest.mark.parametrize("print_json", [False, True])
+def test_a_run_ends_with_its_human_line_and_prints_the_json_summary_only_with_json(spark, tmp_path, capfd, print_json):
+    root = tmp_path / "lh"
+    assert run_with_config("toy", make_config(root), lambda spark, cfg, run_id: {"rows": 3},
+                           print_json=print_json) == 0
+    lines = capfd.readouterr().out.strip().splitlines()
+    saved = json.loads(next(root.glob("_runs/toy/*/summary.json")).read_text())  # always written
+    human = f"lakebert toy: done in {saved['seconds']:,.1f} s; log: {saved['log']}"
+    assert saved["rows"] == 3 and saved["stage"] == "toy"
+    if print_json:
+        assert lines[-2:] == [human, json.dumps(saved)]
+    else:
+        assert lines[-1] == human and not any(line.startswith("{") for line in lines)

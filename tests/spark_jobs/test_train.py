@@ -377,7 +377,7 @@ def _launch(root, store, *overrides, master="local[2]"):
                         *TRAIN, f"mlflow.tracking_uri={store}", "mlflow.system_metrics=false", *overrides]
             for x in ("--set", o)]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    return subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "train", *sets], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "train", "--json", *sets], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 

@@ -109,7 +109,7 @@ def _launch(root: Path, *overrides: str) -> subprocess.Popen:
     sets = [x for o in [*TEST_SPARK, f"lakehouse.root={root}", "tokenize.max_length=48", *TRIAL, *SPACE, *overrides]
             for x in ("--set", o)]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    return subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "tune", *sets], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "spark_jobs.cli", "tune", "--json", *sets], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
