@@ -166,6 +166,7 @@ def test_rendered_tasks_mask_every_secret_and_hand_the_overrides_over_outside_sp
         assert rendered["handed"] == expected  # in spark-submit's environment, unmasked, for the stage
 
 
+@pytest.mark.integration
 def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     env = _airflow_env(tmp_path / "airflow")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration  # each runs a benchmark script end to end (tens of seconds)
 
 
 def _run(script, *args, tmp_path):

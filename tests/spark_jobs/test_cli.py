@@ -91,6 +91,7 @@ def test_overrides_handed_in_the_environment_sit_below_set_and_are_named_in_erro
     assert proc.stderr.count("\n") == 1 and proc.stdout == "" and not root.exists()
 
 
+@pytest.mark.integration
 def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path):
     root = tmp_path / "lh"
     proc = _run([*LAKEBERT, "ingest", *FAST_SPARK, "--set", f"lakehouse.root={root}",
@@ -103,6 +104,7 @@ def test_missing_source_path_exits_1_naming_the_path_and_writes_nothing(tmp_path
     assert not root.exists()
 
 
+@pytest.mark.integration
 def test_lakebert_ingest_shows_its_own_lines_and_logs_spark_and_the_redacted_config(tmp_path):
     src = write_sample(tmp_path / "data", n_docs=200, seed=1)
     root = tmp_path / "lh"
@@ -127,6 +129,7 @@ def test_lakebert_ingest_shows_its_own_lines_and_logs_spark_and_the_redacted_con
     assert json.loads((saved / "config.json").read_text())["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
 
 
+@pytest.mark.integration
 def test_verbose_shows_everything_on_the_console(tmp_path):
     src = write_sample(tmp_path / "data", n_docs=50, seed=3)
     root = tmp_path / "lh"

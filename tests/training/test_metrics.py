@@ -47,6 +47,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("num_labels", [2, 4])
 def test_distributed_metrics_equal_single_process(num_labels):
     manager = mp.Manager()
