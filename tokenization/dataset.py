@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from conf import storage
@@ -266,6 +266,7 @@ class TokenizedDataset:
         """Write `<root>/<key>/manifest.json` (the dataset exists from there on), then LATEST.
         The data files must already be in place."""
         path = storage.join(root, key, MANIFEST)
+        manifest = replace(manifest, format_version=MANIFEST_VERSION)  # as the file now says
         storage.write_text(path, manifest.to_json())
         point_latest(root, key)
         return cls(path, manifest)
