@@ -28,6 +28,7 @@ with one line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,11 @@ DATA_DIR = "data"
 KEYS_DIR = "keys"
 FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
 MANIFEST_VERSION = 1  # manifest.json's own layout; none in the file: written before versions (read as is)
+
+
+def dataset_key(*parts: str) -> str:
+    """A short, stable key from its parts (a dataset's folder name; a trained tokenizer's)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 class DataError(ValueError):
@@ -133,7 +139,8 @@ class Manifest:
     @property
     def extendable(self) -> bool:
         """Written with what an incremental run adds to: keys files and per-split hash sums."""
-        return self.keys is not None and next(iter(self.splits.values()), SplitStats()).hash_sum is not None
+        return (self.keys is not None and self.source is not None
+                and next(iter(self.splits.values()), SplitStats()).hash_sum is not None)
 
     @property
     def silver_rows(self) -> int:

@@ -36,7 +36,7 @@ import numpy as np
 from conf import storage
 from conf.schema import TrainConfig
 # The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
-from tokenization.dataset import DataError, Manifest, TokenizedDataset, resolve_manifest
+from tokenization.dataset import DataError, Manifest, TokenizedDataset, resolve_manifest  # noqa: F401 - re-exported
 
 COLUMNS = ["input_ids", "label"]
 # Whole row groups per rank only when the largest is at most this share of a rank's rows.
