@@ -354,12 +354,8 @@ def record(client, parent: str, study, best, metric: str) -> None:
     client.log_metric(parent, f"best/{metric}", best.value, step=len(trials))
 
 
-def tune(spark, cfg: Config, stage_run_id: str) -> dict:
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    from training import tracking
-
+def check_settings(cfg: Config) -> None:
+    """What tune refuses before any work: no search space, or trials that cannot share the processes."""
     if not cfg.tune.space:
         raise StageError("tune.space is empty: give train keys and their distributions (see the README)")
     if cfg.train.num_processes % cfg.tune.parallel_trials:
@@ -369,6 +365,29 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
         raise StageError("tune.parallel_trials > 1 with train.use_gpu=true in local mode would put every trial on "
                          "the same GPUs (TorchDistributor gives each local run the driver's first ones): run trials "
                          "one at a time, or on executors with train.local_mode=false")
+
+
+def run_trials(cfg: Config, study, objective, client, parent: str, done: int, finished) -> None:
+    """The study's missing trials (up to tune.trials); a failure ends the parent run FAILED."""
+    from optuna.study import MaxTrialsCallback
+
+    parallel = cfg.tune.parallel_trials > 1
+    try:
+        with captured_output() if parallel else contextlib.nullcontext():
+            study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
+                           n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
+                           callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
+    except Exception:
+        client.set_terminated(parent, "FAILED")  # a rerun continues the study and the parent run
+        raise
+
+
+def tune(spark, cfg: Config, stage_run_id: str) -> dict:
+    from optuna.trial import TrialState
+
+    from training import tracking
+
+    check_settings(cfg)
     started = time.perf_counter()
     data = preflight(spark, cfg)
     check_metric(metric_of(cfg), len(data.manifest.label_map))
@@ -385,15 +404,7 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
           f"{direction_of(cfg)} validation {metric} (MLflow parent run {parent})", flush=True)
     objective = Objective(cfg, name, url, parent, data)
     if done < cfg.tune.trials:
-        parallel = cfg.tune.parallel_trials > 1
-        try:
-            with captured_output() if parallel else contextlib.nullcontext():
-                study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
-                               n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
-                               callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
-        except Exception:
-            client.set_terminated(parent, "FAILED")  # a rerun continues the study and the parent run
-            raise
+        run_trials(cfg, study, objective, client, parent, done, finished)
     trials = counts(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
