@@ -14,13 +14,14 @@ Drift compares the scored rows with the model's training split, which the model'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from conf.schema import TRAIN
 from spark_jobs.scoring.registry import ScoringModel
+from tokenization.dataset import Manifest, TokenizedDataset
 
 BASELINE_BATCH_ROWS = 4096  # labelled texts the driver encodes and scores with the linear baseline at a time
 
@@ -40,13 +41,12 @@ def labelled_rows(scored: DataFrame, labels: tuple[str, ...]) -> Iterator[tuple[
 
 def training_split(spark: SparkSession, manifest_path: str) -> tuple[list[str], dict[int, int]]:
     """The training split's Parquet files and its rows per label id, from the tokenized dataset's
-    manifest at `manifest_path`: every manifest read of score is here (the manifest's own reader
-    in `tokenization.dataset` replaces its body)."""
-    manifest = json.loads(spark.read.text(manifest_path, wholetext=True).first()[0])
-    folder = manifest_path.rsplit("/", 1)[0]
-    files = [f"{folder}/{name}" for name in manifest["files"]["train"]]
-    counts = manifest["splits"]["train"].get("label_counts", {})  # JSON's keys: label ids as strings
-    return files, {int(label_id): int(n) for label_id, n in counts.items()}
+    manifest at `manifest_path`, read through Spark (the store the model's lineage names may be
+    reachable only there) and parsed by the manifest's one reader."""
+    text = spark.read.text(manifest_path, wholetext=True).first()[0]
+    dataset = TokenizedDataset(manifest_path, Manifest.parse(text, manifest_path))
+    counts = dataset.manifest.split(TRAIN).label_counts or {}  # JSON's keys: label ids as strings
+    return dataset.files(TRAIN), {int(label_id): int(n) for label_id, n in counts.items()}
 
 
 def training_profile(spark: SparkSession, model: ScoringModel, unk_id: int | None) -> tuple[DataFrame, dict] | None:
