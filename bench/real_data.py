@@ -69,11 +69,12 @@ def score_baseline(silver, classifier, manifest_path: str) -> dict:
     import pyarrow.parquet as pq
     from sklearn.metrics import accuracy_score, f1_score
 
-    manifest = json.loads(Path(manifest_path).read_text())
-    folder = Path(manifest_path).parent
+    from tokenization.dataset import TokenizedDataset
+
+    data = TokenizedDataset.open(manifest_path)
     out = {}
     for split in ("validation", "test"):
-        files = [str(folder / f) for f in manifest["files"].get(split, [])]
+        files = data.files(split) if split in data.manifest.files else []
         ids = set(pq.ParquetDataset(files).read(columns=["doc_id"]).column("doc_id").to_pylist()) if files else set()
         rows = silver[silver.doc_id.isin(ids)]
         predicted = classifier.predict(rows.text)

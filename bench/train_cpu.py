@@ -67,15 +67,14 @@ def run_hf(data: Path, out: Path, steps: int, batch_size: int, group_by_length: 
     from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback,
                               TrainingArguments)
 
-    from training.data import resolve_manifest
+    from tokenization.dataset import TokenizedDataset
     from training.model import build_model
 
-    manifest_path = Path(resolve_manifest(data))  # a local dataset
-    manifest = json.loads(manifest_path.read_text())
-    table = pq.read_table(manifest_path.parent / manifest["files"]["train"][0], columns=["input_ids", "label"])
+    dataset = TokenizedDataset.open(data)  # a local dataset
+    table = pq.read_table(dataset.files("train")[0], columns=["input_ids", "label"])
     rows = [{"input_ids": ids, "labels": y} for ids, y in
             zip(table.column("input_ids").to_pylist(), table.column("label").to_pylist())][:steps * batch_size]
-    tokenizer = AutoTokenizer.from_pretrained(manifest["tokenizer_path"])
+    tokenizer = AutoTokenizer.from_pretrained(dataset.manifest.tokenizer_path)
     padder = DataCollatorWithPadding(tokenizer)
     counted = {"tokens": 0, "padded": 0}
 
@@ -96,7 +95,7 @@ def run_hf(data: Path, out: Path, steps: int, batch_size: int, group_by_length: 
 
     torch.manual_seed(SEED)
     vocab = len(tokenizer)
-    model = build_model(MODEL, manifest["label_map"], vocab)
+    model = build_model(MODEL, dataset.manifest.label_map, vocab)
     args = TrainingArguments(
         output_dir=str(out / "hf"), per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=LR,
         weight_decay=WEIGHT_DECAY, warmup_steps=int(WARMUP_RATIO * steps), lr_scheduler_type="linear",

@@ -106,19 +106,18 @@ def hf_worker(opts) -> None:
     from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback,
                               TrainingArguments)
 
-    from training.data import resolve_manifest
+    from tokenization.dataset import TokenizedDataset
     from training.model import build_model
 
-    manifest_path = Path(resolve_manifest(opts.data))  # a local dataset
-    manifest = json.loads(manifest_path.read_text())
-    table = pq.read_table(manifest_path.parent / manifest["files"]["train"][0], columns=["input_ids", "label"])
+    dataset = TokenizedDataset.open(opts.data)  # a local dataset
+    table = pq.read_table(dataset.files("train")[0], columns=["input_ids", "label"])
     rows = [{"input_ids": ids, "labels": y} for ids, y in
             zip(table.column("input_ids").to_pylist(), table.column("label").to_pylist())]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rows = rows[:opts.steps * opts.batch_size * world]
     lengths = [len(r["input_ids"]) for r in rows]
     tokens_per_step = sum(lengths) / opts.steps  # every row is used once in the one epoch
-    tokenizer = AutoTokenizer.from_pretrained(manifest["tokenizer_path"])
+    tokenizer = AutoTokenizer.from_pretrained(dataset.manifest.tokenizer_path)
     marks = {}
 
     class Timer(TrainerCallback):
@@ -129,7 +128,7 @@ def hf_worker(opts) -> None:
                 marks[state.global_step] = time.perf_counter()
 
     torch.manual_seed(7)
-    model = build_model(f"preset:{opts.worker_model}", manifest["label_map"], len(tokenizer))
+    model = build_model(f"preset:{opts.worker_model}", dataset.manifest.label_map, len(tokenizer))
     args = TrainingArguments(
         output_dir=str(opts.work), per_device_train_batch_size=opts.batch_size, max_steps=opts.steps,
         learning_rate=opts.lr, warmup_steps=int(0.1 * opts.steps), lr_scheduler_type="linear",

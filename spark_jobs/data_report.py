@@ -8,8 +8,8 @@
     for name, figure in clean_figures(report).items():     # {"labels_per_split.png": Figure, ...}
         storage.write_bytes(join_path(folder, name), render_png(figure))
 
-The figures are pure functions of the stages' report dicts (clean's `report.json`, tokenize's
-manifest), so they are tested from small hand-written dicts. Each is a `matplotlib.figure.Figure`
+The figures are pure functions of what the stages report (clean's `report.json` dict,
+tokenize's `tokenization.dataset.Manifest`), so they are tested from small hand-written ones. Each is a `matplotlib.figure.Figure`
 drawn with the Agg canvas: no pyplot, no global state, no display needed. Bounded for any
 number of labels: tick labels are written only up to `TICK_LABELS_MAX`, and a figure is at most
 `FIGURE_MAX_INCHES` wide.
@@ -28,6 +28,7 @@ import json
 import math
 
 from conf.schema import SPLITS
+from tokenization.dataset import Manifest
 
 REPORT_PROPERTY = "lakebert.clean.report_dir"
 # File names of a report, under `_runs/<stage>/<stage_run_id>/`.
@@ -208,22 +209,22 @@ def token_length_bars(histogram: dict[int, int], max_length: int) -> tuple[int, 
     return width, dict(sorted(bars.items()))
 
 
-def token_length_figure(manifest: dict):
+def token_length_figure(manifest: Manifest):
     """Rows by token length (special tokens included), one chart per split, with a vertical line
     at tokenize.max_length: the rows there were cut to it (`truncated`)."""
-    max_length = manifest["max_length"]
-    stats = manifest.get("splits", {})
+    max_length = manifest.max_length
+    stats = manifest.splits
     splits = [s for s in SPLITS if s in stats] + sorted(set(stats) - set(SPLITS))
-    removed = manifest.get("cross_split_duplicates", {})
+    removed = manifest.cross_split_duplicates
     figure = _figure(8.0, 2.4 * max(1, len(splits)) + 0.8)
     figure.suptitle(f"Token length per split (tokenize.max_length = {max_length:,})")
     axes = figure.subplots(max(1, len(splits)), 1, sharex=True, squeeze=False)[:, 0]
     for ax, split in zip(axes, splits):
         s = stats[split]
-        width, bars = token_length_bars({int(k): v for k, v in s.get("length_histogram", {}).items()}, max_length)
+        width, bars = token_length_bars({int(k): v for k, v in s.length_histogram.items()}, max_length)
         # Bar i covers the lengths [start, start + width - 1]; an integer length l is drawn on [l - 0.5, l + 0.5].
         ax.bar([start + (width - 1) / 2 for start in bars], list(bars.values()), width=width, color="tab:blue")
-        truncated, rows = s.get("truncated", 0), s.get("rows", 0)
+        truncated, rows = s.truncated, s.rows
         ax.axvline(max_length, color=MAX_LENGTH_COLOR, linestyle="--",
                    label=f"max_length {max_length:,}: {truncated:,} rows truncated ({truncated / max(rows, 1):.0%})")
         ax.legend(loc="best", fontsize="small")
@@ -239,7 +240,7 @@ def token_length_figure(manifest: dict):
     return figure
 
 
-def tokenize_figures(manifest: dict) -> dict[str, object]:
+def tokenize_figures(manifest: Manifest) -> dict[str, object]:
     """The tokenized dataset's manifest -> {file name: Figure}."""
     return {TOKEN_LENGTHS: token_length_figure(manifest)}
 

@@ -35,6 +35,8 @@ from conf.schema import model_name_problem
 from spark_jobs import console
 from spark_jobs.session import is_connect
 from spark_jobs.stage import SettingError, StageError, run_stage
+from tokenization.dataset import DataError, Manifest, TokenizedDataset
+from training import job
 from training.baseline import comparison_line
 
 STAGE = "train"
@@ -109,23 +111,20 @@ def check_tracking(spark, cfg: Config) -> None:
                          "start `mlflow server` and set mlflow.tracking_uri=http://<host>:5000")
 
 
-def preflight(spark, cfg: Config) -> tuple[str, dict]:
-    """Every check that can fail before a process starts."""
-    from tokenization.dataset import DataError
-    from training.job import read_manifest
-
+def preflight(spark, cfg: Config) -> TokenizedDataset:
+    """Every check that can fail before a process starts -> the dataset the job trains on."""
     try:
-        manifest_path, manifest = read_manifest(cfg)
+        data = job.open_dataset(cfg)
     except DataError as exc:
         raise StageError(str(exc)) from None
-    tokenizer = manifest.get("tokenizer_path", "")
+    tokenizer = data.manifest.tokenizer_path or ""
     if not tokenizer or not storage.exists(tokenizer):
-        raise StageError(f"{manifest_path} names tokenizer {tokenizer}, which does not exist")
+        raise StageError(f"{data.manifest_path} names tokenizer {tokenizer}, which does not exist")
     check_model(cfg)
     check_tokenizer_matches_model(cfg, str(tokenizer))
     check_gpus(spark, cfg)
     check_tracking(spark, cfg)
-    return manifest_path, manifest
+    return data
 
 
 class _StdoutTail(io.TextIOBase):
@@ -217,28 +216,26 @@ def process_config(cfg: Config, manifest_path: str) -> dict:
     return config
 
 
-def claim_output_dir(cfg: Config, manifest: dict) -> None:
+def claim_output_dir(cfg: Config, manifest: Manifest) -> None:
     """The job's folder is its own (`training.job.claim_output_dir`), or the job does not start."""
-    from training import job
-
     try:
         job.claim_output_dir(cfg, job.output_dir(cfg, manifest), job.job_key(cfg, manifest))
     except job.OutputDirError as exc:
         raise SettingError(str(exc)) from None
 
 
-def launch(cfg: Config, plan, manifest_path: str, manifest: dict, trial: dict | None = None) -> dict:
+def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None) -> dict:
     """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
-    on the dataset of `manifest_path` -> rank 0's result. A failure ends the MLflow run FAILED
+    on the dataset `data` -> rank 0's result. A failure ends the MLflow run FAILED
     and raises a StageError that names the failed rank. `trial`: a tune trial's pruning spec
     (training.pruning)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from training import job, tracking
+    from training import tracking
     from training.train import train_job
 
-    claim_output_dir(cfg, manifest)
-    out_dir = job.output_dir(cfg, manifest)
+    claim_output_dir(cfg, data.manifest)
+    out_dir = job.output_dir(cfg, data.manifest)
     job.clear_failures(out_dir)
     failures = job.failures_dir(out_dir)
     tc = cfg.train
@@ -246,7 +243,7 @@ def launch(cfg: Config, plan, manifest_path: str, manifest: dict, trial: dict | 
         try:
             distributor = TorchDistributor(num_processes=tc.num_processes, local_mode=tc.local_mode,
                                            use_gpu=tc.use_gpu)
-            return distributor.run(train_job, process_config(cfg, manifest_path), dataclasses.asdict(plan), trial)
+            return distributor.run(train_job, process_config(cfg, data.manifest_path), dataclasses.asdict(plan), trial)
         except BaseException as exc:
             tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
             if not isinstance(exc, Exception):
@@ -259,14 +256,14 @@ def launch(cfg: Config, plan, manifest_path: str, manifest: dict, trial: dict | 
 def train(spark, cfg: Config, stage_run_id: str) -> dict:
     from training import tracking
 
-    manifest_path, manifest = preflight(spark, cfg)
-    claim_output_dir(cfg, manifest)  # before the run exists: a refused folder leaves no trace
+    data = preflight(spark, cfg)
+    claim_output_dir(cfg, data.manifest)  # before the run exists: a refused folder leaves no trace
     try:
-        plan = tracking.prepare_run(cfg, manifest, str(manifest_path), quick=True)
+        plan = tracking.prepare_run(cfg, data.manifest, str(data.manifest_path), quick=True)
     except tracking.TrackingError as exc:
         raise StageError(str(exc)) from None
     base = {"tracking_uri": plan.tracking_uri, "run_id": plan.run_id, "experiment": cfg.mlflow.experiment,
-            "job_key": plan.job_key, "manifest": str(manifest_path)}
+            "job_key": plan.job_key, "manifest": str(data.manifest_path)}
     if plan.status == tracking.UP_TO_DATE:
         print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
         return {"status": "up_to_date", **base, **tracking.finished_result(plan)}
@@ -276,7 +273,7 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
     print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
-    result = launch(cfg, plan, manifest_path, manifest)
+    result = launch(cfg, plan, data)
     compared = comparison_line(result["metrics"].get("validation"), result.get("baseline"))
     if compared:
         print(f"train: {compared}", flush=True)

@@ -41,6 +41,7 @@ from conf import Config, config_dict, redact, storage
 from spark_jobs import console
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
+from tokenization.dataset import Manifest, TokenizedDataset
 from training.lineage import (
     TAG_BEST_PARAMS, TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_PARENT_RUN,
     TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_STAGE, TAG_STUDY, TAG_STUDY_STORAGE, TAG_TRIAL, TAG_TRIAL_STATE,
@@ -101,7 +102,7 @@ def storage_url(cfg: Config) -> str:
                      "reaches, e.g. postgresql://user@db-host/optuna (rank 0 reports to the study from an executor)")
 
 
-def study_name(cfg: Config, manifest: dict) -> str:
+def study_name(cfg: Config, manifest: Manifest) -> str:
     """`tune.study`, else one from what makes the study: the data, the fixed `train` settings and
     the search (not how many trials, how long, or how many at once)."""
     if cfg.tune.study:
@@ -111,8 +112,8 @@ def study_name(cfg: Config, manifest: dict) -> str:
     fixed = {k: v for k, v in cfg.train.model_dump().items() if k not in NOT_IN_JOB_KEY and k not in cfg.tune.space}
     search = cfg.tune.model_dump(mode="json", exclude={"trials", "timeout", "parallel_trials", "storage", "study",
                                                        "alias"})
-    identity = {"train": fixed, "tune": search, "data": manifest.get("content_hash"),
-                "tokenizer": manifest.get("tokenizer_fingerprint")}
+    identity = {"train": fixed, "tune": search, "data": manifest.content_hash,
+                "tokenizer": manifest.tokenizer_fingerprint}
     return "lakebert-" + hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -194,7 +195,7 @@ def parent_run(cfg: Config, name: str, url: str) -> str:
     return run.info.run_id
 
 
-def trial_config(cfg: Config, values: dict, name: str, manifest: dict) -> Config:
+def trial_config(cfg: Config, values: dict, name: str, manifest: Manifest) -> Config:
     """The `train` job of one trial: the drawn values, the study, its share of the processes,
     and, when `train.output_dir` is set, a folder of its own in it (jobs never share one)."""
     from training.job import job_key
@@ -229,9 +230,9 @@ def _show(values: dict) -> str:
 class Objective:
     """One trial: a `lakebert train` job with the trial's values, its metric on validation."""
 
-    def __init__(self, cfg: Config, name: str, url: str, parent: str, manifest_path, manifest: dict):
+    def __init__(self, cfg: Config, name: str, url: str, parent: str, data: TokenizedDataset):
         self.cfg, self.name, self.url, self.parent = cfg, name, url, parent
-        self.manifest_path, self.manifest = manifest_path, manifest
+        self.data = data
         self.metric, self.lock = metric_of(cfg), threading.Lock()
 
     def say(self, line: str) -> None:
@@ -245,11 +246,11 @@ class Objective:
 
         values = suggest(trial, self.cfg.tune.space)
         retry = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        cfg = trial_config(self.cfg, values, self.name, self.manifest)
+        cfg = trial_config(self.cfg, values, self.name, self.data.manifest)
         tags = {TAG_PARENT_RUN: self.parent, TAG_STUDY: self.name, TAG_TRIAL: str(trial.number)}
-        claim_output_dir(cfg, self.manifest)  # before its run exists: a refused folder leaves no trace
+        claim_output_dir(cfg, self.data.manifest)  # before its run exists: a refused folder leaves no trace
         try:
-            plan = tracking.prepare_run(cfg, self.manifest, str(self.manifest_path), tags=tags)
+            plan = tracking.prepare_run(cfg, self.data.manifest, str(self.data.manifest_path), tags=tags)
         except tracking.TrackingError as exc:
             raise StageError(str(exc)) from None
         trial.set_user_attr("run_id", plan.run_id)
@@ -266,7 +267,7 @@ class Objective:
             spec = {"storage": self.url, "study": self.name, "trial_id": trial._trial_id, "metric": self.metric,
                     "pruner": self.cfg.tune.pruner, "pruner_startup_trials": self.cfg.tune.pruner_startup_trials}
             try:
-                result = launch(cfg, plan, self.manifest_path, self.manifest, spec)
+                result = launch(cfg, plan, self.data, spec)
             except StageError as exc:  # the study goes on; the summary counts the failed trial
                 self.say(f"tune: trial {trial.number} failed: {exc}")
                 raise
@@ -353,12 +354,8 @@ def record(client, parent: str, study, best, metric: str) -> None:
     client.log_metric(parent, f"best/{metric}", best.value, step=len(trials))
 
 
-def tune(spark, cfg: Config, stage_run_id: str) -> dict:
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    from training import tracking
-
+def check_settings(cfg: Config) -> None:
+    """What tune refuses before any work: no search space, or trials that cannot share the processes."""
     if not cfg.tune.space:
         raise StageError("tune.space is empty: give train keys and their distributions (see the README)")
     if cfg.train.num_processes % cfg.tune.parallel_trials:
@@ -368,11 +365,34 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
         raise StageError("tune.parallel_trials > 1 with train.use_gpu=true in local mode would put every trial on "
                          "the same GPUs (TorchDistributor gives each local run the driver's first ones): run trials "
                          "one at a time, or on executors with train.local_mode=false")
+
+
+def run_trials(cfg: Config, study, objective, client, parent: str, done: int, finished) -> None:
+    """The study's missing trials (up to tune.trials); a failure ends the parent run FAILED."""
+    from optuna.study import MaxTrialsCallback
+
+    parallel = cfg.tune.parallel_trials > 1
+    try:
+        with captured_output() if parallel else contextlib.nullcontext():
+            study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
+                           n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
+                           callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
+    except Exception:
+        client.set_terminated(parent, "FAILED")  # a rerun continues the study and the parent run
+        raise
+
+
+def tune(spark, cfg: Config, stage_run_id: str) -> dict:
+    from optuna.trial import TrialState
+
+    from training import tracking
+
+    check_settings(cfg)
     started = time.perf_counter()
-    manifest_path, manifest = preflight(spark, cfg)
-    check_metric(metric_of(cfg), len(manifest.get("label_map", {})))
+    data = preflight(spark, cfg)
+    check_metric(metric_of(cfg), len(data.manifest.label_map))
     url = storage_url(cfg)
-    name = study_name(cfg, manifest)
+    name = study_name(cfg, data.manifest)
     study = open_study(cfg, name, url)
     parent = parent_run(cfg, name, url)
     client = tracking.config_client(cfg)
@@ -382,17 +402,9 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     metric = metric_of(cfg)
     print(f"tune: study {name}: {done} of {cfg.tune.trials} trials done, {cfg.tune.parallel_trials} at a time, "
           f"{direction_of(cfg)} validation {metric} (MLflow parent run {parent})", flush=True)
-    objective = Objective(cfg, name, url, parent, manifest_path, manifest)
+    objective = Objective(cfg, name, url, parent, data)
     if done < cfg.tune.trials:
-        parallel = cfg.tune.parallel_trials > 1
-        try:
-            with captured_output() if parallel else contextlib.nullcontext():
-                study.optimize(objective, n_trials=cfg.tune.trials - done, timeout=cfg.tune.timeout,
-                               n_jobs=cfg.tune.parallel_trials, catch=(StageError,),
-                               callbacks=[MaxTrialsCallback(cfg.tune.trials, states=finished)])
-        except Exception:
-            client.set_terminated(parent, "FAILED")  # a rerun continues the study and the parent run
-            raise
+        run_trials(cfg, study, objective, client, parent, done, finished)
     trials = counts(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from conf import Config
 from conf.schema import VALIDATION
+from tokenization.dataset import Manifest
 from training.data import TokenizedSplit, collate
 from training.lineage import TAG_MANIFEST_HASH, TAG_TOKENIZER
 from training.confusion import LOWER_IS_BETTER, metrics_from
@@ -86,7 +87,7 @@ def score_other_model(model, tokenizer, split: TokenizedSplit, our_tokenizer, la
     return metrics_from(confusion.numpy(), loss_sum, torch.zeros(0).numpy(), torch.zeros(0).numpy())
 
 
-def champion_score_fn(cfg: Config, client, manifest: dict, split: TokenizedSplit, our_tokenizer,
+def champion_score_fn(cfg: Config, client, manifest: Manifest, split: TokenizedSplit, our_tokenizer,
                       device: torch.device):
     """How to score the current champion (a model version) on this run's validation data."""
     metric = cfg.train.select_metric
@@ -96,13 +97,13 @@ def champion_score_fn(cfg: Config, client, manifest: dict, split: TokenizedSplit
 
         run = client.get_run(version.run_id)
         logged = run.data.metrics.get(f"{VALIDATION}/{metric}")
-        if run.data.tags.get(TAG_MANIFEST_HASH) == manifest.get("content_hash") and logged is not None:
+        if run.data.tags.get(TAG_MANIFEST_HASH) == manifest.content_hash and logged is not None:
             return logged
         components = mlflow.transformers.load_model(f"models:/{version.name}/{version.version}",
                                                     return_type="components")
-        same = run.data.tags.get(TAG_TOKENIZER) == manifest.get("tokenizer_fingerprint")
+        same = run.data.tags.get(TAG_TOKENIZER) == manifest.tokenizer_fingerprint
         metrics = score_other_model(components["model"], components["tokenizer"], split, our_tokenizer,
-                                    manifest["label_map"], same, manifest.get("max_length", 512), device,
+                                    manifest.label_map, same, manifest.max_length or 512, device,
                                     cfg.train.batch_size)
         return None if metrics is None else metrics[metric]
 

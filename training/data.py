@@ -25,7 +25,6 @@ Only the `input_ids` and `label` columns are read; `ReadCounter` counts their by
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import numpy as np
 from conf import storage
 from conf.schema import TrainConfig
 # The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
-from tokenization.dataset import DataError, resolve_manifest
+from tokenization.dataset import DataError, Manifest, TokenizedDataset, resolve_manifest  # noqa: F401 - re-exported
 
 COLUMNS = ["input_ids", "label"]
 # Whole row groups per rank only when the largest is at most this share of a rank's rows.
@@ -82,7 +81,7 @@ def assign(groups: tuple[RowGroup, ...], order, world_size: int) -> list[list[in
 @dataclass(frozen=True)
 class TokenizedSplit:
     manifest_path: str
-    manifest: dict
+    manifest: Manifest
     split: str
     row_groups: tuple[RowGroup, ...]
     reads: ReadCounter
@@ -90,20 +89,19 @@ class TokenizedSplit:
     @classmethod
     def open(cls, location: str | Path, split: str) -> "TokenizedSplit":
         """A split of the dataset at `location` (a local path or any URI `conf.storage` reads)."""
-        manifest_path = resolve_manifest(location)
-        manifest = json.loads(storage.read_text(manifest_path))
-        files = manifest.get("files", {}).get(split)
-        if files is None:
-            raise DataError(f"{manifest_path} has no split {split!r} (splits: {', '.join(manifest.get('files', {}))})")
+        return cls.of(TokenizedDataset.open(location), split)
+
+    @classmethod
+    def of(cls, dataset: TokenizedDataset, split: str) -> "TokenizedSplit":
+        """A split of a dataset already opened."""
         groups = []
-        for rel in files:
-            path = storage.join(storage.parent(manifest_path), rel)
+        for path in dataset.files(split):
             meta = _parquet(path).metadata
             read = [j for j in range(meta.num_columns) if meta.schema.column(j).path.split(".")[0] in COLUMNS]
             groups += [RowGroup(path, i, meta.row_group(i).num_rows,
                                 sum(meta.row_group(i).column(j).total_compressed_size for j in read))
                        for i in range(meta.num_row_groups)]
-        return cls(manifest_path, manifest, split, tuple(groups), ReadCounter())
+        return cls(dataset.manifest_path, dataset.manifest, split, tuple(groups), ReadCounter())
 
     @property
     def num_rows(self) -> int:
@@ -115,7 +113,7 @@ class TokenizedSplit:
 
     def label_counts(self, num_labels: int) -> list[int]:
         """Rows per label id: from the manifest when it has them, else one scan of the label column."""
-        known = self.manifest.get("splits", {}).get(self.split, {}).get("label_counts")
+        known = self.manifest.split(self.split).label_counts
         counts = [0] * num_labels
         if known is not None:
             for label, n in known.items():

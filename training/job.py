@@ -1,9 +1,9 @@
 """A training job's identity and where its files live; shared by the launcher and the loop.
 
     from training import job
-    manifest_path, manifest = job.read_manifest(cfg)   # the tokenized data this config trains on
-    key = job.job_key(cfg, manifest)                   # same config + same data = same job
-    out = job.output_dir(cfg, manifest)                # checkpoints, best/, failures/, result.json
+    data = job.open_dataset(cfg)                       # the tokenized data this config trains on
+    key = job.job_key(cfg, data.manifest)              # same config + same data = same job
+    out = job.output_dir(cfg, data.manifest)           # checkpoints, best/, failures/, result.json
 
 A job is a `train` config (except where and how often it reports) applied to one tokenized
 dataset (its content hash, tokenizer fingerprint and row counts). The job key names its
@@ -36,7 +36,7 @@ from conf import Config, redact
 from conf import storage
 from conf.errors import describe
 from conf.paths import under_root
-from tokenization.dataset import resolve_manifest
+from tokenization.dataset import Manifest, TokenizedDataset
 
 RESULT_FILE = "result.json"
 OWNER_FILE = ".lakebert-job"  # names the job that owns an output folder
@@ -59,25 +59,20 @@ def data_location(cfg: Config) -> str:
     return cfg.train.data or under_root(cfg, cfg.tokenize.output)
 
 
-def read_manifest(cfg: Config) -> tuple[str, dict]:
-    """The manifest this config names now (`LATEST` resolved) and its content. A job resolves
-    it once and pins it (`training.train.open_data`, the launcher's `train.data`)."""
-    path = resolve_manifest(data_location(cfg))
-    return path, load_manifest(path)
+def open_dataset(cfg: Config) -> TokenizedDataset:
+    """The dataset this config names now (`LATEST` resolved). A job resolves it once and pins
+    its manifest (`training.train.open_data`, the launcher's `train.data`)."""
+    return TokenizedDataset.open(data_location(cfg))
 
 
-def load_manifest(path: str) -> dict:
-    return json.loads(storage.read_text(path))
-
-
-def job_key(cfg: Config, manifest: dict) -> str:
+def job_key(cfg: Config, manifest: Manifest) -> str:
     train = {k: v for k, v in cfg.train.model_dump().items() if k not in NOT_IN_JOB_KEY}
-    identity = {"train": train, "data": manifest.get("content_hash"),
-                "tokenizer": manifest.get("tokenizer_fingerprint"), "rows": manifest.get("rows")}
+    identity = {"train": train, "data": manifest.content_hash,
+                "tokenizer": manifest.tokenizer_fingerprint, "rows": manifest.rows}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def output_dir(cfg: Config, manifest: dict) -> str:
+def output_dir(cfg: Config, manifest: Manifest) -> str:
     """`train.output_dir`, else a folder per job under the lakehouse: a local path or a URI
     (`s3a://...`; everything in it goes through `conf.storage`)."""
     return str(cfg.train.output_dir or under_root(cfg, f"train/{job_key(cfg, manifest)}"))

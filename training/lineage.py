@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from conf import Config, config_dict, redact
+from tokenization.dataset import Manifest, Source
 from training.job import job_key
 
 TAG_JOB_KEY = "lakebert.job_key"
@@ -77,16 +78,16 @@ def git_commit() -> str:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def lineage_tags(cfg: Config, manifest: dict, manifest_path: str) -> dict[str, str]:
-    source = manifest.get("source") or {}
+def lineage_tags(cfg: Config, manifest: Manifest, manifest_path: str) -> dict[str, str]:
+    source = manifest.source or Source()
     return redact({
         TAG_JOB_KEY: job_key(cfg, manifest),
-        TAG_SILVER_TABLE: str(source.get("table")),
-        TAG_SILVER_VERSION: str(source.get("delta_version")),
+        TAG_SILVER_TABLE: str(source.table),
+        TAG_SILVER_VERSION: str(source.delta_version),
         TAG_MANIFEST: str(manifest_path),
-        TAG_MANIFEST_HASH: str(manifest.get("content_hash")),
-        TAG_TOKENIZER: str(manifest.get("tokenizer_fingerprint")),
-        TAG_TOKENIZER_PATH: str(manifest.get("tokenizer_path")),
+        TAG_MANIFEST_HASH: str(manifest.content_hash),
+        TAG_TOKENIZER: str(manifest.tokenizer_fingerprint),
+        TAG_TOKENIZER_PATH: str(manifest.tokenizer_path),
         TAG_GIT_COMMIT: git_commit(),
     }, by_key=False)
 
@@ -97,19 +98,19 @@ def _scalars(metrics: dict) -> dict[str, int | float]:
             if isinstance(v, numbers.Real) and not isinstance(v, bool)}
 
 
-def model_card(cfg: Config, manifest: dict, manifest_path: str, metrics: dict[str, dict]) -> str:
+def model_card(cfg: Config, manifest: Manifest, manifest_path: str, metrics: dict[str, dict]) -> str:
     """The model card MLflow keeps with the model (`model_card.md`, `model_card_data.yaml`), as
     Hugging Face's README format: YAML metadata (the license from `mlflow.model_license`, the
     task, the base model of a fine-tuned one, the lineage tags and metrics under `lakebert`) and
     a summary of the data that trained it and how it scored. `metrics`: {split: metrics}."""
-    tc, source = cfg.train, manifest.get("source") or {}
+    tc, source = cfg.train, manifest.source or Source()
     tags = lineage_tags(cfg, manifest, manifest_path)
     scores = {split: _scalars(values) for split, values in metrics.items()}
     data = {"license": cfg.mlflow.model_license, "library_name": "transformers", "pipeline_tag": "text-classification",
             "tags": ["lakebert", "text-classification"], **({"base_model": tc.model} if tc.pretrained else {}),
             "lakebert": {"lineage": tags, "metrics": scores}}
-    labels = [name for name, _ in sorted(manifest.get("label_map", {}).items(), key=lambda kv: kv[1])]
-    rows = ", ".join(f"{split} {stats.get('rows', 0):,}" for split, stats in manifest.get("splits", {}).items())
+    labels = manifest.label_names
+    rows = ", ".join(f"{split} {stats.rows:,}" for split, stats in manifest.splits.items())
     names = ", ".join(labels[:CARD_LABELS_MAX])
     if len(labels) > CARD_LABELS_MAX:
         names += f", ... ({len(labels):,} in all)"
@@ -118,11 +119,11 @@ def model_card(cfg: Config, manifest: dict, manifest_path: str, metrics: dict[st
         f"A text classifier trained by lakebert: `train.model={tc.model}`, "
         + ("fine-tuned from its pretrained weights." if tc.pretrained else "trained from scratch."), "",
         "## Training data", "",
-        f"- silver table `{source.get('table')}`, Delta version {source.get('delta_version')}",
-        f"- tokenized dataset `{manifest_path}` (content hash `{manifest.get('content_hash')}`)"
+        f"- silver table `{source.table}`, Delta version {source.delta_version}",
+        f"- tokenized dataset `{manifest_path}` (content hash `{manifest.content_hash}`)"
         + (f": {rows} rows" if rows else ""),
-        f"- tokenizer `{manifest.get('tokenizer_path')}` (fingerprint `{manifest.get('tokenizer_fingerprint')}`), "
-        f"max_length {manifest.get('max_length')}, truncation side {manifest.get('truncation_side', 'right')}",
+        f"- tokenizer `{manifest.tokenizer_path}` (fingerprint `{manifest.tokenizer_fingerprint}`), "
+        f"max_length {manifest.max_length}, truncation side {manifest.truncation_side or 'right'}",
         f"- labels ({len(labels):,}): {names}", "",
     ]
     if scores:

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from conf import Config, redact
 from conf.paths import is_uri
-from tokenization.dataset import MANIFEST
+from tokenization.dataset import MANIFEST, Manifest, Source
 from training.lineage import (  # noqa: F401 - the tags this module writes, for its callers too
     TAG_BELOW_BASELINE,
     TAG_CHAMPION, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_GIT_COMMIT, TAG_JOB_KEY, TAG_MANIFEST,
@@ -159,7 +159,7 @@ def http_settings(settings: dict[str, str]):
                 os.environ[name] = value
 
 
-def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = False,
+def prepare_run(cfg: Config, manifest: Manifest, manifest_path: str, quick: bool = False,
                 tags: dict[str, str] | None = None) -> RunPlan:
     """Find the job's run (resume it, or report it done) or create it, with its lineage tags.
     `quick`: give up on an unreachable store within about 30 s (the launcher's preflight).
@@ -182,9 +182,9 @@ def prepare_run(cfg: Config, manifest: dict, manifest_path: str, quick: bool = F
             for name, value in extra.items():
                 if runs[0].data.tags.get(name) != value:
                     client.set_tag(runs[0].info.run_id, name, value)
-            return RunPlan(uri, runs[0].info.run_id, status, key, registry_uri(cfg), manifest.get("content_hash"))
+            return RunPlan(uri, runs[0].info.run_id, status, key, registry_uri(cfg), manifest.content_hash)
         run = client.create_run(experiment, tags=tags, run_name=f"train-{key[:8]}")
-    return RunPlan(uri, run.info.run_id, NEW, key, registry_uri(cfg), manifest.get("content_hash"))
+    return RunPlan(uri, run.info.run_id, NEW, key, registry_uri(cfg), manifest.content_hash)
 
 
 def end_run(plan: RunPlan, status: str) -> None:
@@ -251,7 +251,7 @@ class NullTracker:
     def set_tags(self, tags: dict) -> None:
         pass
 
-    def log_data_report(self, manifest: dict) -> list[str]:
+    def log_data_report(self, manifest: Manifest) -> list[str]:
         return []
 
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
@@ -356,20 +356,20 @@ class MlflowTracker(NullTracker):
         tags = redact(tags, by_key=False)
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items()])
 
-    def log_data_report(self, manifest: dict) -> list[str]:
+    def log_data_report(self, manifest: Manifest) -> list[str]:
         """Copy the data report that the manifest names (`data_report`: {stage: [file paths]}) into
         the run's `data_report/<stage>/`, with the manifest as `data_report/tokenize/manifest.json`.
         -> warnings: what is missing or cannot be read is said, and training goes on."""
-        self.log_dict(manifest, f"{DATA_REPORT_ARTIFACTS}/tokenize/{MANIFEST}")
-        reports = manifest.get("data_report")
+        self.log_dict(manifest.to_dict(), f"{DATA_REPORT_ARTIFACTS}/tokenize/{MANIFEST}")
+        reports = manifest.data_report
         if reports is None:
             return ["the tokenized data's manifest names no data report (it was tokenized before lakebert kept "
                     "one); the MLflow run has no data_report images"]
         warnings, failed = [], []
         if not reports.get("clean"):
-            source = manifest.get("source") or {}
-            warnings.append(f"no data report of the clean run that wrote {source.get('table')} version "
-                            f"{source.get('delta_version')} was found; the MLflow run has tokenize's only")
+            source = manifest.source or Source()
+            warnings.append(f"no data report of the clean run that wrote {source.table} version "
+                            f"{source.delta_version} was found; the MLflow run has tokenize's only")
         for stage, paths in reports.items():
             for path in paths:
                 try:  # training reads local or mounted paths, as it reads the manifest

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from conf import Config, storage
 from conf.loader import validate
-from tokenization.dataset import DataError
+from tokenization.dataset import DataError, Manifest, TokenizedDataset
 from training import job, tracking
 from training.checkpoint import CheckpointManager
 from training.distributed import barrier, broadcast, init_distributed, teardown
@@ -52,10 +52,10 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
     out_dir = None
     tracker = tracking.NullTracker()
     try:
-        manifest_path, manifest = open_data(cfg, env, plan)
-        out_dir = job.output_dir(cfg, manifest)
+        data = open_data(cfg, env, plan)
+        out_dir = job.output_dir(cfg, data.manifest)
         if plan is None:
-            plan = on_every_rank(env, lambda: prepare(cfg, manifest, str(manifest_path), out_dir))
+            plan = on_every_rank(env, lambda: prepare(cfg, data.manifest, str(data.manifest_path), out_dir))
         if plan.status == tracking.UP_TO_DATE:
             return {"status": "up_to_date", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri,
                     **tracking.finished_result(plan)}
@@ -64,7 +64,7 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
         except Exception as exc:
             opened = exc
         broadcast(env, opened)  # a rank 0 that cannot log stops every rank, not only itself
-        trainer = Trainer(cfg, env, plan, tracker, TrainData.open(manifest_path, manifest), out_dir,
+        trainer = Trainer(cfg, env, plan, tracker, TrainData.open(data), out_dir,
                           open_reporter(trial, env))
         try:
             result = trainer.train(stop_after_steps)
@@ -90,19 +90,19 @@ def on_every_rank(env, make):
     return broadcast(env, value)
 
 
-def open_data(cfg: Config, env, plan: tracking.RunPlan | None) -> tuple[str, dict]:
+def open_data(cfg: Config, env, plan: tracking.RunPlan | None) -> TokenizedDataset:
     """The one tokenized dataset this job trains on. Rank 0 resolves the location once (a
     `LATEST` that moves meanwhile is not followed) and every rank reads that manifest; data whose
     content hash is not the one the job was planned on stops the job."""
-    path = on_every_rank(env, lambda: job.read_manifest(cfg)[0])
-    manifest = job.load_manifest(path)
-    if plan is not None and plan.data_hash and manifest.get("content_hash") != plan.data_hash:
-        raise DataError(f"{path} holds data {manifest.get('content_hash')}, not the data {plan.data_hash} that job "
+    path = on_every_rank(env, lambda: job.open_dataset(cfg).manifest_path)
+    data = TokenizedDataset.open(path)
+    if plan is not None and plan.data_hash and data.manifest.content_hash != plan.data_hash:
+        raise DataError(f"{path} holds data {data.manifest.content_hash}, not the data {plan.data_hash} that job "
                         f"{plan.job_key} was started on: the job stops rather than train on other data")
-    return path, manifest
+    return data
 
 
-def prepare(cfg: Config, manifest: dict, manifest_path: str, out_dir: str) -> tracking.RunPlan:
+def prepare(cfg: Config, manifest: Manifest, manifest_path: str, out_dir: str) -> tracking.RunPlan:
     """Rank 0 without a launcher: claim the output folder, then find or create the job's run."""
     job.claim_output_dir(cfg, out_dir, job.job_key(cfg, manifest))
     return tracking.prepare_run(cfg, manifest, manifest_path)

@@ -1,6 +1,6 @@
 """The training loop: a `Trainer` whose `train()` reads like torchtitan's `Trainer.train`.
 
-    trainer = Trainer(cfg, env, plan, tracker, TrainData.open(manifest_path, manifest), out_dir)
+    trainer = Trainer(cfg, env, plan, tracker, TrainData.open(TokenizedDataset.open(location)), out_dir)
     result = trainer.train()      # resume; per epoch: train, validate, save; then finish
 
 Each object owns its state:
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from conf import Config, redact, storage
 from conf.schema import TEST, TRAIN, VALIDATION
 from training import job, tracking
+from tokenization.dataset import Manifest, TokenizedDataset
 from tokenization.tokenizer import local_tokenizer_path
 from training.baseline import check_against_baseline
 from training.champion import champion_score_fn
@@ -119,7 +120,7 @@ class TrainData:
     """The tokenized splits, the tokenizer that made them, and the labels."""
 
     manifest_path: str
-    manifest: dict
+    manifest: Manifest
     splits: dict[str, TokenizedSplit]
     tokenizer: object  # a `tokenizers.Tokenizer`
     vocab_size: int
@@ -128,20 +129,21 @@ class TrainData:
     train_counts: list[int]  # train rows per label id (read once: a scan when the manifest has no stats)
 
     @classmethod
-    def open(cls, manifest_path: str, manifest: dict) -> TrainData:
+    def open(cls, dataset: TokenizedDataset) -> TrainData:
         from tokenizers import Tokenizer
 
-        splits = {s: TokenizedSplit.open(manifest_path, s) for s in (TRAIN, VALIDATION, TEST)}
-        path = Path(local_tokenizer_path(manifest["tokenizer_path"]))  # a local copy when on an object store
+        manifest = dataset.manifest
+        splits = {s: TokenizedSplit.of(dataset, s) for s in (TRAIN, VALIDATION, TEST)}
+        path = Path(local_tokenizer_path(manifest.tokenizer_path))  # a local copy when on an object store
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
         pad = tokenizer.token_to_id("[PAD]")
-        names = [label for label, _ in sorted(manifest["label_map"].items(), key=lambda kv: kv[1])]
-        return cls(manifest_path, manifest, splits, tokenizer, tokenizer.get_vocab_size(), 0 if pad is None else pad,
+        names = manifest.label_names
+        return cls(dataset.manifest_path, manifest, splits, tokenizer, tokenizer.get_vocab_size(), 0 if pad is None else pad,
                    names, splits[TRAIN].label_counts(len(names)))
 
     @property
     def label_map(self) -> dict[str, int]:
-        return self.manifest["label_map"]
+        return self.manifest.label_map
 
     def train_batches(self, env: DistEnv, epoch: int, tc):
         """This rank's padded micro-batches of `epoch` (built ahead on a thread with prefetching)."""
@@ -407,8 +409,8 @@ class Trainer:
         tracker.log_baseline(step, baseline)
         self.baseline, self.warnings = baseline.summary, self.warnings + baseline.warnings
         manifest = self.data.manifest
-        registered = tracker.log_model(self.cfg, self.model, manifest["tokenizer_path"],
-                                       manifest.get("max_length", 512), manifest.get("truncation_side", "right"),
+        registered = tracker.log_model(self.cfg, self.model, manifest.tokenizer_path,
+                                       manifest.max_length or 512, manifest.truncation_side or "right",
                                        self.data.example_text(),
                                        card=model_card(self.cfg, manifest, str(self.data.manifest_path), final))
         score = champion_score_fn(self.cfg, tracking.plan_client(self.plan), manifest,
@@ -427,9 +429,9 @@ class Trainer:
                          "weight_decay": tc.weight_decay},
             "metrics": final, "steps": self.state.step, "epochs": tc.epochs, "world_size": self.env.world_size,
             "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "output_dir": str(self.out_dir),
-            "data": {"manifest": str(self.data.manifest_path), "rows": manifest["rows"], "source": manifest.get("source"),
-                     "content_hash": manifest.get("content_hash"),
-                     "tokenizer_fingerprint": manifest.get("tokenizer_fingerprint"),
+            "data": {"manifest": str(self.data.manifest_path), "rows": manifest.rows,
+                     "source": None if manifest.source is None else manifest.source.to_dict(),
+                     "content_hash": manifest.content_hash, "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
                      # this process's reads of the train split (a resumed run: since it resumed)
                      "train_bytes": train.num_bytes, "train_bytes_read_per_rank": reads,
                      "ranks_read_own_row_groups": train.sharded(self.env.world_size)},

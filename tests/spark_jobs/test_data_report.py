@@ -6,6 +6,7 @@ from spark_jobs.data_report import (
     LABELS_PER_SPLIT, REMOVED_ROWS, TEXT_LENGTHS, TICK_LABELS_MAX, TOKEN_BARS_MAX, TOKEN_LENGTHS, char_length_bins,
     clean_figures, render_png, report_images, token_length_bars, tokenize_figures,
 )
+from tokenization.dataset import Manifest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -17,14 +18,14 @@ CLEAN_REPORT = {
     "text_length_histogram": char_length_bins({10: 3, 12: 20, 29: 1}),
 }
 
-MANIFEST = {
+MANIFEST = Manifest.from_dict({
     "max_length": 8,
     "splits": {
         "train": {"rows": 6, "truncated": 2, "length_histogram": {"3": 1, "5": 3, "8": 2}},
         "validation": {"rows": 2, "truncated": 0, "length_histogram": {"4": 2}},
     },
     "cross_split_duplicates": {"validation": 1, "test": 0},
-}
+})
 
 
 def _bars(ax):

@@ -1,11 +1,14 @@
 """training.job: a job's identity and where its files live."""
 
+import dataclasses
+
 import pytest
 
 from conf import load_config
+from tokenization.dataset import Manifest
 from training import job
 
-MANIFEST = {"content_hash": "c1", "tokenizer_fingerprint": "t1", "rows": {"train": 10}}
+MANIFEST = Manifest.from_dict({"content_hash": "c1", "tokenizer_fingerprint": "t1", "rows": {"train": 10}})
 
 
 def _cfg(tmp_path, *overrides):
@@ -18,7 +21,7 @@ def test_job_key_follows_what_is_trained_not_where_it_reports(tmp_path):
     judged = ("train.baseline_margin=0.1", "train.require_beat_baseline=false", "train.baseline_max_rows=10")
     assert job.job_key(_cfg(tmp_path, *judged), MANIFEST) == key  # how the model is judged, not what is trained
     assert job.job_key(_cfg(tmp_path, "train.lr=0.01"), MANIFEST) != key
-    assert job.job_key(_cfg(tmp_path), {**MANIFEST, "content_hash": "c2"}) != key
+    assert job.job_key(_cfg(tmp_path), dataclasses.replace(MANIFEST, content_hash="c2")) != key
 
 
 def test_a_jobs_folder_is_named_by_its_key_under_the_lakehouse(tmp_path):

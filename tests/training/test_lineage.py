@@ -3,11 +3,13 @@
 from huggingface_hub import ModelCard
 
 from conf import load_config
+from tokenization.dataset import Manifest
 from training.lineage import TAG_MANIFEST_HASH, TAG_SILVER_VERSION, model_card
 
-MANIFEST = {"source": {"table": "/lh/silver", "delta_version": 7}, "content_hash": "c0ffee", "max_length": 64,
-            "tokenizer_path": "/lh/tokenizers/wp", "tokenizer_fingerprint": "f1", "label_map": {"ham": 0, "spam": 1},
-            "splits": {"train": {"rows": 80}, "validation": {"rows": 10}, "test": {"rows": 10}}}
+MANIFEST = Manifest.from_dict({
+    "source": {"table": "/lh/silver", "delta_version": 7}, "content_hash": "c0ffee", "max_length": 64,
+    "tokenizer_path": "/lh/tokenizers/wp", "tokenizer_fingerprint": "f1", "label_map": {"ham": 0, "spam": 1},
+    "splits": {"train": {"rows": 80}, "validation": {"rows": 10}, "test": {"rows": 10}}})
 METRICS = {"validation": {"accuracy": 0.9, "examples": 10, "confusion_matrix": [[5, 0], [1, 4]]},
            "test": {"accuracy": 0.8, "examples": 10, "confusion_matrix": [[4, 1], [1, 4]]}}
 

@@ -1,5 +1,6 @@
 """training.tracking: the tracker's interface."""
 
+import dataclasses
 import inspect
 
 import pytest
@@ -22,20 +23,21 @@ def test_the_data_report_files_found_are_logged_and_a_missing_one_is_a_warning_n
     from mlflow import MlflowClient
 
     from conf import load_config
+    from tokenization.dataset import Manifest
     from training.tracking import DATA_REPORT_ARTIFACTS, MlflowTracker, prepare_run
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(overrides=[f"lakehouse.root={tmp_path}", f"mlflow.tracking_uri={store}", "mlflow.system_metrics=false"])
     (tmp_path / "token_lengths.png").write_bytes(b"\x89PNG")
-    manifest = {"content_hash": "h", "source": {"table": "/lh/silver", "delta_version": 3},
-                "data_report": {"clean": [str(tmp_path / "gone" / "report.json")],
-                                "tokenize": [str(tmp_path / "token_lengths.png")]}}
+    manifest = Manifest.from_dict({"content_hash": "h", "source": {"table": "/lh/silver", "delta_version": 3},
+                                   "data_report": {"clean": [str(tmp_path / "gone" / "report.json")],
+                                                   "tokenize": [str(tmp_path / "token_lengths.png")]}})
     plan = prepare_run(cfg, manifest, str(tmp_path / "manifest.json"))
     tracker = MlflowTracker(cfg, plan)
     try:
         warnings = tracker.log_data_report(manifest)
-        without = tracker.log_data_report({"content_hash": "h"})  # tokenized before reports were kept
-        no_clean = tracker.log_data_report({**manifest, "data_report": {"clean": [], "tokenize": []}})
+        without = tracker.log_data_report(Manifest.from_dict({"content_hash": "h"}))  # tokenized before reports were kept
+        no_clean = tracker.log_data_report(dataclasses.replace(manifest, data_report={"clean": [], "tokenize": []}))
     finally:
         tracker.finish()
     assert warnings == [f"1 data report file(s) missing or unreadable, not in the MLflow run: {tmp_path}/gone/report.json"]

@@ -230,8 +230,8 @@ def test_a_process_whose_data_is_not_the_jobs_planned_data_stops_before_training
     from training.tracking import RunPlan
 
     cfg = _cfg(tokenized_root, tmp_path / "out")
-    path, manifest = open_data(cfg, init_distributed(False), None)
-    assert path == str(tokenized_root / "tokenized" / "k" / "manifest.json")
+    data = open_data(cfg, init_distributed(False), None)
+    assert data.manifest_path == str(tokenized_root / "tokenized" / "k" / "manifest.json")
     planned = RunPlan("sqlite:///x.db", "run", "new", "job", data_hash="the-data-the-launcher-saw")
     with pytest.raises(DataError, match=r"not the data the-data-the-launcher-saw that job job was started on"):
         open_data(cfg, init_distributed(False), planned)
