@@ -9,7 +9,8 @@ from spark_jobs.pipeline import STAGES, pipeline
 from spark_jobs.stage import StageError
 from tests.conftest import make_config
 from tokenization.dataset import MANIFEST
-from training.tracking import DATA_REPORT_ARTIFACTS, store_client
+from training.tracking.store import store_client
+from training.tracking.tags import DATA_REPORT_ARTIFACTS
 
 
 def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, sample_run, capsys):
