@@ -118,8 +118,10 @@ def raw_seconds(tokenizer_json: Path, texts: list[str], max_length: int) -> floa
     return time.perf_counter() - started
 
 
-def manifest_of(summary: dict) -> dict:
-    return json.loads(Path(summary["manifest"]).read_text())
+def manifest_of(summary: dict):
+    from tokenization.dataset import TokenizedDataset
+
+    return TokenizedDataset.open(summary["manifest"]).manifest
 
 
 def bench(corpus: str, args) -> dict:
@@ -164,7 +166,7 @@ def bench(corpus: str, args) -> dict:
         assert ref["mode"] == "full", ref
         full.append(ref["seconds"])
         a, b = manifest_of(inc), manifest_of(ref)
-        assert (a["rows"], a["content_hash"]) == (b["rows"], b["content_hash"]), "incremental != full"
+        assert (a.rows, a.content_hash) == (b.rows, b.content_hash), "incremental != full"
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
