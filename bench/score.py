@@ -61,7 +61,7 @@ def spark_udf(spark, cfg, silver, out: Path) -> float:
     import mlflow
     from pyspark.sql import functions as F
 
-    from training.tracking import tracking_uri
+    from training.tracking.store import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(tracking_uri(cfg))

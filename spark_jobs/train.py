@@ -39,6 +39,8 @@ from spark_jobs.stage import SettingError, StageError, run_stage
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
 from training import job
 from training.baseline import comparison_line
+from training.tracking.runs import RESUME, UP_TO_DATE, end_run, finished_result, prepare_run
+from training.tracking.store import SQLITE, TrackingError, tracking_uri
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -100,8 +102,6 @@ def check_gpus(spark, cfg: Config) -> None:
 
 
 def check_tracking(spark, cfg: Config) -> None:
-    from training.tracking import SQLITE, TrackingError, tracking_uri
-
     try:
         uri = tracking_uri(cfg)
     except TrackingError as exc:
@@ -232,7 +232,6 @@ def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None)
     (training.pruning)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from training import tracking
     from training.train import train_job
 
     claim_output_dir(cfg, data.manifest)
@@ -246,7 +245,7 @@ def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None)
                                            use_gpu=tc.use_gpu)
             return distributor.run(train_job, process_config(cfg, data.manifest_path), dataclasses.asdict(plan), trial)
         except BaseException as exc:
-            tracking.end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
+            end_run(plan, "FAILED")  # whoever failed, the run is not left RUNNING
             if not isinstance(exc, Exception):
                 raise
             # `from exc`: not bad input, so the stage keeps error.log and the run's log (the ranks' output)
@@ -255,23 +254,21 @@ def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None)
 
 
 def train(spark, cfg: Config, stage_run_id: str) -> dict:
-    from training import tracking
-
     data = preflight(spark, cfg)
     claim_output_dir(cfg, data.manifest)  # before the run exists: a refused folder leaves no trace
     try:
-        plan = tracking.prepare_run(cfg, data.manifest, str(data.manifest_path), quick=True)
-    except tracking.TrackingError as exc:
+        plan = prepare_run(cfg, data.manifest, str(data.manifest_path), quick=True)
+    except TrackingError as exc:
         raise StageError(str(exc)) from None
     base = {"tracking_uri": plan.tracking_uri, "run_id": plan.run_id, "experiment": cfg.mlflow.experiment,
             "job_key": plan.job_key, "manifest": str(data.manifest_path)}
-    if plan.status == tracking.UP_TO_DATE:
+    if plan.status == UP_TO_DATE:
         print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
-        return {"status": "up_to_date", **base, **tracking.finished_result(plan)}
+        return {"status": "up_to_date", **base, **finished_result(plan)}
     tc = cfg.train
     print(f"train: {tc.defaults_kind} defaults for train.model={tc.model} (a value you set wins): lr={tc.lr:g} "
           f"epochs={tc.epochs} warmup_ratio={tc.warmup_ratio:g} weight_decay={tc.weight_decay:g}", flush=True)
-    print(f"train: {'resuming' if plan.status == tracking.RESUME else 'starting'} MLflow run {plan.run_id} "
+    print(f"train: {'resuming' if plan.status == RESUME else 'starting'} MLflow run {plan.run_id} "
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
     result = launch(cfg, plan, data)

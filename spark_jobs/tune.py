@@ -43,12 +43,33 @@ from spark_jobs.registry import Stage
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from tokenization.dataset import Manifest, TokenizedDataset
-from training.lineage import (
-    TAG_BEST_PARAMS, TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_DEGENERATE, TAG_DEGENERATE_REASON, TAG_PARENT_RUN,
-    TAG_REGISTERED_NAME, TAG_REGISTERED_VERSION, TAG_STAGE, TAG_STUDY, TAG_STUDY_STORAGE, TAG_TRIAL, TAG_TRIAL_STATE,
-    TRIAL_COMPLETE, TRIAL_PRUNED, flat_params,
-)
 from training.pruning import make_pruner
+from training.tracking import runs
+from training.tracking.lineage import flat_params
+from training.tracking.registry import register_run_model, set_registration_tags
+from training.tracking.store import (
+    SQLITE,
+    TrackingError,
+    beside_local_store,
+    config_client,
+    experiment_id,
+    tracking_uri,
+)
+from training.tracking.tags import (
+    TAG_BEST_PARAMS,
+    TAG_BEST_RUN,
+    TAG_BEST_TRIAL,
+    TAG_DEGENERATE,
+    TAG_DEGENERATE_REASON,
+    TAG_PARENT_RUN,
+    TAG_STAGE,
+    TAG_STUDY,
+    TAG_STUDY_STORAGE,
+    TAG_TRIAL,
+    TAG_TRIAL_STATE,
+    TRIAL_COMPLETE,
+    TRIAL_PRUNED,
+)
 
 STAGE = "tune"
 STUDY_DB = "optuna.db"
@@ -90,13 +111,12 @@ def storage_url(cfg: Config) -> str:
     from pathlib import Path
 
     from conf.paths import is_uri
-    from training.tracking import SQLITE, tracking_uri
 
     if cfg.tune.storage:
         return cfg.tune.storage
-    uri = tracking_uri(cfg)
-    if uri.startswith(SQLITE):
-        return f"{SQLITE}{Path(uri[len(SQLITE):]).parent / STUDY_DB}"
+    beside = beside_local_store(tracking_uri(cfg), STUDY_DB)
+    if beside:
+        return beside
     if cfg.train.local_mode and not is_uri(cfg.lakehouse.root):
         return f"{SQLITE}{Path(cfg.lakehouse.root).resolve() / STUDY_DB}"
     raise StageError("lakebert tune with train.local_mode=false needs tune.storage: a database every executor "
@@ -175,24 +195,14 @@ def reclaim_stale(study) -> list[int]:
 
 def parent_run(cfg: Config, name: str, url: str) -> str:
     """The study's parent MLflow run: found by its tags, or created with the study's settings."""
-    from training import tracking
-
-    client = tracking.config_client(cfg)
-    experiment = tracking.experiment_id(client, cfg)
-    found = client.search_runs([experiment], filter_string=f"tags.`{TAG_STAGE}` = '{STAGE}' and "
-                                                          f"tags.`{TAG_STUDY}` = '{name}'", max_results=1)
-    if found:
-        run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
-            client.update_run(run_id, status="RUNNING")
-        return run_id
-    run = client.create_run(experiment, run_name=f"tune-{name.removeprefix('lakebert-')[:8]}",
-                            tags={TAG_STAGE: STAGE, TAG_STUDY: name, TAG_STUDY_STORAGE: redact(url)})
-    from mlflow.entities import Param
-
-    params = [Param(k, v) for k, v in flat_params(cfg).items()]
-    for start in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[start:start + 100])
+    client = config_client(cfg)
+    run, created = runs.find_or_create_run(client, experiment_id(client, cfg), {TAG_STAGE: STAGE, TAG_STUDY: name},
+                                           {TAG_STUDY_STORAGE: redact(url)},
+                                           f"tune-{name.removeprefix('lakebert-')[:8]}")
+    if created:
+        runs.log_params(client, run.info.run_id, flat_params(cfg))
+    elif run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
     return run.info.run_id
 
 
@@ -243,27 +253,25 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from training import tracking
-
         values = suggest(trial, self.cfg.tune.space)
         retry = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         cfg = trial_config(self.cfg, values, self.name, self.data.manifest)
         tags = {TAG_PARENT_RUN: self.parent, TAG_STUDY: self.name, TAG_TRIAL: str(trial.number)}
         claim_output_dir(cfg, self.data.manifest)  # before its run exists: a refused folder leaves no trace
         try:
-            plan = tracking.prepare_run(cfg, self.data.manifest, str(self.data.manifest_path), tags=tags)
-        except tracking.TrackingError as exc:
+            plan = runs.prepare_run(cfg, self.data.manifest, str(self.data.manifest_path), tags=tags)
+        except TrackingError as exc:
             raise StageError(str(exc)) from None
         trial.set_user_attr("run_id", plan.run_id)
-        how = {tracking.NEW: "a new run", tracking.RESUME: "resuming its run",
-               tracking.UP_TO_DATE: "its run had finished"}[plan.status]
+        how = {runs.NEW: "a new run", runs.RESUME: "resuming its run",
+               runs.UP_TO_DATE: "its run had finished"}[plan.status]
         again = f" (retry of trial {retry}: {how})" if retry is not None else ""
         self.say(f"tune: trial {trial.number}: {_show(values)}{again}")
-        if plan.status == tracking.UP_TO_DATE:  # the same values in this study already ran to the end
-            run = tracking.store_client(plan.tracking_uri).get_run(plan.run_id)
+        if plan.status == runs.UP_TO_DATE:  # the same values in this study already ran to the end
+            run = runs.plan_client(plan).get_run(plan.run_id)
             if run.data.tags.get(TAG_TRIAL_STATE) == TRIAL_PRUNED:
                 raise optuna.TrialPruned(f"run {plan.run_id} of the same values was pruned")
-            result = tracking.finished_result(plan)
+            result = runs.finished_result(plan)
         else:
             spec = {"storage": self.url, "study": self.name, "trial_id": trial._trial_id, "metric": self.metric,
                     "pruner": self.cfg.tune.pruner, "pruner_startup_trials": self.cfg.tune.pruner_startup_trials}
@@ -276,7 +284,7 @@ class Objective:
                 self.say(f"tune: trial {trial.number} pruned: {result['reason']}")
                 raise optuna.TrialPruned(result["reason"])
         value = result["metrics"]["validation"][self.metric]
-        tracking.store_client(plan.tracking_uri).set_tag(plan.run_id, TAG_TRIAL_STATE, TRIAL_COMPLETE)
+        runs.plan_client(plan).set_tag(plan.run_id, TAG_TRIAL_STATE, TRIAL_COMPLETE)
         self.say(f"tune: trial {trial.number} done: validation {self.metric} {value:.4f} (run {plan.run_id})")
         return value
 
@@ -291,30 +299,16 @@ def counts(study) -> dict[str, int]:
 
 def register_best(cfg: Config, client, parent: str, best) -> dict | None:
     """The best trial's model, registered under `mlflow.registered_model` with `tune.alias`;
-    a rerun whose best trial is unchanged registers nothing new."""
-    from mlflow.exceptions import MlflowException
-
+    a rerun whose best trial is unchanged registers nothing new. The study's parent run is tagged
+    with the version too."""
     name, run_id = cfg.mlflow.registered_model, best.user_attrs["run_id"]
     if not name or not cfg.mlflow.log_model:
         return None
-    run = client.get_run(run_id)
-    version = run.data.tags.get(TAG_REGISTERED_VERSION) if run.data.tags.get(TAG_REGISTERED_NAME) == name else None
-    if version is None:
-        logged = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'",
-                                             max_results=1)
-        if not logged:
-            raise StageError(f"the best trial's run {run_id} has no logged model to register")
-        try:  # the client, not mlflow.register_model: no process-wide tracking URI is changed
-            client.create_registered_model(name)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        # the model's own artifact location as source: a `models:/<id>` source is looked up through the
-        # process-wide tracking URI (mlflow's sqlalchemy registry), which may be another store
-        version = str(client.create_model_version(name, logged[0].artifact_location, run_id=run_id,
-                                                  model_id=logged[0].model_id).version)
-        client.set_tag(run_id, TAG_REGISTERED_NAME, name)
-        client.set_tag(run_id, TAG_REGISTERED_VERSION, version)
+    try:
+        version = register_run_model(client, name, run_id)
+    except TrackingError as exc:
+        raise StageError(str(exc)) from None
+    set_registration_tags(client, parent, name, version)
     client.set_registered_model_alias(name, cfg.tune.alias, version)
     return {"name": name, "version": version, "alias": cfg.tune.alias}
 
@@ -386,8 +380,6 @@ def run_trials(cfg: Config, study, objective, client, parent: str, done: int, fi
 def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     from optuna.trial import TrialState
 
-    from training import tracking
-
     check_settings(cfg)
     started = time.perf_counter()
     data = preflight(spark, cfg)
@@ -396,7 +388,7 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     name = study_name(cfg, data.manifest)
     study = open_study(cfg, name, url)
     parent = parent_run(cfg, name, url)
-    client = tracking.config_client(cfg)
+    client = config_client(cfg)
     reclaimed = reclaim_stale(study)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
@@ -417,8 +409,6 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     warnings_ = log_plots(client, parent, study)
     registered = register_best(cfg, client, parent, best)
     if registered:
-        client.set_tag(parent, TAG_REGISTERED_NAME, registered["name"])
-        client.set_tag(parent, TAG_REGISTERED_VERSION, registered["version"])
         print(f"tune: best trial {best.number} ({_show(best.params)}): validation {metric} {best.value:.4f}, "
               f"registered as {registered['name']} version {registered['version']} @{registered['alias']}",
               flush=True)
@@ -433,7 +423,7 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
     for line in warnings_:
         print(f"tune: warning: {line}", flush=True)
     client.set_terminated(parent, "FINISHED")
-    return {"status": status, "study": name, "storage": redact(url), "tracking_uri": tracking.tracking_uri(cfg),
+    return {"status": status, "study": name, "storage": redact(url), "tracking_uri": tracking_uri(cfg),
             "parent_run_id": parent, "metric": metric, "direction": direction_of(cfg), "trials": trials,
             "retried": reclaimed,
             "best": {"trial": best.number, "params": best.params, "value": best.value,

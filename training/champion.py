@@ -1,10 +1,9 @@
-"""The `@champion` alias: it moves to a newly registered version only when that version is not
-degenerate, is not below the linear baseline (training.baseline, unless
-`train.require_beat_baseline=false`), and beats the current champion on this run's validation data.
+"""Scoring the `@champion` on this run's validation data, for the decision whether a newly
+registered version takes the alias (`training.tracking.registry.champion_decision`).
 
+    score = champion_score_fn(cfg, client, manifest, split, our_tokenizer, device)
     decision = champion_decision(client, "lakebert-classifier", "7", "champion", 0.93, "f1_macro",
-                                 degenerate=False, champion_score=champion_score_fn(...))
-    decision["reason"]   # "version 7 (f1_macro 0.9300) beats version 5 (0.9100) and is now @champion"
+                                 degenerate=False, champion_score=score)
 
 The champion is scored on the same validation rows: with its own logged metric when it was
 trained on the same tokenized data, else by loading it from the registry and evaluating it
@@ -19,43 +18,9 @@ import torch.nn.functional as F
 from conf import Config
 from conf.schema import VALIDATION
 from tokenization.dataset import Manifest
+from training.confusion import metrics_from
 from training.data import TokenizedSplit, collate
-from training.lineage import TAG_MANIFEST_HASH, TAG_TOKENIZER
-from training.confusion import LOWER_IS_BETTER, metrics_from
-
-
-def champion_decision(client, name: str, version: str, alias: str, candidate: float, metric: str,
-                      degenerate: bool, champion_score, below_baseline: str | None = None) -> dict:
-    """Set `alias` on `version` of model `name` if it earns it, and say what happened.
-    `below_baseline`: why the version may not take it for its linear baseline, or None."""
-    try:
-        current = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - MLflow raises RESOURCE_DOES_NOT_EXIST for an unset alias
-        current = None
-    decision = {"alias": alias, "version": str(current.version) if current else None, "moved": False}
-    if degenerate:
-        return {**decision, "reason": f"version {version} is degenerate: @{alias} stays "
-                                      f"{f'on version {current.version}' if current else 'unset'}"}
-    if below_baseline:
-        return {**decision, "reason": f"version {version} {below_baseline}: @{alias} stays "
-                                      f"{f'on version {current.version}' if current else 'unset'}"}
-    if current is not None and str(current.version) == str(version):
-        return {**decision, "reason": f"version {version} is already @{alias}"}
-    if current is not None:
-        score = champion_score(current)
-        if score is None:
-            return {**decision, "reason": f"@{alias} (version {current.version}) cannot be scored on this run's "
-                                          f"validation data (other labels); it stays"}
-        better = candidate < score if metric in LOWER_IS_BETTER else candidate > score
-        if not better:
-            return {**decision, "reason": f"version {version} ({metric} {candidate:.4f}) does not beat @{alias} "
-                                          f"version {current.version} ({score:.4f}) on the same validation data"}
-        reason = (f"version {version} ({metric} {candidate:.4f}) beats version {current.version} ({score:.4f}) "
-                  f"and is now @{alias}")
-    else:
-        reason = f"version {version} is the first @{alias}"
-    client.set_registered_model_alias(name, alias, str(version))
-    return {"alias": alias, "version": str(version), "moved": True, "reason": reason}
+from training.tracking.tags import TAG_MANIFEST_HASH, TAG_TOKENIZER
 
 
 def score_other_model(model, tokenizer, split: TokenizedSplit, our_tokenizer, label_map: dict[str, int],

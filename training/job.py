@@ -8,7 +8,7 @@
 A job is a `train` config (except where and how often it reports) applied to one tokenized
 dataset (its content hash, tokenizer fingerprint and row counts). The job key names its
 folder under the lakehouse, so another config never resumes this job's checkpoints, and it
-tags the job's one MLflow run (`training.tracking.prepare_run`).
+tags the job's one MLflow run (`training.tracking.runs.prepare_run`).
 
 lakebert only removes what it wrote. The job's folder carries `.lakebert-job`, naming the job
 that owns it (`claim_output_dir`, before anything is written): an empty or new folder is

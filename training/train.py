@@ -5,7 +5,7 @@
     lakebert train                                                      # TorchDistributor (spark_jobs/train.py)
 
 Finds the tokenized data and the job (`training.job`), the job's one MLflow run
-(`training.tracking`: rank 0 decides, every rank learns), and runs the `Trainer`
+(`training.tracking.runs`: rank 0 decides, every rank learns), and runs the `Trainer`
 (`training.trainer`): AdamW with linear warmup and decay, gradient accumulation and clipping,
 validation at each epoch end (and every `train.eval_every` steps), the best checkpoint by
 `train.select_metric` evaluated on validation and test at the end, the model logged and
@@ -28,20 +28,21 @@ the result's status is `pruned`.
 
 from __future__ import annotations
 
-
 from conf import Config, storage
 from conf.loader import validate
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
-from training import job, tracking
+from training import job
 from training.checkpoint import CheckpointManager
 from training.distributed import barrier, broadcast, init_distributed, teardown
-from training.lineage import TAG_TRIAL_STATE, TRIAL_PRUNED
 from training.meter import PROGRESS_PREFIX
 from training.pruning import Pruned, open_reporter
+from training.tracking.runs import UP_TO_DATE, RunPlan, finished_result, prepare_run
+from training.tracking.tags import TAG_TRIAL_STATE, TRIAL_PRUNED
+from training.tracking.tracker import NullTracker, open_tracker
 from training.trainer import TrainData, Trainer
 
 
-def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: int | None = None,
+def train(cfg: Config, plan: RunPlan | None = None, stop_after_steps: int | None = None,
           trial: dict | None = None) -> dict:
     """Train, evaluate, log to MLflow and return the result.
 
@@ -50,17 +51,17 @@ def train(cfg: Config, plan: tracking.RunPlan | None = None, stop_after_steps: i
     trial this job is (`training.pruning`), None for a plain job."""
     env = init_distributed(cfg.train.use_gpu)
     out_dir = None
-    tracker = tracking.NullTracker()
+    tracker = NullTracker()
     try:
         data = open_data(cfg, env, plan)
         out_dir = job.output_dir(cfg, data.manifest)
         if plan is None:
             plan = on_every_rank(env, lambda: prepare(cfg, data.manifest, str(data.manifest_path), out_dir))
-        if plan.status == tracking.UP_TO_DATE:
+        if plan.status == UP_TO_DATE:
             return {"status": "up_to_date", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri,
-                    **tracking.finished_result(plan)}
+                    **finished_result(plan)}
         try:
-            tracker, opened = tracking.open_tracker(cfg, plan, env.is_main), None
+            tracker, opened = open_tracker(cfg, plan, env.is_main), None
         except Exception as exc:
             opened = exc
         broadcast(env, opened)  # a rank 0 that cannot log stops every rank, not only itself
@@ -90,7 +91,7 @@ def on_every_rank(env, make):
     return broadcast(env, value)
 
 
-def open_data(cfg: Config, env, plan: tracking.RunPlan | None) -> TokenizedDataset:
+def open_data(cfg: Config, env, plan: RunPlan | None) -> TokenizedDataset:
     """The one tokenized dataset this job trains on. Rank 0 resolves the location once (a
     `LATEST` that moves meanwhile is not followed) and every rank reads that manifest; data whose
     content hash is not the one the job was planned on stops the job."""
@@ -102,13 +103,13 @@ def open_data(cfg: Config, env, plan: tracking.RunPlan | None) -> TokenizedDatas
     return data
 
 
-def prepare(cfg: Config, manifest: Manifest, manifest_path: str, out_dir: str) -> tracking.RunPlan:
+def prepare(cfg: Config, manifest: Manifest, manifest_path: str, out_dir: str) -> RunPlan:
     """Rank 0 without a launcher: claim the output folder, then find or create the job's run."""
     job.claim_output_dir(cfg, out_dir, job.job_key(cfg, manifest))
-    return tracking.prepare_run(cfg, manifest, manifest_path)
+    return prepare_run(cfg, manifest, manifest_path)
 
 
-def pruned(env, plan: tracking.RunPlan, tracker, out_dir, step: int, reason: str) -> dict:
+def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> dict:
     """A pruned trial: tagged, its checkpoints gone (they would never be resumed)."""
     barrier(env)  # no rank still reads a checkpoint
     if env.is_main:
@@ -128,5 +129,5 @@ def train_job(config: dict, plan: dict | None = None, trial: dict | None = None)
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
     # this process did not load the config: `validate` hides its secrets here too and sets up storage
-    result = train(validate(config), tracking.RunPlan(**plan) if plan else None, trial=trial)
+    result = train(validate(config), RunPlan(**plan) if plan else None, trial=trial)
     return {k: v for k, v in result.items() if k != "history"}

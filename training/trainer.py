@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 from conf import Config, redact, storage
 from conf.schema import TEST, TRAIN, VALIDATION
-from training import job, tracking
 from tokenization.dataset import Manifest, TokenizedDataset
 from tokenization.tokenizer import local_tokenizer_path
+from training import job
 from training.baseline import check_against_baseline
 from training.champion import champion_score_fn
 from training.checkpoint import CheckpointManager, rng_state
@@ -47,11 +47,13 @@ from training.confusion import is_better
 from training.data import Prefetcher, TokenizedSplit, batches
 from training.distributed import DistEnv, all_gather, barrier, broadcast
 from training.guards import degenerate_check, imbalance_warning
-from training.lineage import TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON, model_card
 from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, StepTotals
 from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
 from training.pruning import NullReporter
+from training.tracking.lineage import model_card
+from training.tracking.runs import NEW, RunPlan, fetch_checkpoints, plan_client
+from training.tracking.tags import RESULT_ARTIFACT, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON
 
 HISTORY_KEYS = ("loss", "lr", "grad_norm", "eval")
 
@@ -195,7 +197,7 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
 class Trainer:
     """Model, optimizer, schedule, checkpoints and state for one job on one rank."""
 
-    def __init__(self, cfg: Config, env: DistEnv, plan: tracking.RunPlan, tracker, data: TrainData, out_dir: str,
+    def __init__(self, cfg: Config, env: DistEnv, plan: RunPlan, tracker, data: TrainData, out_dir: str,
                  reporter: NullReporter | None = None):
         from transformers import get_linear_schedule_with_warmup
 
@@ -240,10 +242,10 @@ class Trainer:
         (the run's MLflow copy when this machine has none)."""
         if self.env.is_main:
             for manager in (self.ckpt, self.best_ckpt):
-                if self.plan.status == tracking.NEW:  # a new run trains from scratch, so all its steps are in it
+                if self.plan.status == NEW:  # a new run trains from scratch, so all its steps are in it
                     manager.clear()
                 elif not manager.remote and manager.latest() is None:  # an object store keeps its own
-                    tracking.fetch_checkpoints(self.plan, manager.name, manager.root, manager.is_complete)
+                    fetch_checkpoints(self.plan, manager.name, manager.root, manager.is_complete)
         barrier(self.env)
         latest = self.ckpt.latest()
         if latest is not None:
@@ -385,7 +387,7 @@ class Trainer:
         result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
             storage.write_text(storage.join(self.out_dir, job.RESULT_FILE), json.dumps(redact(result, by_key=False), indent=2))
-            self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, tracking.RESULT_ARTIFACT)
+            self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, RESULT_ARTIFACT)
         return result
 
     def publish(self, final: dict, check) -> tuple[dict | None, dict | None, dict | None, list[str]]:
@@ -413,7 +415,7 @@ class Trainer:
                                        manifest.max_length or 512, manifest.truncation_side or "right",
                                        self.data.example_text(),
                                        card=model_card(self.cfg, manifest, str(self.data.manifest_path), final))
-        score = champion_score_fn(self.cfg, tracking.plan_client(self.plan), manifest,
+        score = champion_score_fn(self.cfg, plan_client(self.plan), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,
                                    score, baseline.blocks_champion)

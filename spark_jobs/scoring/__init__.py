@@ -1,7 +1,7 @@
 """`lakebert score`'s layers; the stage itself (orchestration and `main()`) is `spark_jobs/score.py`.
 
-- `registry.py`: the model to score with, from MLflow (URI, version, its run's clean settings,
-  the run's linear baseline): every MLflow read of score.
+- `registry.py`: the model to score with (URI, version, its run's clean settings, the run's
+  linear baseline), resolved and downloaded by `training.tracking.models`, every MLflow read of score.
 - `model_cache.py`: the downloaded model, kept per model version in a private, verified folder.
 - `source.py`: the input (silver or what ingest reads), normalized as the model's training run did.
 - `executor.py`: the model shipped to the executors and run there (`mapInArrow`).

@@ -52,7 +52,7 @@ def training_split(spark: SparkSession, manifest_path: str) -> tuple[list[str], 
 def training_profile(spark: SparkSession, model: ScoringModel, unk_id: int | None) -> tuple[DataFrame, dict] | None:
     """The model's training split (from the manifest its lineage tags name): its rows (tokens,
     truncated, unk_tokens) and rows per label id; None, said on the console, when it is not readable."""
-    from training.lineage import TAG_MANIFEST
+    from training.tracking.tags import TAG_MANIFEST
 
     path = model.tags.get(TAG_MANIFEST)
     if not path or path == "None":

@@ -17,6 +17,8 @@ from spark_jobs.scoring.registry import ScoringModel
 from spark_jobs.scoring.source import Source
 from spark_jobs.scoring.summary import Counts
 from training.evaluation import DRIFT_KEYS, EVALUATION_KEYS
+from training.tracking.tags import (TAG_SCORE_SOURCE, TAG_SCORE_SOURCE_VERSION, TAG_SCORED_MODEL, TAG_SCORED_NAME,
+                                    TAG_SCORED_RUN, TAG_SCORED_VERSION, TAG_STAGE)
 
 
 def log_score_run(stage: str, cfg: Config, model: ScoringModel, source: Source, evaluation: dict | None,
@@ -25,15 +27,14 @@ def log_score_run(stage: str, cfg: Config, model: ScoringModel, source: Source, 
     from mlflow.entities import Metric, RunTag
 
     from conf import redact
-    from training import lineage
     from training.baseline import PREFIX as BASELINE_PREFIX
     from training.evaluation import drift_figure, reliability_figure
-    from training.tracking import experiment_id, store_client, tracking_uri
+    from training.tracking.store import experiment_id, store_client, tracking_uri
 
     client = store_client(tracking_uri(cfg))
-    tags = {lineage.TAG_STAGE: stage, lineage.TAG_SCORED_MODEL: model.uri, lineage.TAG_SCORED_NAME: model.name,
-            lineage.TAG_SCORED_VERSION: model.version, lineage.TAG_SCORED_RUN: str(model.run_id),
-            lineage.TAG_SCORE_SOURCE: source.location, lineage.TAG_SCORE_SOURCE_VERSION: str(source.version)}
+    tags = {TAG_STAGE: stage, TAG_SCORED_MODEL: model.uri, TAG_SCORED_NAME: model.name,
+            TAG_SCORED_VERSION: model.version, TAG_SCORED_RUN: str(model.run_id),
+            TAG_SCORE_SOURCE: source.location, TAG_SCORE_SOURCE_VERSION: str(source.version)}
     run = client.create_run(experiment_id(client, cfg), run_name=f"score-{model.name}-v{model.version}",
                             tags=redact(tags, by_key=False))
     run_id, now = run.info.run_id, int(time.time() * 1000)

@@ -40,7 +40,7 @@ SECRETS = [
 
 @pytest.mark.parametrize("key, value, secret", SECRETS)
 def test_secret_is_absent_from_every_rendering_of_the_config(key, value, secret):
-    from training.tracking import flat_params
+    from training.tracking.lineage import flat_params
 
     cfg = load_config(overrides=[f"{key}={value}"])
     assert secret not in config_yaml(cfg)

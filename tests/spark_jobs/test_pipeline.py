@@ -10,7 +10,8 @@ from spark_jobs.registry import steps
 from spark_jobs.stage import StageError
 from tests.conftest import make_config
 from tokenization.dataset import MANIFEST
-from training.tracking import DATA_REPORT_ARTIFACTS, store_client
+from training.tracking.store import store_client
+from training.tracking.tags import DATA_REPORT_ARTIFACTS
 
 STAGES = tuple(step.name for step in steps())
 

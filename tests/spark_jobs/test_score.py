@@ -20,8 +20,8 @@ from spark_jobs.score import main, score
 from spark_jobs.stage import StageError
 from spark_jobs.tables import PREDICTIONS, SILVER, resolve_table
 from tests.conftest import TEST_SPARK, make_config
-from training.lineage import TAG_SCORED_VERSION, TAG_STAGE
-from training.tracking import tracking_uri
+from training.tracking.tags import TAG_SCORED_VERSION, TAG_STAGE
+from training.tracking.store import tracking_uri
 
 
 @pytest.fixture(scope="module")

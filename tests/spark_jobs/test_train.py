@@ -31,7 +31,20 @@ from spark_jobs.train import failure_report, train
 from tests.commands import training_ranks
 from tests.conftest import TEST_SPARK, make_config, tokenized_sample
 from tests.servers import free_port
-from training import tracking
+from training.tracking.tags import (
+    TAG_BELOW_BASELINE,
+    TAG_DEFAULTS,
+    TAG_DEGENERATE,
+    TAG_DEGENERATE_REASON,
+    TAG_GIT_COMMIT,
+    TAG_JOB_KEY,
+    TAG_MANIFEST,
+    TAG_MANIFEST_HASH,
+    TAG_SILVER_TABLE,
+    TAG_SILVER_VERSION,
+    TAG_TOKENIZER,
+    TAG_TOKENIZER_PATH,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = ["train.epochs=3", "train.batch_size=16", "train.num_processes=2", "train.seed=5"]
@@ -75,7 +88,7 @@ def trained(spark, lakehouse, tmp_path_factory):
 def _job_runs(client, summary):
     """The store's runs of `summary`'s job (the degenerate test adds another job's run to the store)."""
     experiment = client.get_experiment_by_name("lakebert").experiment_id
-    return client.search_runs([experiment], filter_string=f"tags.`{tracking.TAG_JOB_KEY}` = '{summary['job_key']}'")
+    return client.search_runs([experiment], filter_string=f"tags.`{TAG_JOB_KEY}` = '{summary['job_key']}'")
 
 
 def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts(spark, trained):
@@ -98,17 +111,17 @@ def test_local_mode_two_processes_log_one_run_and_register_a_model_that_predicts
     assert any(key.startswith("system/") for key in run.data.metrics)
     assert {"eval/accuracy", "validation/f1_macro", "test/accuracy"} <= set(run.data.metrics)
     assert {"baseline/validation/f1_macro", "baseline/test/f1_macro", "baseline/seconds"} <= set(run.data.metrics)
-    assert run.data.tags[tracking.TAG_BELOW_BASELINE] == str(summary["baseline"]["below"]).lower()
+    assert run.data.tags[TAG_BELOW_BASELINE] == str(summary["baseline"]["below"]).lower()
 
     manifest_path = Path(summary["manifest"])
     manifest = json.loads(manifest_path.read_text())
     tags = run.data.tags
-    assert tags[tracking.TAG_SILVER_TABLE] == manifest["source"]["table"]
-    assert tags[tracking.TAG_SILVER_VERSION] == str(manifest["source"]["delta_version"])
-    assert tags[tracking.TAG_MANIFEST] == str(manifest_path)
-    assert tags[tracking.TAG_MANIFEST_HASH] == manifest["content_hash"]
-    assert tags[tracking.TAG_TOKENIZER] == manifest["tokenizer_fingerprint"]
-    assert len(tags[tracking.TAG_GIT_COMMIT].split("-")[0]) == 40
+    assert tags[TAG_SILVER_TABLE] == manifest["source"]["table"]
+    assert tags[TAG_SILVER_VERSION] == str(manifest["source"]["delta_version"])
+    assert tags[TAG_MANIFEST] == str(manifest_path)
+    assert tags[TAG_MANIFEST_HASH] == manifest["content_hash"]
+    assert tags[TAG_TOKENIZER] == manifest["tokenizer_fingerprint"]
+    assert len(tags[TAG_GIT_COMMIT].split("-")[0]) == 40
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
     assert {"eval/confusion_matrix_test.png", "eval/confusion_matrix_test.json"} <= artifacts
@@ -165,7 +178,7 @@ def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, l
     assert good["champion"]["moved"] and good["champion"]["version"] == "1"
     client = MlflowClient(store)
     assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"
-    assert client.get_run(good["run_id"]).data.tags[tracking.TAG_DEGENERATE] == "false"
+    assert client.get_run(good["run_id"]).data.tags[TAG_DEGENERATE] == "false"
 
     # An absurd learning rate: the model ends up predicting one class
     bad = train(spark, _cfg(lakehouse, store, "mlflow.system_metrics=false", "train.lr=20"), "bad")
@@ -173,7 +186,7 @@ def test_collapsed_model_is_flagged_degenerate_and_never_takes_champion(spark, l
     assert bad["degenerate"] is True and not bad["champion"]["moved"]
     assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"  # ...never champion
     run = client.get_run(bad["run_id"])
-    assert run.data.tags[tracking.TAG_DEGENERATE] == "true" and "baseline" in run.data.tags[tracking.TAG_DEGENERATE_REASON]
+    assert run.data.tags[TAG_DEGENERATE] == "true" and "baseline" in run.data.tags[TAG_DEGENERATE_REASON]
     assert run.data.metrics["validation/baseline_f1_macro"] < 0.5
     assert any("degenerate" in w and "learning rate" in w for w in bad["warnings"])
 
@@ -228,7 +241,7 @@ def test_a_job_trains_on_the_dataset_it_named_when_latest_moves_after_launch(spa
     result = json.loads((out / "result.json").read_text())
     assert result["data"]["manifest"] == str(manifest_path) and result["data"]["content_hash"] == content_hash
     tags = MlflowClient(store).get_run(summary["run_id"]).data.tags
-    assert tags[tracking.TAG_MANIFEST] == str(manifest_path) and tags[tracking.TAG_MANIFEST_HASH] == content_hash
+    assert tags[TAG_MANIFEST] == str(manifest_path) and tags[TAG_MANIFEST_HASH] == content_hash
 
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     capfd.readouterr()
@@ -300,9 +313,9 @@ def test_pretrained_local_model_trains_on_its_own_tokenizers_ids_with_fine_tunin
     assert summary["status"] == "done" and summary["defaults"]["kind"] == "fine-tuning"
     assert summary["defaults"]["lr"] == FINE_TUNING_DEFAULTS["lr"]
     run = MlflowClient(store).get_run(summary["run_id"])
-    assert run.data.tags[tracking.TAG_TOKENIZER_PATH] == str(model_dir)
+    assert run.data.tags[TAG_TOKENIZER_PATH] == str(model_dir)
     assert float(run.data.params["train.lr"]) == FINE_TUNING_DEFAULTS["lr"]
-    assert run.data.tags[tracking.TAG_DEFAULTS] == "fine-tuning"
+    assert run.data.tags[TAG_DEFAULTS] == "fine-tuning"
 
 
 def test_data_tokenized_for_another_model_fails_before_training(spark, lakehouse, tmp_path):

@@ -22,7 +22,7 @@ from spark_jobs import cli
 from spark_jobs.tune import tune
 from tests.commands import training_ranks
 from tests.conftest import TEST_SPARK, make_config, tokenized_sample
-from training.lineage import (
+from training.tracking.tags import (
     TAG_BEST_RUN, TAG_BEST_TRIAL, TAG_PARENT_RUN, TAG_STAGE, TAG_STUDY, TAG_TRIAL, TAG_TRIAL_STATE, TRIAL_PRUNED,
 )
 

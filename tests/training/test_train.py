@@ -45,7 +45,7 @@ def test_single_process_learns_beyond_the_majority_class(tokenized_root, tmp_pat
 def test_a_model_that_beats_the_linear_baseline_takes_champion_and_one_below_it_is_warned_and_keeps_it(
         tokenized_root, tmp_path):
     from training.baseline import ARTIFACT, ARTIFACT_DIR
-    from training.lineage import TAG_BELOW_BASELINE, TAG_CHAMPION
+    from training.tracking.tags import TAG_BELOW_BASELINE, TAG_CHAMPION
 
     store = _store(tmp_path / "runs")
     good = train(_cfg(tokenized_root, tmp_path / "good", "train.epochs=3", "train.batch_size=8", store=store))
@@ -227,7 +227,7 @@ def test_a_process_whose_data_is_not_the_jobs_planned_data_stops_before_training
     from tokenization.dataset import DataError
     from training.distributed import init_distributed
     from training.train import open_data
-    from training.tracking import RunPlan
+    from training.tracking.runs import RunPlan
 
     cfg = _cfg(tokenized_root, tmp_path / "out")
     data = open_data(cfg, init_distributed(False), None)

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spark_jobs.scoring.evaluate import drift_report, training_split
-from training.lineage import TAG_MANIFEST
+from training.tracking.tags import TAG_MANIFEST
 
 UNK = 1
 

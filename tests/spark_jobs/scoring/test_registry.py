@@ -1,49 +1,26 @@
-"""spark_jobs.scoring.registry: the model to score with, resolved from MLflow in one line or one error."""
+"""spark_jobs.scoring.registry: the model to score with, normalized as its training run recorded."""
 
-import pytest
-
-from spark_jobs.scoring.registry import recorded_clean, resolve_version
-from spark_jobs.stage import StageError
-
-
-class _Version:
-    def __init__(self, name, version, run_id):
-        self.name, self.version, self.run_id = name, version, run_id
-
-
-class _Client:
-    """The few MlflowClient calls resolve_version makes, over one registered version."""
-
-    def get_model_version(self, name, version):
-        if (name, version) != ("clf", "3"):
-            raise RuntimeError(f"RESOURCE_DOES_NOT_EXIST: {name} v{version}\nmore of the trace")
-        return _Version(name, 3, "r3")
-
-    def get_model_version_by_alias(self, name, alias):
-        if alias != "champion":
-            raise RuntimeError("no alias")
-        return self.get_model_version(name, "3")
-
-    def get_run(self, run_id):
-        return object()
-
-
-def test_a_model_uri_resolves_to_its_name_version_and_run():
-    client = _Client()
-    assert resolve_version(client, "models:/clf/3") == ("clf", "3", "r3")
-    assert resolve_version(client, "models:/clf@champion") == ("clf", "3", "r3")
-    assert resolve_version(client, "runs:/r9/model") == ("run-r9", "0", "r9")
-
-
-def test_a_model_that_does_not_exist_is_one_line_naming_the_key():
-    with pytest.raises(StageError, match=r"^score.model=models:/clf/4: no such model \(RESOURCE_DOES_NOT_EXIST: "
-                                         r"clf v4\)$"):
-        resolve_version(_Client(), "models:/clf/4")
-    with pytest.raises(StageError, match="not an MLflow model URI"):
-        resolve_version(_Client(), "s3://bucket/model")
+from spark_jobs.scoring.registry import recorded_clean
 
 
 def test_the_normalization_is_what_the_training_run_recorded_and_defaults_otherwise():
     clean = recorded_clean({"clean.lowercase": "true", "clean.max_chars": "500", "clean.min_chars": "9"})
     assert clean.lowercase is True and clean.max_chars == 500
     assert clean.min_chars == recorded_clean({}).min_chars  # which rows it saw: not recorded, not used
+
+
+def test_a_model_that_does_not_exist_is_a_stage_error_of_one_line(monkeypatch):
+    import pytest
+
+    from conf import load_config
+    from spark_jobs.scoring import registry
+    from spark_jobs.stage import StageError
+    from training.tracking.store import TrackingError
+
+    def missing(cfg):
+        raise TrackingError("score.model=models:/clf/4: no such model (RESOURCE_DOES_NOT_EXIST: clf v4)")
+
+    monkeypatch.setattr(registry, "resolve_model", missing)
+    with pytest.raises(StageError, match=r"^score.model=models:/clf/4: no such model \(RESOURCE_DOES_NOT_EXIST: "
+                                         r"clf v4\)$"):
+        registry.load_model(load_config(overrides=["score.model=models:/clf/4"]))

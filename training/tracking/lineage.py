@@ -1,6 +1,6 @@
-"""What made a model: the MLflow tag names lakebert writes, the lineage tags, the code's git
-commit, the resolved config as params, and the model card. Pure functions; `training.tracking`
-writes them.
+"""What made a model: the lineage tags, the code's git commit, the resolved config as params,
+and the model card. Pure functions; `training.tracking.runs` and `.tracker` write them (the tag
+names are `training.tracking.tags`).
 
     tags = lineage_tags(cfg, manifest, manifest_path)   # {TAG_SILVER_VERSION: "3", TAG_GIT_COMMIT: ..., ...}
     params = flat_params(cfg)                           # {"train.lr": "5e-05", ...}, secrets redacted
@@ -19,45 +19,17 @@ import yaml
 from conf import Config, config_dict, redact
 from tokenization.dataset import Manifest, Source
 from training.job import job_key
+from training.tracking.tags import (
+    TAG_GIT_COMMIT,
+    TAG_JOB_KEY,
+    TAG_MANIFEST,
+    TAG_MANIFEST_HASH,
+    TAG_SILVER_TABLE,
+    TAG_SILVER_VERSION,
+    TAG_TOKENIZER,
+    TAG_TOKENIZER_PATH,
+)
 
-TAG_JOB_KEY = "lakebert.job_key"
-# Lineage: which data, tokenizer and code made the model.
-TAG_SILVER_TABLE = "lakebert.silver_table"
-TAG_SILVER_VERSION = "lakebert.silver_delta_version"
-TAG_MANIFEST = "lakebert.manifest"
-TAG_MANIFEST_HASH = "lakebert.manifest_content_hash"
-TAG_TOKENIZER = "lakebert.tokenizer_fingerprint"
-TAG_TOKENIZER_PATH = "lakebert.tokenizer_path"
-TAG_GIT_COMMIT = "lakebert.git_commit"
-# The model the run registered.
-TAG_REGISTERED_NAME = "lakebert.registered_model_name"
-TAG_REGISTERED_VERSION = "lakebert.registered_model_version"
-# What the end-of-run guard found (training.guards), the defaults in force, and what became
-# of the champion alias.
-TAG_DEGENERATE = "lakebert.degenerate"
-TAG_DEGENERATE_REASON = "lakebert.degenerate_reason"
-TAG_DEFAULTS = "lakebert.train_defaults"
-TAG_CHAMPION = "lakebert.champion"
-# true when the model is below the linear baseline (training.baseline) by more than train.baseline_margin
-TAG_BELOW_BASELINE = "lakebert.below_linear_baseline"
-# A `lakebert score` run: which model version it scored, on what.
-TAG_STAGE = "lakebert.stage"
-TAG_SCORED_MODEL = "lakebert.scored_model_uri"
-TAG_SCORED_NAME = "lakebert.scored_model_name"
-TAG_SCORED_VERSION = "lakebert.scored_model_version"
-TAG_SCORED_RUN = "lakebert.scored_model_run_id"
-TAG_SCORE_SOURCE = "lakebert.score_source"
-TAG_SCORE_SOURCE_VERSION = "lakebert.score_source_delta_version"
-# lakebert tune: the study's parent run, and each trial's run (a child of it through MLflow's own tag)
-TAG_PARENT_RUN = "mlflow.parentRunId"
-TAG_STUDY = "lakebert.tune.study"
-TAG_TRIAL = "lakebert.tune.trial"  # the Optuna trial number (a retried trial's latest)
-TAG_TRIAL_STATE = "lakebert.tune.trial_state"  # complete | pruned
-TAG_BEST_TRIAL = "lakebert.tune.best_trial"
-TAG_BEST_RUN = "lakebert.tune.best_run_id"
-TAG_BEST_PARAMS = "lakebert.tune.best_params"  # JSON
-TAG_STUDY_STORAGE = "lakebert.tune.storage"  # redacted
-TRIAL_PRUNED, TRIAL_COMPLETE = "pruned", "complete"
 MAX_PARAM_CHARS = 6000
 CARD_LABELS_MAX = 50  # the card names the labels up to this many; the model's config has them all
 
@@ -146,12 +118,6 @@ def _cell(value) -> str:
     if value is None:
         return ""
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
-
-
-def registered_model(tags: dict) -> dict | None:
-    """The {name, version} a run's tags say it registered, or None."""
-    name, version = tags.get(TAG_REGISTERED_NAME), tags.get(TAG_REGISTERED_VERSION)
-    return {"name": name, "version": version} if name and version else None
 
 
 def flat_params(cfg: Config) -> dict[str, str]:

@@ -1,10 +1,11 @@
-"""training.lineage: the model card that MLflow keeps with the model."""
+"""training.tracking.lineage: the model card that MLflow keeps with the model."""
 
 from huggingface_hub import ModelCard
 
 from conf import load_config
 from tokenization.dataset import Manifest
-from training.lineage import TAG_MANIFEST_HASH, TAG_SILVER_VERSION, model_card
+from training.tracking.lineage import model_card
+from training.tracking.tags import TAG_MANIFEST_HASH, TAG_SILVER_VERSION
 
 MANIFEST = Manifest.from_dict({
     "source": {"table": "/lh/silver", "delta_version": 7}, "content_hash": "c0ffee", "max_length": 64,

@@ -1,11 +1,11 @@
-"""training.tracking: the tracker's interface."""
+"""training.tracking.tracker: the tracker's interface."""
 
 import dataclasses
 import inspect
 
 import pytest
 
-from training.tracking import MlflowTracker, NullTracker
+from training.tracking.tracker import MlflowTracker, NullTracker
 
 
 def test_the_null_tracker_has_every_method_of_the_real_one_and_no_others():
@@ -24,7 +24,9 @@ def test_the_data_report_files_found_are_logged_and_a_missing_one_is_a_warning_n
 
     from conf import load_config
     from tokenization.dataset import Manifest
-    from training.tracking import DATA_REPORT_ARTIFACTS, MlflowTracker, prepare_run
+    from training.tracking.runs import prepare_run
+    from training.tracking.tags import DATA_REPORT_ARTIFACTS
+    from training.tracking.tracker import MlflowTracker
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(overrides=[f"lakehouse.root={tmp_path}", f"mlflow.tracking_uri={store}", "mlflow.system_metrics=false"])
