@@ -17,6 +17,8 @@ from conf import load_config
 from training.train import train
 
 REPO = Path(__file__).resolve().parents[2]
+# Each trains a real job (in this process, under torchrun or as a subprocess): integration tests.
+pytestmark = pytest.mark.integration
 
 
 def _cfg(root, out, *overrides, store=None):
