@@ -2,20 +2,19 @@
 
     from conf.fields import ColumnName, Section, TableLocation
 
-A table location is a path, a URI or a metastore name (`is_path` tells which); a relative path
-must stay under `lakehouse.root`. Column names and table names hold no control characters.
+A table location is a path, a URI or a metastore name (`storage.Location` tells which); a relative
+path must stay under `lakehouse.root`. Column names and table names hold no control characters.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from conf.identifiers import parse_table_name
-from conf.storage import is_uri
+from storage import Location
 
 
 def _stringify_mapping(value):
@@ -36,17 +35,9 @@ SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def is_path(value: str) -> bool:
-    """A path or URI (`/data/t`, `tables/bronze`, `s3a://b/t`, `dbfs:/t`), not a table name."""
-    return "/" in value or ":" in value
-
-
 def stays_under_root(value: str) -> str:
-    """A relative path is joined to lakehouse.root (`conf.paths.under_root`): it must stay below it."""
-    if is_uri(value) or value.startswith("/"):
-        return value
-    normal = posixpath.normpath(value)
-    if normal in (".", "..") or normal.startswith("../"):
+    """A relative path is joined to lakehouse.root (`storage.under_root`): it must stay below it."""
+    if Location.parse(value).escapes_root():
         raise ValueError("a relative path must name a folder under lakehouse.root "
                          "(give an absolute path or a URI for one elsewhere)")
     return value
@@ -56,7 +47,7 @@ def _table_location(value: str) -> str:
     """A path/URI, or a table name of one to three (back-quoted where needed) identifiers."""
     if _CONTROL.search(value):
         raise ValueError("control characters (newline, tab, NUL) are not allowed")
-    if not is_path(value):
+    if Location.parse(value).is_name:
         parse_table_name(value)
     return stays_under_root(value)
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from conf import storage
 from conf.bounded_yaml import MAX_BYTES, YamlError, load_yaml
 from conf.redact import redact, remember_secrets
 from conf.schema import Config
@@ -99,7 +98,6 @@ def validate(data: dict[str, Any], origin: dict[tuple[str, ...], str] | None = N
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(redact(_describe(exc, origin or {}, data))) from None
-    storage.configure(cfg)  # the Python side reads object storage with the same s3a settings as Spark
     return cfg
 
 

@@ -10,20 +10,21 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from conf.fields import (ColumnName, OptionalColumnName, Section, SparkSettings, TableLocation, is_path,
+from conf.fields import (ColumnName, OptionalColumnName, Section, SparkSettings, TableLocation,
                          stays_under_root)
 from conf.identifiers import parse_table_name
 from conf.train_schema import (AUTO_TOKENIZER, FINE_TUNING_DEFAULTS, FROM_SCRATCH_DEFAULTS, PRESET, PRESET_NAMES,
                                TINY, TRAIN_TOKENIZER, TrainConfig, is_pretrained, looks_like_path,
                                model_name_problem)
 from conf.tune_schema import TuneConfig
+from storage import Location
 
 # Each section has its home (`conf.fields`: the value types; `conf.train_schema`, `conf.tune_schema`:
 # the train and tune sections); `Config`, the whole, gathers them here, and the names the rest
 # of lakebert reads from the schema are importable from it.
 __all__ = ["AUTO_TOKENIZER", "FINE_TUNING_DEFAULTS", "FROM_SCRATCH_DEFAULTS", "PRESET", "PRESET_NAMES", "SPLITS",
            "TEST", "TINY", "TRAIN", "TRAIN_TOKENIZER", "VALIDATION", "CleanConfig", "Config", "IngestConfig",
-           "MlflowConfig", "NearDedupConfig", "ScoreConfig", "TokenizeConfig", "TrainConfig", "TuneConfig", "is_path",
+           "MlflowConfig", "NearDedupConfig", "ScoreConfig", "TokenizeConfig", "TrainConfig", "TuneConfig",
            "is_pretrained", "looks_like_path", "model_name_problem"]
 
 
@@ -111,7 +112,7 @@ class IngestConfig(Section):
     @model_validator(mode="after")
     def _source_table_name(self):
         # format=delta reads a metastore table when the source is no path: the same names as tables.*
-        if self.format == "delta" and self.source and not is_path(self.source):
+        if self.format == "delta" and self.source and Location.parse(self.source).is_name:
             try:
                 parse_table_name(self.source)
             except ValueError as exc:

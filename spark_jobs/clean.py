@@ -36,9 +36,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
 
-from conf import Config, storage
-from conf.paths import join_path
+from conf import Config
 from conf.schema import SPLITS, TEST, TRAIN, VALIDATION
+import storage
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
                                      char_length_bins, clean_figures, report_images)
 from spark_jobs.dedup import DUPLICATE, dedup_casefold, dedup_hash, deduplicate_documents
@@ -161,10 +161,10 @@ def quarantine_counts(quarantine: DataFrame) -> dict[str, dict[str, int]]:
 
 def write_report(spark, folder: str, report: dict) -> list[str]:
     """report.json and its images (`data_report.CLEAN_FILES`) into `folder`. -> warnings."""
-    storage.write_text(join_path(folder, REPORT_JSON), json.dumps(report, indent=2))
+    storage.write_text(storage.join(folder, REPORT_JSON), json.dumps(report, indent=2))
     images, warnings = report_images(clean_figures, report)
     for name, png in images.items():
-        storage.write_bytes(join_path(folder, name), png)
+        storage.write_bytes(storage.join(folder, name), png)
     return warnings
 
 
@@ -288,7 +288,7 @@ def clean(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "dedup_key": "casefold" if casefold else "exact",
         "bronze_version": tables.bronze_version,
         "silver_version": tables.silver.version(spark),
-        "report": join_path(report_dir, REPORT_JSON),
+        "report": storage.join(report_dir, REPORT_JSON),
         "tables": tables.names(),
         "warnings": warnings,
     }

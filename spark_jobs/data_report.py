@@ -6,7 +6,7 @@
 
     from spark_jobs.data_report import clean_figures, render_png
     for name, figure in clean_figures(report).items():     # {"labels_per_split.png": Figure, ...}
-        storage.write_bytes(join_path(folder, name), render_png(figure))
+        storage.write_bytes(storage.join(folder, name), render_png(figure))
 
 The figures are pure functions of what the stages report (clean's `report.json` dict,
 tokenize's `tokenization.dataset.Manifest`), so they are tested from small hand-written ones. Each is a `matplotlib.figure.Figure`
@@ -64,7 +64,7 @@ def _figure(width: float, height: float):
 
 
 def render_png(figure) -> bytes:
-    """The figure as PNG bytes (Agg), ready for `conf.storage.write_bytes`."""
+    """The figure as PNG bytes (Agg), ready for `storage.write_bytes`."""
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=FIGURE_DPI)
     return out.getvalue()

@@ -29,8 +29,9 @@ import sys
 import threading
 import time
 
-from conf import Config, config_dict, load_config, storage
+from conf import Config, config_dict, load_config
 from conf.errors import StageError
+import storage
 from spark_jobs.console import Console, detail, is_running, running
 
 DELTA_SQL_CONF = {
@@ -275,7 +276,9 @@ class SparkProgress:
 
 
 def main() -> int:
-    spark = get_spark(load_config())
+    cfg = load_config()
+    storage.configure(cfg.spark.conf)
+    spark = get_spark(cfg)
     spark.range(1).count()
     print(f"spark {spark.version} with {delta_package()} ready")
     return 0

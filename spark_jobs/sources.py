@@ -228,10 +228,10 @@ def find_line(stream, needle: bytes, chunk_bytes: int = 1 << 22) -> tuple[int, i
 def locate_record(source: str, raw: str, encoding: str) -> dict:
     """Where the record `raw` (as the reader gave it) starts in its file: {line, byte_offset},
     None for each when it cannot be found (the file changed, a codec pyarrow does not know).
-    The file is read through `conf.storage` (compressed files by their extension)."""
+    The file is read through `storage` (compressed files by their extension)."""
     from urllib.parse import unquote
 
-    from conf import storage
+    import storage
 
     first = raw.split("\n", 1)[0].rstrip("\r")
     for location in dict.fromkeys((source, unquote(source))):  # Spark's file_path is URL-encoded

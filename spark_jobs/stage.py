@@ -38,10 +38,10 @@ import uuid
 from datetime import datetime, timezone
 from collections.abc import Callable
 
-from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact, storage
+from conf import Config, ConfigError, config_dict, config_yaml, load_config, redact
 from conf.errors import SettingError, StageError, one_line  # noqa: F401 - re-exported: `from spark_jobs.stage import StageError`
 from conf.help import config_help
-from conf.paths import join_path, resolve_root
+import storage
 from spark_jobs.console import LOG_FILE, LOG_LEVEL_ENV, RunConsole, current, verbose_requested
 from spark_jobs.registry import OVERRIDES_ENV, Stage, config_of
 from spark_jobs.session import SparkProgress, get_spark
@@ -125,7 +125,7 @@ def run_with_config(stage: str, cfg: Config, body: Callable[[object, Config, str
     `error.log` with the trace."""
     stage_run_id = new_stage_run_id()
     console = RunConsole(stage, verbose_requested() if verbose is None else verbose,
-                         join_path(runs_dir(cfg, stage, stage_run_id), LOG_FILE))
+                         storage.join(runs_dir(cfg, stage, stage_run_id), LOG_FILE))
     summary = failure = None
     try:
         with console:
@@ -166,7 +166,7 @@ def _unexpected(exc: BaseException) -> bool:
 def write_error_log(spark, cfg: Config, stage: str, stage_run_id: str, exc: BaseException) -> str:
     """The redacted trace in `_runs/<stage>/<stage_run_id>/error.log` (a temp file if that fails)."""
     text = redact("".join(traceback.format_exception(exc)))
-    path = join_path(runs_dir(cfg, stage, stage_run_id), ERROR_LOG)
+    path = storage.join(runs_dir(cfg, stage, stage_run_id), ERROR_LOG)
     try:
         storage.write_text(path, text)
         return path
@@ -181,7 +181,7 @@ def reach(cfg: Config) -> None:
     """The lakehouse's store answers, before Spark starts: a wrong endpoint, missing
     credentials or a missing bucket is one line, not a JVM trace halfway through a stage."""
     try:
-        storage.check(resolve_root(cfg))
+        storage.check(storage.absolute(cfg.lakehouse.root))
     except storage.StorageError as exc:
         raise StageError(str(exc)) from None
 
@@ -195,6 +195,7 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     console.detail(f"# lakebert {stage}: resolved config (secrets redacted)\n{config_yaml(cfg)}".rstrip("\n"))
     stage_run_id = stage_run_id or new_stage_run_id()
     console.activity = stage
+    storage.configure(cfg.spark.conf)  # this process reads object storage with Spark's s3a settings
     try:
         reach(cfg)
         spark = spark or get_spark(cfg)
@@ -212,6 +213,6 @@ def execute(stage: str, cfg: Config, body: Callable[[object, Config, str], dict]
     if console.log_path:
         summary["log"] = console.log_path
     record_dir = runs_dir(cfg, stage, stage_run_id)
-    storage.write_text(join_path(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
-    storage.write_text(join_path(record_dir, SUMMARY_FILE), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(record_dir, "config.json"), json.dumps(config_dict(cfg), indent=2))
+    storage.write_text(storage.join(record_dir, SUMMARY_FILE), json.dumps(summary, indent=2))
     return summary

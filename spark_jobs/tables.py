@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 
 from conf import Config
 from conf.identifiers import parse_table_name, quote_identifier, quote_table_name, string_literal
-from conf.paths import is_uri, join_path, resolve_root
-from conf.schema import is_path
+import storage
 
 BRONZE = "bronze"
 SILVER = "silver"
@@ -105,9 +104,9 @@ class Table:
 
     def exists(self, spark) -> bool:
         if self.is_path:  # a Delta table is a folder with a transaction log
-            from conf import storage
+            import storage
 
-            return storage.exists(join_path(self.location, DELTA_LOG))
+            return storage.exists(storage.join(self.location, DELTA_LOG))
         return spark.catalog.tableExists(self.name_ref)
 
     def read(self, spark, version: int | None = None):
@@ -213,17 +212,17 @@ class Table:
 
 
 def resolve_table(cfg: Config, role: str) -> Table:
+    """A path or URI is a path-based table (a relative one under lakehouse.root); a name of one
+    part (`bronze`) is a folder under lakehouse.root too; a dotted name is a metastore table."""
     value = getattr(cfg.tables, role)
-    if is_uri(value) or value.startswith("/"):
-        return Table(role, value, True)
-    if is_path(value):
-        return Table(role, join_path(resolve_root(cfg), value), True)
+    if not storage.Location.parse(value).is_name:
+        return Table(role, storage.under_root(cfg.lakehouse.root, value), True)
     parts = parse_table_name(value)  # validated with the config already
     if len(parts) == 1:
-        return Table(role, join_path(resolve_root(cfg), parts[0]), True)
+        return Table(role, storage.under_root(cfg.lakehouse.root, parts[0]), True)
     return Table(role, value, False, tuple(parts))
 
 
 def runs_dir(cfg: Config, stage: str, stage_run_id: str) -> str:
     """Where a stage run's resolved config, summary and report are saved."""
-    return join_path(resolve_root(cfg), "_runs", stage, stage_run_id)
+    return storage.under_root(cfg.lakehouse.root, f"_runs/{stage}/{stage_run_id}")

@@ -14,7 +14,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from conf import storage
+import storage
 from spark_jobs.session import arrow_batch_rows
 from spark_jobs.stage import StageError
 from spark_jobs.tokenize_executor import TOKENIZED_SCHEMA, tokenize_documents

@@ -73,9 +73,9 @@ from collections.abc import Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf import Config, storage
-from conf.paths import join_path, resolve_root, under_root
+from conf import Config
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
+import storage
 from spark_jobs.console import detail
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, report_dir_in, report_images, tokenize_figures
 from spark_jobs.registry import Stage
@@ -100,7 +100,7 @@ STAGE = "tokenize"
 # --------------------------------------------------------------------------- where things are
 
 def output_root(cfg: Config) -> str:
-    return under_root(cfg, cfg.tokenize.output)
+    return storage.under_root(cfg.lakehouse.root, cfg.tokenize.output)
 
 
 def latest_manifest(cfg: Config) -> str | None:
@@ -135,7 +135,7 @@ def resolve_tokenizer(cfg: Config, silver, silver_df: DataFrame, version: int):
             training = training_settings(str(silver), version, tc.vocab_size, tc.lowercase, tc.min_frequency,
                                          tc.train_sample_rows)
             tokenizer, training = trained_tokenizer(
-                join_path(resolve_root(cfg), TRAINED_TOKENIZERS), training,
+                storage.join(storage.absolute(cfg.lakehouse.root), TRAINED_TOKENIZERS), training,
                 lambda: train_texts(silver, silver_df, version, tc.train_sample_rows), tc.retrain_tokenizer)
         else:
             tokenizer = load_tokenizer(tc.tokenizer)
@@ -217,11 +217,11 @@ class Publication:
 
     @property
     def folder(self) -> str:
-        return join_path(self.root, self.key)
+        return storage.join(self.root, self.key)
 
     @property
     def manifest_path(self) -> str:
-        return join_path(self.folder, MANIFEST)
+        return storage.join(self.folder, MANIFEST)
 
     @property
     def base(self) -> dict:
@@ -248,7 +248,7 @@ class Publication:
                   f"(version {extends.manifest.source.delta_version})", flush=True)
         manifest = replace(manifest, files=files, keys=keys)
         for name, png in images.items():
-            storage.write_bytes(join_path(report_dir, name), png)
+            storage.write_bytes(storage.join(report_dir, name), png)
         print(f"tokenize: data report in {report_dir}: {', '.join(TOKENIZE_FILES)}", flush=True)
         TokenizedDataset.publish(self.root, self.key, manifest)  # the dataset exists from here on
         warnings += data_warnings(manifest, self.cfg.train.class_weights)
@@ -325,8 +325,8 @@ def _named_counts(stats: SplitStats, label_map: dict[str, int]) -> dict[str, int
 def data_report_files(clean_dir: str | None, report_dir: str) -> dict[str, list[str]]:
     """What the manifest's `data_report` lists: the report files of the clean run that wrote the
     silver version (none when unknown: training then warns) and this run's."""
-    return {"clean": [join_path(clean_dir, name) for name in CLEAN_FILES] if clean_dir else [],
-            STAGE: [join_path(report_dir, name) for name in TOKENIZE_FILES]}
+    return {"clean": [storage.join(clean_dir, name) for name in CLEAN_FILES] if clean_dir else [],
+            STAGE: [storage.join(report_dir, name) for name in TOKENIZE_FILES]}
 
 
 def summary_line(summary: dict) -> str:

@@ -29,9 +29,9 @@ import io
 import re
 import sys
 
-from conf import Config, config_dict, storage
-from conf.paths import resolve_root
+from conf import Config, config_dict
 from conf.schema import model_name_problem
+import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
 from spark_jobs.session import is_connect
@@ -212,7 +212,7 @@ def process_config(cfg: Config, manifest_path: str) -> dict:
     `lakehouse.root` made absolute here, since a process on an executor (or in a Spark Connect
     server's session folder) has another working directory."""
     config = config_dict(cfg, redact=False)
-    config["lakehouse"]["root"] = resolve_root(cfg)
+    config["lakehouse"]["root"] = storage.absolute(cfg.lakehouse.root)
     config["train"]["data"] = str(manifest_path)
     return config
 

@@ -37,7 +37,8 @@ import threading
 import time
 import warnings
 
-from conf import Config, config_dict, redact, storage
+from conf import Config, config_dict, redact
+import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
 from spark_jobs.stage import StageError, run_stage
@@ -110,14 +111,13 @@ def storage_url(cfg: Config) -> str:
     """`tune.storage`, else `optuna.db` beside a local sqlite MLflow store or under a local lakehouse."""
     from pathlib import Path
 
-    from conf.paths import is_uri
 
     if cfg.tune.storage:
         return cfg.tune.storage
     beside = beside_local_store(tracking_uri(cfg), STUDY_DB)
     if beside:
         return beside
-    if cfg.train.local_mode and not is_uri(cfg.lakehouse.root):
+    if cfg.train.local_mode and not storage.is_uri(cfg.lakehouse.root):
         return f"{SQLITE}{Path(cfg.lakehouse.root).resolve() / STUDY_DB}"
     raise StageError("lakebert tune with train.local_mode=false needs tune.storage: a database every executor "
                      "reaches, e.g. postgresql://user@db-host/optuna (rank 0 reports to the study from an executor)")

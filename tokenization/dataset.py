@@ -34,7 +34,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from conf import storage
+import storage
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
@@ -210,7 +210,7 @@ class Manifest:
 
     @classmethod
     def read(cls, location: str) -> Manifest | None:
-        """The manifest at `location` (any location `conf.storage` reads), or None when there is none."""
+        """The manifest at `location` (any location `storage` reads), or None when there is none."""
         try:
             text = storage.read_text(location)
         except FileNotFoundError:
@@ -295,7 +295,7 @@ def point_latest(root: str, key: str) -> None:
 
 def latest_manifest(root: str | Path) -> str | None:
     """The manifest of the dataset that `<root>/LATEST` names, if it is complete; else None
-    (any location `conf.storage` reads: a local path, s3a://, ...)."""
+    (any location `storage` reads: a local path, s3a://, ...)."""
     key = latest_key(root)
     if key is None:
         return None

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from collections.abc import Callable, Iterable
 
-from conf import storage
+import storage
 from tokenization.dataset import dataset_key
 from tokenization.tokenizer import TOKENIZER_FILE, LoadedTokenizer, load_tokenizer, train_wordpiece
 

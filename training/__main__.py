@@ -12,6 +12,7 @@ import os
 import sys
 
 from conf import ConfigError, load_config, redact
+import storage
 from training.train import train
 
 
@@ -26,6 +27,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return 2
+    storage.configure(cfg.spark.conf)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: v for k, v in result.items() if k != "history"}  # all of it is in <output_dir>/result.json

@@ -11,7 +11,7 @@ atomic rename on POSIX filesystems). `latest()` walks back from the newest `step
 takes the first one whose marker exists and whose files still match their hashes, so a
 half-written, truncated or corrupted checkpoint is skipped for the one before it.
 
-On an object store (`s3a://...`, through `conf.storage`), which has no atomic rename, the
+On an object store (`s3a://...`, through `storage`), which has no atomic rename, the
 files are uploaded into `step-<N>` and the marker last. An unmarked folder is skipped, and
 pruned once a newer complete one exists; the newest complete one is never pruned. A remote
 checkpoint is fetched once to check its hashes, and `load` uses that copy.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from conf import storage
+import storage
 
 COMPLETE = "COMPLETE"
 MODEL_FILE = "model.safetensors"

@@ -33,8 +33,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from conf import storage
 from conf.schema import TrainConfig
+import storage
 # The dataset's layout and lookup have one home, tokenization.dataset; both stay importable from here.
 from tokenization.dataset import DataError, Manifest, TokenizedDataset, resolve_manifest  # noqa: F401 - re-exported
 
@@ -88,7 +88,7 @@ class TokenizedSplit:
 
     @classmethod
     def open(cls, location: str | Path, split: str) -> TokenizedSplit:
-        """A split of the dataset at `location` (a local path or any URI `conf.storage` reads)."""
+        """A split of the dataset at `location` (a local path or any URI `storage` reads)."""
         return cls.of(TokenizedDataset.open(location), split)
 
     @classmethod
@@ -249,7 +249,7 @@ class TokenizedSplit:
 
 
 def _parquet(location: str):
-    """A Parquet file at any location `conf.storage` reads (object stores: ranged reads)."""
+    """A Parquet file at any location `storage` reads (object stores: ranged reads)."""
     import pyarrow.parquet as pq
 
     filesystem, path = storage.resolve(location)

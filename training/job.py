@@ -33,9 +33,8 @@ import socket
 import traceback
 
 from conf import Config, redact
-from conf import storage
 from conf.errors import describe
-from conf.paths import under_root
+import storage
 from tokenization.dataset import Manifest, TokenizedDataset
 
 RESULT_FILE = "result.json"
@@ -56,7 +55,7 @@ NOT_IN_JOB_KEY = {"output_dir", "data", "log_every", "local_mode", "baseline_max
 
 def data_location(cfg: Config) -> str:
     """`train.data`, else the tokenized root under the lakehouse."""
-    return cfg.train.data or under_root(cfg, cfg.tokenize.output)
+    return cfg.train.data or storage.under_root(cfg.lakehouse.root, cfg.tokenize.output)
 
 
 def open_dataset(cfg: Config) -> TokenizedDataset:
@@ -74,8 +73,8 @@ def job_key(cfg: Config, manifest: Manifest) -> str:
 
 def output_dir(cfg: Config, manifest: Manifest) -> str:
     """`train.output_dir`, else a folder per job under the lakehouse: a local path or a URI
-    (`s3a://...`; everything in it goes through `conf.storage`)."""
-    return str(cfg.train.output_dir or under_root(cfg, f"train/{job_key(cfg, manifest)}"))
+    (`s3a://...`; everything in it goes through `storage`)."""
+    return str(cfg.train.output_dir or storage.under_root(cfg.lakehouse.root, f"train/{job_key(cfg, manifest)}"))
 
 
 class OutputDirError(ValueError):

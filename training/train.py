@@ -28,8 +28,9 @@ the result's status is `pruned`.
 
 from __future__ import annotations
 
-from conf import Config, storage
+from conf import Config
 from conf.loader import validate
+import storage
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
 from training import job
 from training.checkpoint import CheckpointManager
@@ -128,6 +129,8 @@ def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> dict
 def train_job(config: dict, plan: dict | None = None, trial: dict | None = None) -> dict:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
-    # this process did not load the config: `validate` hides its secrets here too and sets up storage
-    result = train(validate(config), RunPlan(**plan) if plan else None, trial=trial)
+    # this process did not load the config: `validate` hides its secrets here too
+    cfg = validate(config)
+    storage.configure(cfg.spark.conf)
+    result = train(cfg, RunPlan(**plan) if plan else None, trial=trial)
     return {k: v for k, v in result.items() if k != "history"}

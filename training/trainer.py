@@ -35,8 +35,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from conf import Config, redact, storage
+from conf import Config, redact
 from conf.schema import TEST, TRAIN, VALIDATION
+import storage
 from tokenization.dataset import Manifest, TokenizedDataset
 from tokenization.tokenizer import local_tokenizer_path
 from training import job

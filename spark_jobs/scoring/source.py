@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from conf.schema import CleanConfig
+import storage
 from spark_jobs.filters import DropReason, is_empty, is_too_long
 from spark_jobs.ingest import classify_records, doc_id_column
 from spark_jobs.normalize import normalize_label, normalize_text
@@ -63,8 +64,8 @@ def read_external(spark: SparkSession, cfg: Config) -> Source:
     raw = read_source(spark, view)
     version = None
     if sc.format == "delta":
-        is_path = "/" in sc.source or ":" in sc.source
-        version = Table("source", sc.source, is_path).version(spark) if is_path else None
+        path_based = not storage.Location.parse(sc.source).is_name  # else a metastore name
+        version = Table("source", sc.source, True).version(spark) if path_based else None
     if sc.split:
         raise StageError("score.split needs a source with a split column: it applies to the silver table only")
     use_id = ingest_cfg.id_column is not None and sc.format != "text"

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from pyspark.find_spark_home import _find_spark_home
 
-from conf import storage
+import storage
 from spark_jobs.sample_data import LABELS, write_sample
 from tests.commands import lakebert_cmd, run_for_summary
 from tests.conftest import S3_TEST_KEYS, TEST_SPARK

@@ -404,7 +404,7 @@ def test_sigkill_of_one_process_then_rerun_resumes_from_s3_checkpoints_and_equal
     """The baseline (the module's run) keeps its checkpoints on local disk, the killed run on S3
     (no rename there: a checkpoint is complete when its marker is), and the resumed run, a
     `lakebert train` process as a user runs it, equals the baseline bitwise."""
-    from conf import storage
+    import storage
 
     opts = CHECKPOINTED
     base_store, baseline = trained["store"], trained["summary"]

@@ -438,10 +438,11 @@ def test_precut_can_be_turned_off_and_gives_the_same_output(trained, docs):
 
 
 def test_a_tokenizer_on_s3_loads_from_a_local_copy_and_keeps_its_uri(tok_dir, s3_bucket):
-    from conf import load_config, storage
+    from conf import load_config
+    import storage
     from tokenization.tokenizer import local_tokenizer_path
 
-    load_config()  # the AWS variables alone
+    storage.configure(load_config().spark.conf)  # the AWS variables alone
     uri = f"s3a://{s3_bucket}/lh/tokenizers/wordpiece-x"
     storage.upload(str(tok_dir), uri)
     remote, local = load_tokenizer(uri), load_tokenizer(str(tok_dir))
@@ -453,9 +454,10 @@ def test_a_tokenizer_on_s3_loads_from_a_local_copy_and_keeps_its_uri(tok_dir, s3
 
 
 def test_a_tokenizer_replaced_on_s3_is_fetched_again(tok_dir, tmp_path, s3_bucket):
-    from conf import load_config, storage
+    from conf import load_config
+    import storage
 
-    load_config()
+    storage.configure(load_config().spark.conf)
     uri = f"s3a://{s3_bucket}/tok"
     storage.upload(str(tok_dir), uri)
     first = load_tokenizer(uri)

@@ -135,9 +135,10 @@ def test_no_checkpoint_means_none(tmp_path):
 
 
 def test_on_s3_a_checkpoint_resumes_bitwise_and_an_unmarked_newer_one_is_skipped_then_pruned(s3_bucket):
-    from conf import load_config, storage
+    from conf import load_config
+    import storage
 
-    load_config()  # the AWS variables alone
+    storage.configure(load_config().spark.conf)  # the AWS variables alone
     root = f"s3a://{s3_bucket}/run/checkpoints"
     model, opt, sched = setup()
     torch.manual_seed(1)
@@ -162,9 +163,10 @@ def test_on_s3_a_checkpoint_resumes_bitwise_and_an_unmarked_newer_one_is_skipped
 
 
 def test_on_s3_a_checkpoint_whose_files_do_not_match_the_marker_is_skipped(s3_bucket):
-    from conf import load_config, storage
+    from conf import load_config
+    import storage
 
-    load_config()
+    storage.configure(load_config().spark.conf)
     ckpt = CheckpointManager(f"s3a://{s3_bucket}/ck")
     model, opt, sched = setup()
     good = ckpt.save(1, model, opt, sched)
@@ -176,9 +178,10 @@ def test_on_s3_a_checkpoint_whose_files_do_not_match_the_marker_is_skipped(s3_bu
 
 
 def test_on_s3_a_step_saved_again_loads_the_new_weights_not_a_cached_copy(s3_bucket):
+    import storage
     from conf import load_config
 
-    load_config()
+    storage.configure(load_config().spark.conf)
     ckpt = CheckpointManager(f"s3a://{s3_bucket}/again")
     model, opt, sched = setup()
     first = ckpt.save(2, model, opt, sched)

@@ -167,9 +167,10 @@ def test_prefetcher_raises_the_producers_error_in_the_consumer():
 
 
 def test_ranks_read_their_own_row_groups_from_s3_and_an_older_datasets_files(tmp_path, s3_bucket):
-    from conf import load_config, storage
+    from conf import load_config
+    import storage
 
-    load_config()  # the AWS variables alone
+    storage.configure(load_config().spark.conf)  # the AWS variables alone
     root = make_dataset(tmp_path, 3000, row_group_size=37, files=3)
     manifest = json.loads((root / "k1" / "manifest.json").read_text())
     (root / "k2").mkdir()  # an incremental dataset lists the files it extends as ../<key>/...

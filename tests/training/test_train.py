@@ -201,7 +201,7 @@ def test_another_registered_model_is_scored_on_this_runs_validation_rows_by_labe
 def test_data_and_checkpoints_on_s3_resume_after_a_crash_bitwise(tokenized_root, tmp_path, s3_bucket, capsys):
     from safetensors.torch import load as load_bytes
 
-    from conf import storage
+    import storage
 
     storage.upload(str(tokenized_root / "tokenized"), f"s3a://{s3_bucket}/tokenized")  # the tokenizer stays local
     on_s3 = (f"train.data=s3a://{s3_bucket}/tokenized", "train.checkpoint_every=7", "mlflow.log_model=false")

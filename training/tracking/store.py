@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conf import Config
-from conf.paths import is_uri
+import storage
 
 SQLITE = "sqlite:///"
 # MLflow's HTTP client settings for the launcher's preflight: 2 retries 1 s and 2 s apart,
@@ -41,7 +41,7 @@ def first_line(exc: BaseException) -> str:
 def tracking_uri(cfg: Config) -> str:
     if cfg.mlflow.tracking_uri:
         return cfg.mlflow.tracking_uri
-    if is_uri(cfg.lakehouse.root):
+    if storage.is_uri(cfg.lakehouse.root):
         raise TrackingError(f"lakehouse.root={cfg.lakehouse.root} is not a local path: set "
                             "mlflow.tracking_uri to your MLflow server (e.g. http://mlflow:5000)")
     return f"{SQLITE}{Path(cfg.lakehouse.root).resolve() / 'mlflow.db'}"

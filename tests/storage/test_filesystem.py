@@ -1,14 +1,15 @@
-"""conf.storage against a real S3-compatible server (moto's, on 127.0.0.1) and the local disk."""
+"""storage against a real S3-compatible server (moto's, on 127.0.0.1) and the local disk."""
 
 import pytest
 
-from conf import load_config, storage
+from conf import load_config
+import storage
 from tests.conftest import S3_TEST_KEYS
 
 
 @pytest.mark.parametrize("scheme", ["s3a", "s3"])
 def test_files_round_trip_on_s3_with_only_the_aws_variables(s3_bucket, tmp_path, scheme):
-    load_config()  # no s3a settings in config: the AWS variables alone
+    storage.configure(load_config().spark.conf)  # no s3a settings in config: the AWS variables alone
     root = f"{scheme}://{s3_bucket}/lh"
     storage.check(root)
     storage.write_text(f"{root}/tokenized/LATEST", "k1")
@@ -37,7 +38,7 @@ def test_pyarrow_reads_parquet_through_the_resolved_filesystem(s3_bucket):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    load_config()
+    storage.configure(load_config().spark.conf)
     filesystem, path = storage.resolve(f"s3a://{s3_bucket}/t/part-0.parquet")
     pq.write_table(pa.table({"x": [1, 2, 3]}), path, filesystem=filesystem, row_group_size=2)
     with filesystem.open_input_file(path) as f:
@@ -48,19 +49,19 @@ def test_pyarrow_reads_parquet_through_the_resolved_filesystem(s3_bucket):
 def test_s3a_settings_in_config_win_over_the_aws_variables(s3_bucket, s3_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
-    load_config(overrides=[f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server}",
+    storage.configure(load_config(overrides=[f"spark.conf.spark.hadoop.fs.s3a.endpoint={s3_server}",
                            f"spark.conf.spark.hadoop.fs.s3a.access.key={S3_TEST_KEYS['AWS_ACCESS_KEY_ID']}",
-                           f"spark.conf.spark.hadoop.fs.s3a.secret.key={S3_TEST_KEYS['AWS_SECRET_ACCESS_KEY']}"])
+                           f"spark.conf.spark.hadoop.fs.s3a.secret.key={S3_TEST_KEYS['AWS_SECRET_ACCESS_KEY']}"]).spark.conf)
     storage.write_text(f"s3a://{s3_bucket}/x", "via config")
     assert storage.read_text(f"s3a://{s3_bucket}/x") == "via config"
-    load_config()  # a later config without them: the AWS variables again (here: a dead endpoint)
+    storage.configure(load_config().spark.conf)  # a later config without them: the AWS variables again (here: a dead endpoint)
     with pytest.raises(storage.StorageError, match="does not answer"):
         storage.check(f"s3a://{s3_bucket}/x")
 
 
 def test_a_wrong_endpoint_is_one_line_naming_it_and_no_secret(s3_bucket, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    load_config()
+    storage.configure(load_config().spark.conf)
     with pytest.raises(storage.StorageError) as err:
         storage.check(f"s3a://{s3_bucket}/lh")
     message = str(err.value)
@@ -72,13 +73,13 @@ def test_missing_credentials_for_an_s3_server_are_an_error_before_any_request(s3
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    load_config()
+    storage.configure(load_config().spark.conf)
     with pytest.raises(storage.StorageError, match="no S3 credentials .*AWS_ACCESS_KEY_ID"):
         storage.check(f"s3a://{s3_bucket}/lh")
 
 
 def test_a_missing_bucket_is_named(s3_bucket):
-    load_config()
+    storage.configure(load_config().spark.conf)
     with pytest.raises(storage.StorageError, match="the bucket 'no-such-bucket' does not exist"):
         storage.check("s3a://no-such-bucket/lh")
 

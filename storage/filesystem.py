@@ -1,7 +1,7 @@
 """The one storage layer for what lakebert reads and writes outside Spark: the same URIs as Spark.
 
-    from conf import storage
-    storage.configure(cfg)                                     # once per process: s3a settings from config
+    import storage
+    storage.configure(cfg.spark.conf)                          # once per process, by the entry point
     storage.write_text("s3a://bucket/lh/tokenized/LATEST", key)
     storage.read_text("s3a://bucket/lh/tokenized/LATEST")
     fs, path = storage.resolve("s3a://bucket/lh/tokenized/k/data/part-0.parquet")  # for pyarrow readers
@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from conf.redact import redact
+from storage.location import LOCAL_SCHEMES, is_local, join, local_path, scheme_of
 
 S3_SCHEMES = ("s3a", "s3", "s3n")
 AZURE_SCHEMES = ("abfs", "abfss")
@@ -44,10 +46,12 @@ _filesystems: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
-def configure(cfg) -> None:
-    """Take the `spark.hadoop.fs.s3a.*` settings of `cfg.spark.conf` (they win over the AWS
-    variables) and its ADLS account keys (`spark.hadoop.fs.azure.account.key.<account>.dfs...`)."""
-    conf = cfg.spark.conf or {}
+def configure(spark_conf: Mapping[str, str] | None) -> None:
+    """Take the `spark.hadoop.fs.s3a.*` settings of a config's `spark.conf` (they win over the AWS
+    variables) and its ADLS account keys (`spark.hadoop.fs.azure.account.key.<account>.dfs...`).
+    Each entry point calls it once its config is loaded (the stage runner, the training process);
+    loading a config configures nothing."""
+    conf = spark_conf or {}
     settings = {k[len(S3A_PREFIX):]: str(v) for k, v in conf.items() if k.startswith(S3A_PREFIX)}
     settings.update({f"azure:{k[len(AZURE_KEY_PREFIX):].split('.')[0]}": str(v) for k, v in conf.items()
                      if k.startswith(AZURE_KEY_PREFIX)})
@@ -56,52 +60,6 @@ def configure(cfg) -> None:
             _settings.clear()
             _settings.update(settings)
             _filesystems.clear()
-
-
-def scheme_of(location: str) -> str:
-    """`s3a`, `gs`, `dbfs`, ...; `file` for a local path."""
-    if location.startswith("dbfs:"):
-        return "dbfs"
-    parsed = urlparse(location)
-    return parsed.scheme.lower() if "://" in location and parsed.scheme else "file"
-
-
-def is_uri(location: str) -> bool:
-    """A URI (`s3a://b/t`, `dbfs:/t`), not a local path."""
-    return "://" in location or location.startswith("dbfs:")
-
-
-def is_local(location: str) -> bool:
-    return scheme_of(location) in ("file", "dbfs")
-
-
-def local_path(location: str) -> str:
-    """The local path of a `file:` URI, a `dbfs:/` location (its FUSE mount) or a plain path."""
-    if location.startswith("dbfs:"):
-        return "/dbfs/" + location[len("dbfs:"):].lstrip("/")
-    if location.startswith("file:"):
-        return urlparse(location).path
-    return location
-
-
-def join(location: str, *parts: str) -> str:
-    """`location/part/...`, with `..` resolved (an object store has no `..`: a manifest's
-    `../<older key>/data/...` must name the older dataset's object)."""
-    import posixpath
-
-    joined = "/".join([location.rstrip("/"), *(p.strip("/") for p in parts)])
-    if ".." not in joined.split("/"):
-        return joined
-    head, sep, path = joined.partition("://")
-    if not sep:
-        return posixpath.normpath(joined)
-    netloc, _, rest = path.partition("/")
-    return f"{head}://{netloc}/{posixpath.normpath(rest).lstrip('/')}"
-
-
-def parent(location: str) -> str:
-    stripped = location.rstrip("/")
-    return stripped.rsplit("/", 1)[0] if "/" in stripped else "."  # a bare local name: the current folder
 
 
 def s3_options() -> dict:
@@ -193,7 +151,7 @@ def resolve(location: str):
     from pyarrow import fs
 
     scheme = scheme_of(location)
-    if scheme in ("file", "dbfs"):
+    if scheme in LOCAL_SCHEMES:
         return fs.LocalFileSystem(), os.path.abspath(local_path(location))
     parsed = urlparse(location)
     if scheme in AZURE_SCHEMES:  # the container is the userinfo part
@@ -281,7 +239,7 @@ def write_bytes(location: str, data: bytes) -> None:
     a part; a local file is written beside and renamed into place."""
     filesystem, path = resolve(location)
     try:
-        if scheme_of(location) in ("file", "dbfs"):
+        if scheme_of(location) in LOCAL_SCHEMES:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             partial = f"{path}.partial-{os.getpid()}-{threading.get_ident()}"
             with open(partial, "wb") as f:
