@@ -38,6 +38,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType, 
 
 from conf import Config
 from conf.schema import SPLITS, TEST, TRAIN, VALIDATION
+from conf.errors import StageError
 import storage
 from spark_jobs.data_report import (CHAR_BINS_PER_DECADE, CLEAN_FILES, REPORT_JSON, REPORT_PROPERTY,
                                      char_length_bins, clean_figures, report_images)
@@ -48,7 +49,7 @@ from spark_jobs.labels import (LABEL_MAP_SCHEMA, RAW_LABEL, case_variants, check
 from spark_jobs.normalize import normalize_label, normalize_text
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.registry import Stage
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, LABEL_MAP, QUARANTINE, SILVER, resolve_table, runs_dir
 
 STAGE = "clean"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from spark_jobs.registry import OVERRIDES_ENV, stages  # noqa: F401 - OVERRIDES_ENV: where it always was
+from spark_jobs.registry import stages
 
 USAGE = ("usage: lakebert <command> [--env ENV] [--config FILE] [--set key.sub=value ...] [--remote sc://HOST:PORT] "
          "[--verbose] [--json]")

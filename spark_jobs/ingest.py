@@ -45,11 +45,12 @@ from pyspark.sql.window import Window
 
 from conf import Config
 from conf.identifiers import quote_identifier
+from conf.errors import StageError
 from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.registry import Stage
 from spark_jobs.sources import csv_options, has_labels, locate_record, read_source
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import run_stage
 from spark_jobs.tables import BRONZE, CHANGE_DATA_FEED, QUARANTINE, resolve_table
 
 

@@ -17,7 +17,7 @@ from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, S
 from pyspark.sql.window import Window
 
 from conf import Config
-from spark_jobs.stage import StageError
+from conf.errors import StageError
 
 LABEL_MAP_SCHEMA = StructType([
     StructField("label", StringType(), False),

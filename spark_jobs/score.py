@@ -60,6 +60,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Config
+from conf.errors import StageError
 from spark_jobs.scoring.evaluate import BASELINE_BATCH_ROWS, drift_report, evaluation_frame, labelled_rows
 from spark_jobs.scoring.executor import score_documents, ship_model
 from spark_jobs.scoring.registry import ScoringModel, load_baseline, load_model
@@ -71,7 +72,7 @@ from spark_jobs.scoring.transforms import (
 )
 from spark_jobs.registry import Stage
 from spark_jobs.session import arrow_batch_rows
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import run_stage
 from spark_jobs.tables import PREDICTIONS, Table, resolve_table
 from training.evaluation import DRIFT_KEYS, drift_warnings, evaluate_baseline, evaluate_labelled
 

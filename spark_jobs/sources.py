@@ -18,8 +18,8 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from conf import Config
 from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
+from conf.errors import StageError
 from spark_jobs.session import is_connect
-from spark_jobs.stage import StageError
 
 # Columns of the normalized raw frame every reader produces.
 RAW_COLUMNS = ["_raw", "_source", "_parsed", "_text", "_text_ok", "_label", "_label_ok", "_id", "_has_text", "_has_label",

@@ -14,9 +14,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from conf.errors import StageError
 import storage
 from spark_jobs.session import arrow_batch_rows
-from spark_jobs.stage import StageError
 from spark_jobs.tokenize_executor import TOKENIZED_SCHEMA, tokenize_documents
 from spark_jobs.tokenize_incremental import Incremental
 from spark_jobs.tokenize_stats import split_stats

@@ -75,11 +75,12 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from conf.schema import AUTO_TOKENIZER, SPLITS, TRAIN, TRAIN_TOKENIZER
+from conf.errors import StageError
 import storage
 from spark_jobs.console import detail
 from spark_jobs.data_report import CLEAN_FILES, TOKENIZE_FILES, report_dir_in, report_images, tokenize_figures
 from spark_jobs.registry import Stage
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import run_stage
 from spark_jobs.tables import SILVER, resolve_table, runs_dir
 from spark_jobs.tokenize_executor import TOKENIZED_SCHEMA
 from spark_jobs.tokenize_incremental import Incremental, incremental_rows, read_keys

@@ -15,24 +15,18 @@ import os
 import shutil
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import ArrayType, BooleanType, FloatType, IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import StructType
 
 from spark_jobs.scoring.model_cache import ARCHIVE
 from spark_jobs.scoring.registry import ScoringModel
 from spark_jobs.scoring.source import CONTENT
+from spark_jobs.scoring.transforms import PREDICTIONS_SCHEMA
 from spark_jobs.session import is_connect
 
 # What the executors return for each row, next to doc_id.
-SCORED_SCHEMA = StructType([
-    StructField("doc_id", StringType(), False),
-    StructField("label_id", IntegerType(), True),
-    StructField("probabilities", ArrayType(FloatType()), True),
-    StructField("tokens", IntegerType(), True),
-    StructField("truncated", BooleanType(), True),
-    StructField("unk_tokens", IntegerType(), True),
-    StructField("skip_reason", StringType(), True),
-    StructField("text_hash", StringType(), True),
-])
+# What the executors return: the predictions table's own fields, in this order.
+SCORED_SCHEMA = StructType([PREDICTIONS_SCHEMA[name] for name in (
+    "doc_id", "label_id", "probabilities", "tokens", "truncated", "unk_tokens", "skip_reason", CONTENT)])
 
 _CLASSIFIERS: dict[str, object] = {}  # per Python worker: the model, loaded once
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from conf import Config
 from conf.schema import CleanConfig
+from conf.errors import StageError
 from spark_jobs.scoring.model_cache import cached_model, model_workdir
-from spark_jobs.stage import StageError
 from training.tracking.models import download_baseline, download_model, resolve_model
 from training.tracking.store import TrackingError
 

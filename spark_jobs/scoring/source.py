@@ -19,12 +19,12 @@ from pyspark.sql import functions as F
 
 from conf import Config
 from conf.schema import CleanConfig
+from conf.errors import StageError
 import storage
 from spark_jobs.filters import DropReason, is_empty, is_too_long
 from spark_jobs.ingest import classify_records, doc_id_column
 from spark_jobs.normalize import normalize_label, normalize_text
 from spark_jobs.sources import has_labels, read_source
-from spark_jobs.stage import StageError
 from spark_jobs.tables import SILVER, Table, resolve_table
 
 CONTENT = "text_hash"  # what a prediction is keyed on besides its document and model version

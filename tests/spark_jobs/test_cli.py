@@ -10,7 +10,7 @@ import pytest
 
 from conf.help import first_sentence
 from conf.schema import TokenizeConfig
-from spark_jobs.cli import OVERRIDES_ENV
+from spark_jobs.registry import OVERRIDES_ENV
 from spark_jobs.registry import stages
 from spark_jobs.console import LOG_LEVEL_ENV
 from spark_jobs.sample_data import write_sample
