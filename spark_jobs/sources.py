@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from conf import Config
-from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
 from conf.errors import StageError
+from conf.identifiers import parse_table_name, quote_identifier, quote_table_name
+import storage
 from spark_jobs.session import is_connect
 
 # Columns of the normalized raw frame every reader produces.
@@ -172,7 +173,7 @@ def _read_columnar(spark: SparkSession, cfg: Config) -> DataFrame:
     if ic.format == "parquet":
         df, source, modified = (spark.read.options(**ic.options).parquet(ic.source), F.col("_metadata.file_path"),
                                 F.col(FILE_MODIFIED))
-    elif "/" in ic.source or ":" in ic.source:
+    elif not storage.Location.parse(ic.source).is_name:  # a path-based Delta table; else a metastore name
         df, source, modified = spark.read.format("delta").options(**ic.options).load(ic.source), F.lit(ic.source), None
     else:
         name = quote_table_name(parse_table_name(ic.source))  # validated with the config
@@ -230,8 +231,6 @@ def locate_record(source: str, raw: str, encoding: str) -> dict:
     None for each when it cannot be found (the file changed, a codec pyarrow does not know).
     The file is read through `storage` (compressed files by their extension)."""
     from urllib.parse import unquote
-
-    import storage
 
     first = raw.split("\n", 1)[0].rstrip("\r")
     for location in dict.fromkeys((source, unquote(source))):  # Spark's file_path is URL-encoded
