@@ -230,7 +230,7 @@ def token_length_figure(manifest: Manifest):
         ax.legend(loc="best", fontsize="small")
         title = f"{split}: {rows:,} rows"
         if removed.get(split):
-            title += f", {removed[split]:,} removed (same token ids as an earlier split)"
+            title += f", {removed[split]:,} removed (same token ids as an earlier row in another split)"
         ax.set_title(title)
         ax.set_ylabel("rows")
         _whole_rows(ax.yaxis)

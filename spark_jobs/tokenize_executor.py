@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 
 from pyspark.sql import DataFrame
-from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, BooleanType, IntegerType, LongType, StringType, StructField, StructType
 
 from tokenization import Encoder
 
@@ -28,7 +29,10 @@ TOKENIZED_SCHEMA = StructType([
     StructField("split", StringType(), False),
 ])
 LABEL_NAME = "label_name"  # column: silver's label, carried through tokenization for the label map
-TOKENIZE_OUTPUT = StructType([*TOKENIZED_SCHEMA.fields, StructField(LABEL_NAME, StringType(), True)])
+CLEANED_AT = "cleaned_at"  # silver's column: when clean wrote the row (one time per silver commit)
+ADDED_US = "_added_us"  # column: CLEANED_AT in microseconds, carried through for the leakage rule
+TOKENIZE_OUTPUT = StructType([*TOKENIZED_SCHEMA.fields, StructField(LABEL_NAME, StringType(), True),
+                              StructField(ADDED_US, LongType(), True)])
 
 _ENCODERS: dict[str, Encoder] = {}  # per Python worker: built once, reused by every task
 
@@ -41,7 +45,8 @@ def _encoder(key: str, tokenizer_json: str, max_length: int, side: str) -> Encod
 
 
 def tokenize_batches_fn(key: str, tokenizer_json: str, max_length: int, side: str):
-    """The `mapInArrow` function: Arrow batches of (doc_id, text, label, label_id, split) -> TOKENIZE_OUTPUT.
+    """The `mapInArrow` function: Arrow batches of (doc_id, text, label, label_id, split, _added_us)
+    -> TOKENIZE_OUTPUT.
 
     The tokenizer travels in the function's closure (`tokenizer.json` as a string): Spark ships
     the closure with the job's tasks, on a classic session and under Spark Connect alike (where
@@ -57,18 +62,20 @@ def tokenize_batches_fn(key: str, tokenizer_json: str, max_length: int, side: st
             yield pa.RecordBatch.from_arrays(
                 [batch.column("doc_id"), input_ids, pa.array(lengths, pa.int32()),
                  batch.column("label_id").cast(pa.int32()), pa.array(truncated, pa.bool_()), batch.column("split"),
-                 batch.column("label")],
+                 batch.column("label"), batch.column(ADDED_US)],
                 names=TOKENIZE_OUTPUT.fieldNames())
 
     return tokenize_batches
 
 
 def tokenize_documents(silver: DataFrame, key: str, tokenizer_json: str, max_length: int, side: str) -> DataFrame:
-    """silver -> TOKENIZE_OUTPUT rows (TOKENIZED_SCHEMA plus the label's name), in silver's order.
+    """silver -> TOKENIZE_OUTPUT rows (TOKENIZED_SCHEMA plus the label's name and when clean wrote
+    the row: null for a silver without `cleaned_at`), in silver's order.
 
     No shuffle: tokenization runs in the scan's own tasks (Spark already splits the files
     evenly over the cores), so the output order is fixed by the silver version's files and the
     cluster's parallelism, and by doc_id within each file.
     """
-    rows = silver.select("doc_id", "text", "label", "label_id", "split")
+    added = F.unix_micros(CLEANED_AT) if CLEANED_AT in silver.columns else F.lit(None).cast("long")
+    rows = silver.select("doc_id", "text", "label", "label_id", "split", added.alias(ADDED_US))
     return rows.mapInArrow(tokenize_batches_fn(key, tokenizer_json, max_length, side), TOKENIZE_OUTPUT)

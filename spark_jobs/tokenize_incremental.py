@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.tables import CHANGE_COLUMNS, INSERT
-from spark_jobs.tokenize_transforms import KEY, RANK
+from spark_jobs.tokenize_transforms import KEY, ORDER, RANK, UNKNOWN_US, order
 from tokenization.dataset import FORMAT, TokenizedDataset
 
 
@@ -24,9 +24,11 @@ class Incremental(Exception):
 
 
 def read_keys(spark, dataset: TokenizedDataset) -> DataFrame:
-    """The `_key`/`_rank` rows of a dataset's kept rows, from its keys files."""
+    """The `_key`/`_rank`/`_order` rows of a dataset's kept rows, from its keys files. They are
+    older than every new row (`TokenizeRun` checks it), so each takes the earliest place."""
     keys = spark.read.parquet(*dataset.key_files())
-    return keys.select(F.struct("h1", "h2").alias(KEY), RANK)
+    return keys.select(F.struct("h1", "h2").alias(KEY), RANK,
+                       order(F.lit(UNKNOWN_US - 1).cast("long"), F.lit("")).alias(ORDER))
 
 
 def why_not_extendable(previous: TokenizedDataset, table: str, version: int, tok_fp: str) -> str | None:
@@ -36,8 +38,13 @@ def why_not_extendable(previous: TokenizedDataset, table: str, version: int, tok
         return f"the newest dataset ({key}) was written before incremental tokenization"
     if manifest.source.table != table:
         return f"the newest dataset ({key}) was tokenized from {manifest.source.table}"
-    if manifest.tokenizer_fingerprint != tok_fp or manifest.format != FORMAT:
+    if manifest.format != FORMAT:
+        return (f"the newest dataset ({key}) is of format {manifest.format}, not {FORMAT} (which removes "
+                "cross-split duplicates by the earliest row, not the train row)")
+    if manifest.tokenizer_fingerprint != tok_fp:
         return f"the tokenizer or its settings differ from the newest dataset's ({key})"
+    if manifest.source.newest_row_us is None:
+        return f"the newest dataset ({key}) does not record when its newest row was written"
     if manifest.source.delta_version >= version:
         return f"silver version {version} is not newer than the newest dataset's ({manifest.source.delta_version})"
     return None

@@ -21,7 +21,8 @@ from spark_jobs.tokenize_executor import TOKENIZED_SCHEMA, tokenize_documents
 from spark_jobs.tokenize_incremental import Incremental
 from spark_jobs.tokenize_stats import split_stats
 from spark_jobs.tokenize_transforms import (
-    CROSS_SPLIT, KEY, RANK, count_groups, mark_cross_split_duplicates, shared_keys, stale_keys, with_keys,
+    CROSS_SPLIT, FIRST_ADDED, KEY, LAST_ADDED, ORDER, RANK, count_groups, mark_cross_split_duplicates, shared_keys,
+    stale_keys, with_keys,
 )
 from tokenization.dataset import DATA_DIR, KEYS_DIR
 
@@ -32,19 +33,22 @@ class TokenizeRun:
     kept rows (`<folder>/data`, Parquet by split) and their keys (`<folder>/keys`). Use it as a
     context manager: leaving it drops the cache.
 
-    `prior_keys` (incremental runs): the keys of the rows already in the dataset. A new row that
-    repeats one of them in a later split is removed; a new row that would remove one of them
-    (its ids in an earlier split) raises `Incremental`, as those files cannot change."""
+    `prior_keys` and `prior_newest_us` (incremental runs): the keys of the rows already in the
+    dataset, and when clean wrote the newest of them. The new rows must all be newer (else
+    `Incremental`): then the written rows are the earlier ones, a new row that repeats one of
+    them in another split is removed, and no written row ever is."""
 
-    def __init__(self, spark, tc, rows: DataFrame, tokenizer, tok_fp: str, prior_keys: DataFrame | None = None):
-        self.spark, self.tc, self.prior_keys = spark, tc, prior_keys
+    def __init__(self, spark, tc, rows: DataFrame, tokenizer, tok_fp: str, prior_keys: DataFrame | None = None,
+                 prior_newest_us: int | None = None):
+        self.spark, self.tc, self.prior_keys, self.prior_newest_us = spark, tc, prior_keys, prior_newest_us
         # Tokenized once, into the cache: the keys' aggregation, the counts and the writes read it.
         tokens = with_keys(tokenize_documents(rows, tok_fp, tokenizer.to_str(), tc.max_length, tc.truncation_side))
         self.tokens = tokens.persist(StorageLevel.MEMORY_AND_DISK)
-        keys = self.tokens.select(KEY, RANK)
+        keys = self.tokens.select(KEY, RANK, ORDER)
         self.shared = shared_keys(keys if prior_keys is None else keys.unionByName(prior_keys)).persist()
         self.kept = mark_cross_split_duplicates(self.tokens, self.shared)
         self.counted = None
+        self.newest_us: int | None = None  # when clean wrote the newest of these rows
 
     def __enter__(self) -> TokenizeRun:
         return self
@@ -57,13 +61,22 @@ class TokenizeRun:
         """-> `tokenize_stats.split_stats` of the rows: kept counts, removed rows per split, label map."""
         with arrow_batch_rows(self.spark, self.tc.arrow_batch_rows):
             self.shared.count()  # tokenizes every row into the cache
+        groups = count_groups(self.kept)
+        oldest_us = min((g[FIRST_ADDED] for g in groups), default=None)
+        self.newest_us = max((g[LAST_ADDED] for g in groups), default=None)
         if self.prior_keys is not None:
-            stale = stale_keys(self.prior_keys, self.shared).count()
-            if stale:
-                raise Incremental(f"new rows repeat the token ids of {stale:,} validation/test rows already "
-                                  "tokenized, which a full run removes")
-        self.counted = split_stats(count_groups(self.kept))
+            self._check_only_adds(oldest_us)
+        self.counted = split_stats(groups)
         return self.counted
+
+    def _check_only_adds(self, oldest_us: int | None) -> None:
+        """An incremental run adds rows newer than every written one, so it removes none of them."""
+        if oldest_us is not None and self.prior_newest_us is not None and oldest_us <= self.prior_newest_us:
+            raise Incremental("some new silver rows are not newer than the dataset's newest row (their "
+                              "cleaned_at), so they may come before rows already tokenized")
+        stale = stale_keys(self.prior_keys, self.shared).count()
+        if stale:  # cannot happen after the check above; the files that cannot change come first
+            raise Incremental(f"new rows would remove {stale:,} rows already tokenized")
 
     @property
     def tokenized(self) -> int:

@@ -20,10 +20,13 @@ its own, and a WordPiece tokenizer is trained on the train split only for a from
 An explicit tokenizer that does not match a pretrained model's vocabulary and special tokens
 is an error before any Spark job. The manifest records which model the tokenizer belongs to.
 
-No evaluation input is a training input: a validation or test row whose token ids equal a
-train row's (different texts can give the same ids once truncated or normalized) is removed,
-and so is a test row equal to a validation row. The manifest counts them
-(`cross_split_duplicates`), and `rows` adds up: silver rows == rows + removed.
+No evaluation input is a training input, and no token sequence is in two splits (different
+texts can give the same ids once truncated or normalized). Among rows with equal token ids the
+earliest (by silver's `cleaned_at`, when clean wrote it: silver's commit order; then by
+doc_id) keeps its split, and its copies in other splits are removed, train rows included. A row
+is only ever removed for an older one, so appending to silver never removes a row already
+tokenized. The manifest counts them per split (`cross_split_duplicates`), and `rows` adds up:
+silver rows == rows + removed.
 
 `<key>` hashes the silver table, its Delta version and the tokenizer fingerprint (tokenizer
 files + encoding settings), so a rerun with the same inputs finds its manifest and does
@@ -36,8 +39,8 @@ only gained rows since (clean only appends; silver's Change Data Feed says so), 
 rows are tokenized. The new folder holds their files and keys; its manifest lists the older
 dataset's files too (`../<key>/data/...`) and adds up both runs' statistics, so its rows,
 statistics and content hash equal a full run's. Anything else (another tokenizer or setting,
-rows changed or removed, no change feed, or new rows that would remove already-written
-validation/test rows as cross-split duplicates) is a full run, and the console says why. A
+rows changed or removed, no change feed, or new rows that are not newer than the dataset's
+newest) is a full run, and the console says why. A
 trained tokenizer is reused across silver versions for that reason (`tokenize.retrain_tokenizer`).
 
 The data report (`spark_jobs.data_report`): the manifest keeps each split's token-length
@@ -188,8 +191,9 @@ def tokenize(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         # Silver's rows, by Delta: the previous version's (kept + removed) plus the feed's inserts.
         silver_rows = previous.manifest.silver_rows + inserted
         try:
-            return out.publish(TokenizeRun(spark, tc, new_rows, tokenizer, tok_fp, read_keys(spark, previous)),
-                               silver_rows, previous)
+            run = TokenizeRun(spark, tc, new_rows, tokenizer, tok_fp, read_keys(spark, previous),
+                              previous.manifest.source.newest_row_us)
+            return out.publish(run, silver_rows, previous)
         except Incremental as exc:
             why_full = str(exc)
     if why_full:
@@ -235,7 +239,7 @@ class Publication:
         draw the data report while the files are written, then write the manifest and LATEST."""
         report_dir = runs_dir(self.cfg, STAGE, self.stage_run_id)
         with run:
-            manifest = self.manifest(*run.count(), silver_rows, extends, report_dir)
+            manifest = self.manifest(*run.count(), run.newest_us, silver_rows, extends, report_dir)
             with ThreadPoolExecutor(1) as pool:  # matplotlib draws while the JVM writes
                 drawing = pool.submit(report_images, tokenize_figures, manifest)
                 storage.delete(self.folder)  # the leftovers of a crashed run
@@ -261,15 +265,16 @@ class Publication:
                 "truncation_rate": manifest.truncation_rate, "tokenizer_model": self.tokenizer_model,
                 "warnings": warnings, **self.base}
 
-    def manifest(self, counts: dict, removed: dict[str, int], label_map: dict[str, int], silver_rows: int,
-                 extends: TokenizedDataset | None, report_dir: str) -> Manifest:
+    def manifest(self, counts: dict, removed: dict[str, int], label_map: dict[str, int], newest_us: int | None,
+                 silver_rows: int, extends: TokenizedDataset | None, report_dir: str) -> Manifest:
         """The manifest of the counted rows (and those of `extends`), without its files; checks
         that the train split has rows and that kept + removed rows are silver's rows."""
         if extends is not None:
             old = extends.manifest
             counts = add_stats(counts_of_manifest(old), counts)
-            removed = {s: old.cross_split_duplicates.get(s, 0) + removed.get(s, 0) for s in SPLITS if s != TRAIN}
+            removed = {s: old.cross_split_duplicates.get(s, 0) + removed.get(s, 0) for s in SPLITS}
             label_map = {**old.label_map, **label_map}
+            newest_us = max(n for n in (old.source.newest_row_us, newest_us) if n is not None)
         if not (counts.get(TRAIN) and counts[TRAIN].rows):
             raise StageError(f"the train split of {self.silver} (version {self.version}) is empty; "
                              "run `lakebert clean` first")
@@ -280,12 +285,12 @@ class Publication:
                              f"silver version {self.version} has {silver_rows}; no manifest written")
         tc = self.cfg.tokenize
         return Manifest(
-            format=FORMAT, created_by_run=self.stage_run_id, source=Source(self.silver, self.version),
+            format=FORMAT, created_by_run=self.stage_run_id, source=Source(self.silver, self.version, newest_us),
             extends=extends.key if extends else None, tokenizer_path=self.tokenizer.path,
             tokenizer_fingerprint=self.fingerprint, tokenizer_model=self.tokenizer_model,
             tokenizer_training=self.training, max_length=tc.max_length, truncation_side=tc.truncation_side,
             columns=[f.name for f in TOKENIZED_SCHEMA.fields if f.name != "split"], rows=total,
-            cross_split_duplicates={split: removed.get(split, 0) for split in SPLITS if split != TRAIN},
+            cross_split_duplicates={split: removed.get(split, 0) for split in SPLITS},
             splits=splits, truncation_rate=round(sum(s.truncated for s in splits.values()) / max(total, 1), 6),
             label_map=dict(sorted(label_map.items(), key=lambda kv: kv[1])), content_hash=content_hash,
             data_report=data_report_files(report_dir_in(self.history, self.version), report_dir))
@@ -310,8 +315,8 @@ def data_warnings(manifest: Manifest, class_weights: str | None) -> list[str]:
     warnings = []
     removed = manifest.cross_split_duplicates
     if sum(removed.values()):
-        warnings.append(f"removed {sum(removed.values()):,} validation/test rows whose token ids equal an earlier "
-                        f"split's ({', '.join(f'{k} {v:,}' for k, v in removed.items())})")
+        warnings.append(f"removed {sum(removed.values()):,} rows whose token ids equal an earlier row's in another "
+                        f"split ({', '.join(f'{k} {v:,}' for k, v in removed.items() if v)})")
     imbalance = imbalance_warning(_named_counts(manifest.split(TRAIN), manifest.label_map), class_weights)
     if imbalance:
         warnings.append(imbalance)
@@ -334,7 +339,7 @@ def summary_line(summary: dict) -> str:
     """Tokenize's line in `lakebert run`."""
     removed = sum(summary.get("cross_split_duplicates", {}).values())
     return f"{summary['rows']:,} rows tokenized ({', '.join(f'{k} {v:,}' for k, v in summary['splits'].items())})" \
-        + (f", {removed:,} removed from validation/test (same ids as an earlier split)" if removed else "")
+        + (f", {removed:,} removed (same ids as an earlier row in another split)" if removed else "")
 
 
 STAGE_RECORD = Stage(

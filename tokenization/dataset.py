@@ -40,7 +40,9 @@ MANIFEST = "manifest.json"
 LATEST = "LATEST"
 DATA_DIR = "data"
 KEYS_DIR = "keys"
-FORMAT = "lakebert.tokenized/2"  # 2: cross-split duplicates removed; part of the dataset key
+# What the rows mean; part of the dataset key. 2: cross-split duplicates removed (the train row
+# won); 3: the earliest row wins, in any split (`spark_jobs.tokenize_transforms`).
+FORMAT = "lakebert.tokenized/3"
 MANIFEST_VERSION = 1  # manifest.json's own layout; none in the file: written before versions (read as is)
 
 
@@ -61,13 +63,15 @@ class Source:
 
     table: str | None = None
     delta_version: int | None = None
+    newest_row_us: int | None = None  # when clean wrote the newest row (µs since the epoch); None: before format 3
 
     def to_dict(self) -> dict:
-        return {"table": self.table, "delta_version": self.delta_version}
+        newest = {} if self.newest_row_us is None else {"newest_row_us": self.newest_row_us}  # older files: as read
+        return {"table": self.table, "delta_version": self.delta_version, **newest}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Source | None:
-        return None if data is None else cls(data.get("table"), data.get("delta_version"))
+        return None if data is None else cls(data.get("table"), data.get("delta_version"), data.get("newest_row_us"))
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def test_token_length_figure_has_a_bar_per_length_and_a_line_at_max_length_per_s
         assert list(line.get_xdata()) == [8, 8]
     assert train.get_legend().get_texts()[0].get_text() == "max_length 8: 2 rows truncated (33%)"
     assert train.get_title() == "train: 6 rows"
-    assert validation.get_title() == "validation: 2 rows, 1 removed (same token ids as an earlier split)"
+    assert validation.get_title() == "validation: 2 rows, 1 removed (same token ids as an earlier row in another split)"
     assert validation.get_xlabel() == "tokens per row (special tokens included)" and train.get_ylabel() == "rows"
     assert figure.get_suptitle() == "Token length per split (tokenize.max_length = 8)"
 

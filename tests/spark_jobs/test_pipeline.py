@@ -24,7 +24,7 @@ def test_run_trains_a_registered_model_then_a_rerun_does_no_new_work(spark, samp
     assert ingest["read"] == ingest["inserted"] + ingest["duplicates"] + sum(ingest["quarantined"].values())
     assert clean["input"] == ingest["inserted"]
     assert clean["input"] == clean["output"] + clean["duplicates"] + sum(clean["quarantined"].values())
-    # every silver row is tokenized, or removed because its ids equal an earlier split's
+    # every silver row is tokenized, or removed because its ids equal an earlier row's in another split
     assert tokenize["rows"] + sum(tokenize["cross_split_duplicates"].values()) == clean["output"]
     assert first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
     assert set(first["metrics"]) == {"validation", "test"}

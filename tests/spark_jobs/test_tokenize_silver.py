@@ -51,7 +51,8 @@ def test_tokenize_writes_parquet_and_a_manifest_whose_counts_match(spark, tokeni
     cfg, summary, manifest = tokenized
     assert summary["status"] == "done" and summary["tables"]["silver"] == str(resolve_table(cfg, SILVER))
     silver = resolve_table(cfg, SILVER)
-    assert manifest["source"] == {"table": str(silver), "delta_version": silver.version(spark)}
+    newest_us = silver.read(spark).selectExpr("max(unix_micros(cleaned_at))").first()[0]
+    assert manifest["source"] == {"table": str(silver), "delta_version": silver.version(spark), "newest_row_us": newest_us}
     rows = _read(summary["manifest"], manifest)
     assert summary["rows"] == manifest["rows"] == sum(len(v) for v in rows.values()) == silver.read(spark).count()
     for split, stats in manifest["splits"].items():
@@ -205,7 +206,7 @@ def _silver_of(spark, tmp_path, texts, *overrides):
     return cfg
 
 
-def test_token_sequences_shared_across_splits_never_reach_validation_or_test(spark, tmp_path):
+def test_a_token_sequence_stays_in_the_split_of_its_earliest_row_and_its_other_copies_are_removed(spark, tmp_path):
     # Distinct texts (clean keeps them all) whose first 12 tokens are equal: the same input once truncated.
     words = "market shares rallied while the bank weighed a cut in its main lending rate today".split()
     shared = [" ".join(words) + f" and then story number {i} went on with details" for i in range(60)]
@@ -223,14 +224,16 @@ def test_token_sequences_shared_across_splits_never_reach_validation_or_test(spa
     encoder = Encoder(load_tokenizer(manifest["tokenizer_path"]).to_str(), 12)
     ids, offsets, _, _ = encoder.encode([r.text for r in silver])
     keys = {r.doc_id: (r.split, tuple(ids[offsets[i]:offsets[i + 1]].tolist())) for i, r in enumerate(silver)}
-    earlier = {"train": set(), "validation": {k for s, k in keys.values() if s == "train"}}
-    earlier["test"] = earlier["validation"] | {k for s, k in keys.values() if s == "validation"}
-    expected = {split: sum(1 for s, k in keys.values() if s == split and k in earlier[split])
-                for split in ("validation", "test")}
-    assert manifest["cross_split_duplicates"] == expected and sum(expected.values()) > 0
+    # One clean run wrote every row (one cleaned_at), so the earliest row of equal ids is the smallest doc_id.
+    owner = {}
+    for doc_id in sorted(keys):
+        owner.setdefault(keys[doc_id][1], keys[doc_id][0])
+    expected = {split: sum(1 for s, k in keys.values() if s == split and owner[k] != split)
+                for split in ("train", "validation", "test")}
+    assert manifest["cross_split_duplicates"] == expected and expected["train"] > 0 and expected["validation"] > 0
     assert summary["cross_split_duplicates"] == expected
     assert manifest["rows"] + sum(expected.values()) == len(silver)
-    assert any("token ids equal an earlier split" in w for w in summary["warnings"])
+    assert any("token ids equal an earlier row's in another split" in w for w in summary["warnings"])
 
 
 def _pretrained_dir(root, tokenizer_dir, vocab_size):
@@ -372,18 +375,54 @@ def test_retrain_tokenizer_trains_one_for_the_new_silver_version(spark, grown, t
     assert json.loads((Path(path) / "lakebert_training.json").read_text())["delta_version"] == second["silver_version"]
 
 
-def test_new_rows_that_would_remove_tokenized_rows_mean_a_full_run_that_says_why(spark, grown, capsys):
+def test_new_rows_repeating_tokenized_rows_of_every_split_are_added_incrementally_as_a_full_run_would(
+        spark, grown, tmp_path):
     cfg, source, _, second, _ = grown
     rows = _rows_by_doc(second)
-    validation = next(doc for doc, (split, _) in sorted(rows.items()) if split == "validation")
-    text = resolve_table(cfg, SILVER).read(spark).where(f"doc_id = '{validation}'").first().text
-    # 20 texts whose first tokens are a validation row's: some land in train, which a full run
-    # would keep, removing the validation row from files an incremental run cannot change
-    _append_docs(spark, cfg, source, "part-2.jsonl", [(f"dup{i:03d}", f"{text} tail{i}") for i in range(20)])
+    silver = resolve_table(cfg, SILVER)
+    TAG = {"train": "r", "validation": "v", "test": "s"}  # noqa: N806 - the copies' doc_id prefix per original
+    originals = {split: next(doc for doc, (s, _) in sorted(rows.items()) if s == split)
+                 for split in ("train", "validation", "test")}
+    texts = {split: silver.read(spark).where(f"doc_id = '{doc}'").first().text for split, doc in originals.items()}
+    # 20 texts whose first tokens are each original's: clean spreads them over the splits, so
+    # copies land in other splits than their original's, and the originals are the earlier rows.
+    _append_docs(spark, cfg, source, "part-2.jsonl",
+                 [(f"dup{TAG[split]}{i:03d}", f"{text} tail{i}") for split, text in texts.items() for i in range(20)])
     third = tokenize(spark, cfg, "t-third")
-    assert third["mode"] == "full" and third["tokenized_rows"] == resolve_table(cfg, SILVER).read(spark).count()
-    assert "repeat the token ids of" in capsys.readouterr().out
-    assert validation not in _rows_by_doc(third)  # a new train row has its ids now
+    assert third["mode"] == "incremental" and third["tokenized_rows"] == 60
+    after = _rows_by_doc(third)
+    assert all(after[doc][0] == split for split, doc in originals.items())  # no written row is removed
+    copies = {doc: split for doc, (split, _) in after.items() if doc.startswith("dup")}
+    kept_by_original = {split: {copies[d] for d in copies if d.startswith(f"dup{TAG[split]}")} for split in originals}
+    assert all(kept <= {split} for split, kept in kept_by_original.items())  # a copy stays only in its original's split
+    manifest = json.loads(Path(third["manifest"]).read_text())
+    previous = json.loads(Path(second["manifest"]).read_text())
+    assert sum(manifest["cross_split_duplicates"].values()) - sum(previous["cross_split_duplicates"].values()) \
+        == 60 - len(copies) > 0
+
+    full_cfg = make_config(cfg.lakehouse.root, "tokenize.vocab_size=200", "tokenize.max_length=8",
+                           "tokenize.min_frequency=1", f"tokenize.output={tmp_path / 'full'}")
+    full = tokenize(spark, full_cfg, "t-full-third")
+    reference = json.loads(Path(full["manifest"]).read_text())
+    assert full["mode"] == "full"
+    for key in ("rows", "content_hash", "cross_split_duplicates", "splits", "label_map"):
+        assert manifest[key] == reference[key], key
+    assert _rows_by_doc(third) == _rows_by_doc(full)
+
+
+def test_new_rows_not_newer_than_the_tokenized_ones_mean_a_full_run_that_says_why(spark, grown, capsys):
+    from pyspark.sql import functions as F
+
+    cfg, *_ = grown
+    silver = resolve_table(cfg, SILVER)
+    # Rows appended by a writer whose clock was behind: they look older than rows already tokenized.
+    early = (silver.read(spark).where("doc_id LIKE 'new%'").limit(5)
+             .withColumn("doc_id", F.concat(F.lit("early"), "doc_id")).withColumn("text", F.concat("text", F.lit(" x")))
+             .withColumn("cleaned_at", F.lit("2000-01-01 00:00:00").cast("timestamp")))
+    early.write.format("delta").mode("append").save(silver.location)
+    summary = tokenize(spark, cfg, "t-early")
+    assert summary["mode"] == "full" and summary["tokenized_rows"] == silver.read(spark).count()
+    assert "are not newer than the dataset's newest row" in capsys.readouterr().out
 
 
 def test_rows_removed_from_silver_mean_a_full_run_that_says_why(spark, grown, capsys):
