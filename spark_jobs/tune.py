@@ -280,10 +280,10 @@ class Objective:
             except StageError as exc:  # the study goes on; the summary counts the failed trial
                 self.say(f"tune: trial {trial.number} failed: {exc}")
                 raise
-            if result["status"] == TRIAL_PRUNED:
-                self.say(f"tune: trial {trial.number} pruned: {result['reason']}")
-                raise optuna.TrialPruned(result["reason"])
-        value = result["metrics"]["validation"][self.metric]
+            if result.pruned:
+                self.say(f"tune: trial {trial.number} pruned: {result.reason}")
+                raise optuna.TrialPruned(result.reason)
+        value = result.validation_metrics[self.metric]
         runs.plan_client(plan).set_tag(plan.run_id, TAG_TRIAL_STATE, TRIAL_COMPLETE)
         self.say(f"tune: trial {trial.number} done: validation {self.metric} {value:.4f} (run {plan.run_id})")
         return value
