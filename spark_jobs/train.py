@@ -42,6 +42,7 @@ from training.baseline import comparison_line
 from training.result import TrainResult
 from training.tracking.runs import RESUME, UP_TO_DATE, end_run, finished_result, prepare_run
 from training.tracking.store import SQLITE, TrackingError, tracking_uri
+from training.trial import TrialSpec
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -226,11 +227,11 @@ def claim_output_dir(cfg: Config, manifest: Manifest) -> None:
         raise SettingError(str(exc)) from None
 
 
-def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None) -> TrainResult:
+def launch(cfg: Config, plan, data: TokenizedDataset, trial: TrialSpec | None = None) -> TrainResult:
     """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
     on the dataset `data` -> rank 0's result (without its history). A failure ends the MLflow
     run FAILED and raises a StageError that names the failed rank. `trial`: a tune trial's
-    pruning spec (training.pruning)."""
+    pruning spec (training.trial)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training.train import train_job

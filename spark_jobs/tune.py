@@ -70,6 +70,7 @@ from training.tracking.tags import (
     TRIAL_COMPLETE,
     TRIAL_PRUNED,
 )
+from training.trial import TrialSpec
 
 STAGE = "tune"
 STUDY_DB = "optuna.db"
@@ -273,8 +274,8 @@ class Objective:
                 raise optuna.TrialPruned(f"run {plan.run_id} of the same values was pruned")
             result = runs.finished_result(plan)
         else:
-            spec = {"storage": self.url, "study": self.name, "trial_id": trial._trial_id, "metric": self.metric,
-                    "pruner": self.cfg.tune.pruner, "pruner_startup_trials": self.cfg.tune.pruner_startup_trials}
+            spec = TrialSpec(self.url, self.name, trial._trial_id, self.metric, self.cfg.tune.pruner,
+                             self.cfg.tune.pruner_startup_trials)
             try:
                 result = launch(cfg, plan, self.data, spec)
             except StageError as exc:  # the study goes on; the summary counts the failed trial

@@ -20,7 +20,7 @@ A failing rank prints its error (first cause named) and writes
 `<output_dir>/failures/rank-<r>.json` for the launcher to report, and rank 0 ends the MLflow run
 FAILED.
 
-A `lakebert tune` trial (`trial`: its Optuna spec, training.pruning) reports each evaluation to
+A `lakebert tune` trial (`trial`: its `TrialSpec`, training.trial) reports each evaluation to
 the study's pruner. A pruned trial stops on every rank together: its run ends FINISHED, tagged
 `lakebert.tune.trial_state=pruned`, its checkpoints are removed (on disk and in the run), and
 the result's status is `pruned`.
@@ -41,10 +41,11 @@ from training.tracking.runs import UP_TO_DATE, RunPlan, finished_result, prepare
 from training.tracking.tags import TAG_TRIAL_STATE, TRIAL_PRUNED
 from training.tracking.tracker import NullTracker, open_tracker
 from training.trainer import TrainData, Trainer
+from training.trial import TrialSpec
 
 
 def train(cfg: Config, plan: RunPlan | None = None, stop_after_steps: int | None = None,
-          trial: dict | None = None) -> TrainResult:
+          trial: TrialSpec | None = None) -> TrainResult:
     """Train, evaluate, log to MLflow and return the result (rank 0's, on every rank).
 
     `plan`: the job's MLflow run, as the launcher prepared it; None = rank 0 finds or creates
@@ -125,7 +126,7 @@ def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> Trai
                        world_size=env.world_size)
 
 
-def train_job(config: dict, plan: dict | None = None, trial: dict | None = None) -> TrainResult:
+def train_job(config: dict, plan: dict | None = None, trial: TrialSpec | None = None) -> TrainResult:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
     # this process did not load the config: `validate` hides its secrets here too and sets up storage
