@@ -55,11 +55,11 @@ def run_ours(data: Path, out: Path, steps: int, batch_size: int, label: str, *ov
         "train.log_every=10", "mlflow.system_metrics=false", "mlflow.registered_model=null", "mlflow.log_model=false",
         "mlflow.log_checkpoints=false", *overrides])
     result = train(cfg)
-    assert result["steps"] == steps, result["steps"]
-    t = result["throughput"]
+    assert result.steps == steps, result.steps
+    t = result.throughput
     return {"tokens_per_s": t["tokens_per_s"], "tokens": t["tokens"], "seconds": t["seconds"],
             "padding_fraction": t["padding_fraction"], "data_wait_fraction": t["data_wait_fraction"],
-            "final_loss": statistics.fmean(result["history"]["loss"][-10:]), "losses": result["history"]["loss"]}
+            "final_loss": statistics.fmean(result.history["loss"][-10:]), "losses": result.history["loss"]}
 
 
 def run_hf(data: Path, out: Path, steps: int, batch_size: int, group_by_length: bool = False) -> dict:

@@ -68,6 +68,8 @@ def torchrun(nproc: int, args: list[str], env: dict) -> subprocess.CompletedProc
 
 
 def run_ours(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> dict:
+    from training.result import TrainResult
+
     out = Path(tempfile.mkdtemp(prefix=f"ours-{model}-{seq}-", dir=work))
     sets = [f"lakehouse.root={out}", f"train.data={data}", f"train.output_dir={out / 'train'}",
             f"train.model=preset:{model}", "train.epochs=1", f"train.batch_size={opts.batch_size}",
@@ -79,11 +81,11 @@ def run_ours(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> d
     if opts.comm_hook:
         sets.append(f"train.ddp_comm_hook={opts.comm_hook}")
     torchrun(opts.nproc, ["-m", "training", *[x for s in sets for x in ("--set", s)]], env)
-    result = json.loads((out / "train" / "result.json").read_text())
-    t = result["throughput"]
+    result = TrainResult.from_json((out / "train" / "result.json").read_text())
+    t = result.throughput
     return {**steady(t["intervals"], opts.warmup_steps), "padding_fraction": t["padding_fraction"],
-            "peak_memory_bytes": t.get("peak_memory_bytes"), "steps": result["steps"],
-            "final_loss": sum(result["history"]["loss"][-10:]) / len(result["history"]["loss"][-10:])}
+            "peak_memory_bytes": t.get("peak_memory_bytes"), "steps": result.steps,
+            "final_loss": sum(result.history["loss"][-10:]) / len(result.history["loss"][-10:])}
 
 
 def run_hf(opts, data: Path, work: Path, model: str, seq: int, env: dict) -> dict:

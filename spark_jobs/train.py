@@ -39,8 +39,10 @@ from spark_jobs.stage import SettingError, StageError, run_stage
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
 from training import job
 from training.baseline import comparison_line
+from training.result import TrainResult
 from training.tracking.runs import RESUME, UP_TO_DATE, end_run, finished_result, prepare_run
 from training.tracking.store import SQLITE, TrackingError, tracking_uri
+from training.trial import TrialSpec
 
 STAGE = "train"
 TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
@@ -225,11 +227,11 @@ def claim_output_dir(cfg: Config, manifest: Manifest) -> None:
         raise SettingError(str(exc)) from None
 
 
-def launch(cfg: Config, plan, data: TokenizedDataset, trial: dict | None = None) -> dict:
+def launch(cfg: Config, plan, data: TokenizedDataset, trial: TrialSpec | None = None) -> TrainResult:
     """Run `training.train.train_job` in `train.num_processes` processes with TorchDistributor
-    on the dataset `data` -> rank 0's result. A failure ends the MLflow run FAILED
-    and raises a StageError that names the failed rank. `trial`: a tune trial's pruning spec
-    (training.pruning)."""
+    on the dataset `data` -> rank 0's result (without its history). A failure ends the MLflow
+    run FAILED and raises a StageError that names the failed rank. `trial`: a tune trial's
+    pruning spec (training.trial)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training.train import train_job
@@ -264,7 +266,9 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
             "job_key": plan.job_key, "manifest": str(data.manifest_path)}
     if plan.status == UP_TO_DATE:
         print(f"train: job {plan.job_key} already finished in MLflow run {plan.run_id}: up to date", flush=True)
-        return {"status": "up_to_date", **base, **finished_result(plan)}
+        done = finished_result(plan)
+        return {"status": done.status, **base, "metrics": done.metrics, "registered_model": done.registered_model,
+                **({"baseline": done.baseline} if done.baseline is not None else {})}
     tc = cfg.train
     print(f"train: {tc.defaults_kind} defaults for train.model={tc.model} (a value you set wins): lr={tc.lr:g} "
           f"epochs={tc.epochs} warmup_ratio={tc.warmup_ratio:g} weight_decay={tc.weight_decay:g}", flush=True)
@@ -272,19 +276,18 @@ def train(spark, cfg: Config, stage_run_id: str) -> dict:
           f"with {tc.num_processes} {'GPU' if tc.use_gpu else 'CPU'} processes "
           f"({'on the driver' if tc.local_mode else 'on the executors'})", flush=True)
     result = launch(cfg, plan, data)
-    compared = comparison_line(result["metrics"].get("validation"), result.get("baseline"))
+    compared = comparison_line(result.validation_metrics, result.baseline)
     if compared:
         print(f"train: {compared}", flush=True)
-    for line in result.get("warnings", []):
+    for line in result.warnings:
         print(f"train: warning: {line}", flush=True)
-    if result.get("champion"):
-        print(f"train: {result['champion']['reason']}", flush=True)
-    return {"status": result["status"], **base, "registered_model": result.get("registered_model"),
-            "champion": result.get("champion"), "degenerate": result.get("degenerate"),
-            "baseline": result.get("baseline"),
-            "warnings": result.get("warnings", []), "defaults": result.get("defaults"),
-            "metrics": result["metrics"], "steps": result.get("steps"), "world_size": result.get("world_size"),
-            "output_dir": result.get("output_dir"), "training_seconds": result.get("seconds")}
+    if result.champion_reason:
+        print(f"train: {result.champion_reason}", flush=True)
+    return {"status": result.status, **base, "registered_model": result.registered_model,
+            "champion": result.champion, "degenerate": result.degenerate, "baseline": result.baseline,
+            "warnings": result.warnings, "defaults": result.defaults, "metrics": result.metrics,
+            "steps": result.steps, "world_size": result.world_size, "output_dir": result.output_dir,
+            "training_seconds": result.seconds}
 
 
 def summary_line(summary: dict) -> str:

@@ -71,6 +71,7 @@ from training.tracking.tags import (
     TRIAL_COMPLETE,
     TRIAL_PRUNED,
 )
+from training.trial import TrialSpec
 
 STAGE = "tune"
 STUDY_DB = "optuna.db"
@@ -273,17 +274,17 @@ class Objective:
                 raise optuna.TrialPruned(f"run {plan.run_id} of the same values was pruned")
             result = runs.finished_result(plan)
         else:
-            spec = {"storage": self.url, "study": self.name, "trial_id": trial._trial_id, "metric": self.metric,
-                    "pruner": self.cfg.tune.pruner, "pruner_startup_trials": self.cfg.tune.pruner_startup_trials}
+            spec = TrialSpec(self.url, self.name, trial._trial_id, self.metric, self.cfg.tune.pruner,
+                             self.cfg.tune.pruner_startup_trials)
             try:
                 result = launch(cfg, plan, self.data, spec)
             except StageError as exc:  # the study goes on; the summary counts the failed trial
                 self.say(f"tune: trial {trial.number} failed: {exc}")
                 raise
-            if result["status"] == TRIAL_PRUNED:
-                self.say(f"tune: trial {trial.number} pruned: {result['reason']}")
-                raise optuna.TrialPruned(result["reason"])
-        value = result["metrics"]["validation"][self.metric]
+            if result.pruned:
+                self.say(f"tune: trial {trial.number} pruned: {result.reason}")
+                raise optuna.TrialPruned(result.reason)
+        value = result.validation_metrics[self.metric]
         runs.plan_client(plan).set_tag(plan.run_id, TAG_TRIAL_STATE, TRIAL_COMPLETE)
         self.say(f"tune: trial {trial.number} done: validation {self.metric} {value:.4f} (run {plan.run_id})")
         return value

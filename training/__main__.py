@@ -30,10 +30,8 @@ def main(argv=None) -> int:
     storage.configure(cfg.spark.conf)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        summary = {k: v for k, v in result.items() if k != "history"}  # all of it is in <output_dir>/result.json
-        if "throughput" in summary:
-            summary["throughput"] = {k: v for k, v in summary["throughput"].items() if k != "intervals"}
-        print(json.dumps(redact(summary, by_key=False)), flush=True)
+        # without the history and throughput intervals: all of it is in <output_dir>/result.json
+        print(json.dumps(redact(result.to_summary(), by_key=False)), flush=True)
     return 0
 
 

@@ -4,12 +4,12 @@
     reporter.report(value, examples_seen)       # every rank calls it after each evaluation;
                                                 # raises Pruned on every rank together
 
-`lakebert tune` (spark_jobs/tune.py) hands each trial's training processes a spec: the Optuna
-storage URL, the study's name, the trial's id, the validation metric it optimizes and the
-pruner (`make_pruner`: a study's pruner is not stored with it, so rank 0 builds the same one). Rank 0
-opens the trial in that storage, reports each evaluation's value and asks the study's pruner
-whether to stop; the answer is broadcast, so every rank raises `Pruned` at the same point and
-none waits on a collective the others left.
+`lakebert tune` (spark_jobs/tune.py) hands each trial's training processes a `TrialSpec`
+(training.trial): the Optuna storage URL, the study's name, the trial's id, the validation
+metric it optimizes and the pruner (`make_pruner`: a study's pruner is not stored with it, so
+rank 0 builds the same one). Rank 0 opens the trial in that storage, reports each evaluation's
+value and asks the study's pruner whether to stop; the answer is broadcast, so every rank
+raises `Pruned` at the same point and none waits on a collective the others left.
 
 The step reported is the number of training rows seen (`epoch * train rows + rows of this
 epoch`), not the optimizer step: trials with different batch sizes then report their epoch
@@ -19,6 +19,7 @@ ends at the same step, which is what the median pruner compares.
 from __future__ import annotations
 
 from training.distributed import DistEnv, broadcast
+from training.trial import TrialSpec
 
 
 def make_pruner(kind: str | None, startup_trials: int):
@@ -44,15 +45,15 @@ class NullReporter:
 
 
 class TrialReporter(NullReporter):
-    def __init__(self, spec: dict, env: DistEnv):
-        self.env, self.metric, self.trial = env, spec["metric"], None
+    def __init__(self, spec: TrialSpec, env: DistEnv):
+        self.env, self.metric, self.trial = env, spec.metric, None
         if env.is_main:
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study = optuna.load_study(study_name=spec["study"], storage=spec["storage"],
-                                      pruner=make_pruner(spec["pruner"], spec["pruner_startup_trials"]))
-            self.trial = optuna.trial.Trial(study, spec["trial_id"])
+            study = optuna.load_study(study_name=spec.study, storage=spec.storage,
+                                      pruner=make_pruner(spec.pruner, spec.pruner_startup_trials))
+            self.trial = optuna.trial.Trial(study, spec.trial_id)
 
     def report(self, value: float, examples_seen: int) -> None:
         prune = None
@@ -66,5 +67,5 @@ class TrialReporter(NullReporter):
             raise Pruned(f"pruned after {examples_seen:,} training rows: validation {self.metric} {value:.4f}")
 
 
-def open_reporter(spec: dict | None, env: DistEnv) -> NullReporter:
+def open_reporter(spec: TrialSpec | None, env: DistEnv) -> NullReporter:
     return TrialReporter(spec, env) if spec else NullReporter()

@@ -20,7 +20,7 @@ A failing rank prints its error (first cause named) and writes
 `<output_dir>/failures/rank-<r>.json` for the launcher to report, and rank 0 ends the MLflow run
 FAILED.
 
-A `lakebert tune` trial (`trial`: its Optuna spec, training.pruning) reports each evaluation to
+A `lakebert tune` trial (`trial`: its `TrialSpec`, training.trial) reports each evaluation to
 the study's pruner. A pruned trial stops on every rank together: its run ends FINISHED, tagged
 `lakebert.tune.trial_state=pruned`, its checkpoints are removed (on disk and in the run), and
 the result's status is `pruned`.
@@ -37,15 +37,17 @@ from training.checkpoint import CheckpointManager
 from training.distributed import barrier, broadcast, init_distributed, teardown
 from training.meter import PROGRESS_PREFIX
 from training.pruning import Pruned, open_reporter
+from training.result import PRUNED, TrainResult
 from training.tracking.runs import UP_TO_DATE, RunPlan, finished_result, prepare_run
 from training.tracking.tags import TAG_TRIAL_STATE, TRIAL_PRUNED
 from training.tracking.tracker import NullTracker, open_tracker
 from training.trainer import TrainData, Trainer
+from training.trial import TrialSpec
 
 
 def train(cfg: Config, plan: RunPlan | None = None, stop_after_steps: int | None = None,
-          trial: dict | None = None) -> dict:
-    """Train, evaluate, log to MLflow and return the result.
+          trial: TrialSpec | None = None) -> TrainResult:
+    """Train, evaluate, log to MLflow and return the result (rank 0's, on every rank).
 
     `plan`: the job's MLflow run, as the launcher prepared it; None = rank 0 finds or creates
     it. `stop_after_steps` ends the run abruptly, as a crash would (tests). `trial`: the tune
@@ -59,8 +61,7 @@ def train(cfg: Config, plan: RunPlan | None = None, stop_after_steps: int | None
         if plan is None:
             plan = on_every_rank(env, lambda: prepare(cfg, data.manifest, str(data.manifest_path), out_dir))
         if plan.status == UP_TO_DATE:
-            return {"status": "up_to_date", "run_id": plan.run_id, "tracking_uri": plan.tracking_uri,
-                    **finished_result(plan)}
+            return finished_result(plan)
         try:
             tracker, opened = open_tracker(cfg, plan, env.is_main), None
         except Exception as exc:
@@ -110,7 +111,7 @@ def prepare(cfg: Config, manifest: Manifest, manifest_path: str, out_dir: str) -
     return prepare_run(cfg, manifest, manifest_path)
 
 
-def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> dict:
+def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> TrainResult:
     """A pruned trial: tagged, its checkpoints gone (they would never be resumed)."""
     barrier(env)  # no rank still reads a checkpoint
     if env.is_main:
@@ -122,15 +123,14 @@ def pruned(env, plan: RunPlan, tracker, out_dir, step: int, reason: str) -> dict
                 print(f"{PROGRESS_PREFIX} warning: {exc}", flush=True)
         tracker.delete_checkpoints()
         print(f"{PROGRESS_PREFIX} {reason}", flush=True)
-    return {"status": TRIAL_PRUNED, "run_id": plan.run_id, "tracking_uri": plan.tracking_uri, "steps": step,
-            "reason": reason, "output_dir": str(out_dir), "world_size": env.world_size}
+    return TrainResult(PRUNED, plan.run_id, plan.tracking_uri, steps=step, reason=reason, output_dir=str(out_dir),
+                       world_size=env.world_size)
 
 
-def train_job(config: dict, plan: dict | None = None, trial: dict | None = None) -> dict:
+def train_job(config: dict, plan: dict | None = None, trial: TrialSpec | None = None) -> TrainResult:
     """What TorchDistributor runs in every process: plain data in, rank 0's result out (without
     the per-step history, which is in `<output_dir>/result.json`)."""
     # this process did not load the config: `validate` hides its secrets here too
     cfg = validate(config)
     storage.configure(cfg.spark.conf)
-    result = train(cfg, RunPlan(**plan) if plan else None, trial=trial)
-    return {k: v for k, v in result.items() if k != "history"}
+    return train(cfg, RunPlan(**plan) if plan else None, trial=trial).without_history()

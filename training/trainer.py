@@ -52,6 +52,7 @@ from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, Ste
 from training.metrics import MetricAccumulator, confusion_figure
 from training.model import build_model
 from training.pruning import NullReporter
+from training.result import DONE, TrainResult
 from training.tracking.lineage import model_card
 from training.tracking.runs import NEW, RunPlan, fetch_checkpoints, plan_client
 from training.tracking.tags import RESULT_ARTIFACT, TAG_DEFAULTS, TAG_DEGENERATE, TAG_DEGENERATE_REASON
@@ -230,7 +231,7 @@ class Trainer:
         tracker.set_tags({TAG_DEFAULTS: tc.defaults_kind})
         self.warnings += tracker.log_data_report(data.manifest)  # rank 0: the images of the data it trains on
 
-    def train(self, stop_after_steps: int | None = None) -> dict:
+    def train(self, stop_after_steps: int | None = None) -> TrainResult:
         """`stop_after_steps` ends the run abruptly, as a crash would (tests)."""
         self.resume()
         while self.state.epoch < self.tc.epochs:
@@ -362,7 +363,7 @@ class Trainer:
         barrier(self.env)
         self.meter.restart_clock()
 
-    def finish(self) -> dict:
+    def finish(self) -> TrainResult:
         """The best checkpoint on validation and test, the collapse guard, and (rank 0) the model
         logged, registered and maybe promoted; every rank returns the result."""
         best_path = self.best_ckpt.latest()
@@ -387,8 +388,10 @@ class Trainer:
         registered, champion, self.baseline, self.warnings = broadcast(self.env, outcome)
         result = self.result(final, check.degenerate, registered, champion, best_path, reads)
         if self.env.is_main:
-            storage.write_text(storage.join(self.out_dir, job.RESULT_FILE), json.dumps(redact(result, by_key=False), indent=2))
-            self.tracker.log_dict({k: v for k, v in result.items() if k != "history"}, RESULT_ARTIFACT)
+            # result.json: `TrainResult.to_dict`'s keys, secrets in its values redacted
+            storage.write_text(storage.join(self.out_dir, job.RESULT_FILE),
+                               json.dumps(redact(result.to_dict(), by_key=False), indent=2))
+            self.tracker.log_dict(result.without_history().to_dict(), RESULT_ARTIFACT)
         return result
 
     def publish(self, final: dict, check) -> tuple[dict | None, dict | None, dict | None, list[str]]:
@@ -422,23 +425,22 @@ class Trainer:
                                    score, baseline.blocks_champion)
         return registered, champion, self.baseline, self.warnings
 
-    def result(self, final: dict, degenerate: bool, registered, champion, best_path, reads: list[int]) -> dict:
+    def result(self, final: dict, degenerate: bool, registered, champion, best_path, reads: list[int]) -> TrainResult:
         tc, manifest, train = self.tc, self.data.manifest, self.data.splits[TRAIN]
-        return {
-            "status": "done", "run_id": self.plan.run_id, "tracking_uri": self.plan.tracking_uri,
-            "registered_model": registered, "champion": champion, "degenerate": degenerate, "warnings": self.warnings,
-            "baseline": self.baseline,
-            "defaults": {"kind": tc.defaults_kind, "lr": tc.lr, "epochs": tc.epochs, "warmup_ratio": tc.warmup_ratio,
-                         "weight_decay": tc.weight_decay},
-            "metrics": final, "steps": self.state.step, "epochs": tc.epochs, "world_size": self.env.world_size,
-            "best_checkpoint": str(best_path), "select_metric": tc.select_metric, "output_dir": str(self.out_dir),
-            "data": {"manifest": str(self.data.manifest_path), "rows": manifest.rows,
-                     "source": None if manifest.source is None else manifest.source.to_dict(),
-                     "content_hash": manifest.content_hash, "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
-                     # this process's reads of the train split (a resumed run: since it resumed)
-                     "train_bytes": train.num_bytes, "train_bytes_read_per_rank": reads,
-                     "ranks_read_own_row_groups": train.sharded(self.env.world_size)},
-            "throughput": self.meter.throughput.summary(self.env.device),
-            "history": self.state.history,
-            "seconds": round(time.perf_counter() - self.started, 3),
-        }
+        return TrainResult(
+            DONE, self.plan.run_id, self.plan.tracking_uri, registered_model=registered, champion=champion,
+            degenerate=degenerate, warnings=self.warnings, baseline=self.baseline,
+            defaults={"kind": tc.defaults_kind, "lr": tc.lr, "epochs": tc.epochs, "warmup_ratio": tc.warmup_ratio,
+                      "weight_decay": tc.weight_decay},
+            metrics=final, steps=self.state.step, epochs=tc.epochs, world_size=self.env.world_size,
+            best_checkpoint=str(best_path), select_metric=tc.select_metric, output_dir=str(self.out_dir),
+            data={"manifest": str(self.data.manifest_path), "rows": manifest.rows,
+                  "source": None if manifest.source is None else manifest.source.to_dict(),
+                  "content_hash": manifest.content_hash, "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
+                  # this process's reads of the train split (a resumed run: since it resumed)
+                  "train_bytes": train.num_bytes, "train_bytes_read_per_rank": reads,
+                  "ranks_read_own_row_groups": train.sharded(self.env.world_size)},
+            throughput=self.meter.throughput.summary(self.env.device),
+            history=self.state.history,
+            seconds=round(time.perf_counter() - self.started, 3),
+        )

@@ -34,13 +34,13 @@ def _store(out):
 
 def test_single_process_learns_beyond_the_majority_class(tokenized_root, tmp_path):
     result = train(_cfg(tokenized_root, tmp_path / "out"))
-    val = result["metrics"]["validation"]
+    val = result.metrics["validation"]
     counts = [sum(row) for row in val["confusion_matrix"]]
     assert val["accuracy"] > max(counts) / sum(counts) + 0.1
-    losses = result["history"]["loss"]
+    losses = result.history["loss"]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    assert result["steps"] == 2 * 30  # 480 rows / 16 per batch, 2 epochs
-    assert set(result["metrics"]["test"]) >= {"loss", "accuracy", "precision_macro", "recall_macro", "f1_macro"}
+    assert result.steps == 2 * 30  # 480 rows / 16 per batch, 2 epochs
+    assert set(result.metrics["test"]) >= {"loss", "accuracy", "precision_macro", "recall_macro", "f1_macro"}
     assert json.loads((tmp_path / "out" / "result.json").read_text())["steps"] == 60
 
 
@@ -51,27 +51,27 @@ def test_a_model_that_beats_the_linear_baseline_takes_champion_and_one_below_it_
 
     store = _store(tmp_path / "runs")
     good = train(_cfg(tokenized_root, tmp_path / "good", "train.epochs=3", "train.batch_size=8", store=store))
-    assert good["baseline"]["below"] is False and not [w for w in good["warnings"] if "baseline" in w]
-    assert good["metrics"]["validation"]["f1_macro"] >= good["baseline"]["validation"]["f1_macro"] - 0.02
-    assert good["champion"]["moved"] and good["champion"]["version"] == "1"
+    assert good.baseline["below"] is False and not [w for w in good.warnings if "baseline" in w]
+    assert good.metrics["validation"]["f1_macro"] >= good.baseline["validation"]["f1_macro"] - 0.02
+    assert good.champion["moved"] and good.champion["version"] == "1"
 
     worse = train(_cfg(tokenized_root, tmp_path / "worse", store=store))  # 2 epochs of 16 rows: it learned less
-    assert worse["degenerate"] is False and worse["baseline"]["below"] is True
-    gap = worse["baseline"]["validation"]["f1_macro"] - worse["metrics"]["validation"]["f1_macro"]
+    assert worse.degenerate is False and worse.baseline["below"] is True
+    gap = worse.baseline["validation"]["f1_macro"] - worse.metrics["validation"]["f1_macro"]
     assert gap > 0.02
-    (warning,) = [w for w in worse["warnings"] if "baseline" in w]
+    (warning,) = [w for w in worse.warnings if "baseline" in w]
     assert warning.startswith("the model is below the linear baseline") and "train.model" in warning
-    assert worse["registered_model"]["version"] == "2" and not worse["champion"]["moved"]
-    assert "below the linear baseline" in worse["champion"]["reason"]
+    assert worse.registered_model["version"] == "2" and not worse.champion["moved"]
+    assert "below the linear baseline" in worse.champion["reason"]
     client = MlflowClient(store)
     assert str(client.get_model_version_by_alias("lakebert-classifier", "champion").version) == "1"
-    run = client.get_run(worse["run_id"])
+    run = client.get_run(worse.run_id)
     assert run.data.tags[TAG_BELOW_BASELINE] == "true" and "stays on version 1" in run.data.tags[TAG_CHAMPION]
-    assert client.get_run(good["run_id"]).data.tags[TAG_BELOW_BASELINE] == "false"
+    assert client.get_run(good.run_id).data.tags[TAG_BELOW_BASELINE] == "false"
     for split in ("validation", "test"):  # the baseline's metrics, under their own prefix
-        assert run.data.metrics[f"baseline/{split}/f1_macro"] == pytest.approx(worse["baseline"][split]["f1_macro"])
-    assert run.data.metrics["baseline/seconds"] == worse["baseline"]["seconds"] > 0
-    assert f"{ARTIFACT_DIR}/{ARTIFACT}" in {a.path for a in client.list_artifacts(worse["run_id"], ARTIFACT_DIR)}
+        assert run.data.metrics[f"baseline/{split}/f1_macro"] == pytest.approx(worse.baseline[split]["f1_macro"])
+    assert run.data.metrics["baseline/seconds"] == worse.baseline["seconds"] > 0
+    assert f"{ARTIFACT_DIR}/{ARTIFACT}" in {a.path for a in client.list_artifacts(worse.run_id, ARTIFACT_DIR)}
 
 
 def test_resume_from_the_runs_artifacts_after_a_crash_equals_an_uninterrupted_run_bitwise(tokenized_root, tmp_path, capsys):
@@ -84,27 +84,27 @@ def test_resume_from_the_runs_artifacts_after_a_crash_equals_an_uninterrupted_ru
     assert crashed.info.status == "FAILED"  # a crash never leaves the run RUNNING or FINISHED
     # Restart "on another machine": an empty output folder, so the checkpoint comes from MLflow.
     resumed = train(_cfg(tokenized_root, tmp_path / "b2", *opts, store=_store(tmp_path / "b")))
-    assert resumed["run_id"] == crashed.info.run_id  # the same job resumes its run
+    assert resumed.run_id == crashed.info.run_id  # the same job resumes its run
     fetched = tmp_path / "b2" / "checkpoints" / f"step-{15:09d}"  # the epoch-end one
     assert f"resuming from {fetched} (step 15/" in capsys.readouterr().out  # fetched from the run's artifacts
-    assert resumed["history"]["loss"] == full["history"]["loss"]
-    assert resumed["steps"] == full["steps"]
-    a = load_file(str(Path(full["best_checkpoint"]) / "model.safetensors"))
-    b = load_file(str(Path(resumed["best_checkpoint"]) / "model.safetensors"))
+    assert resumed.history["loss"] == full.history["loss"]
+    assert resumed.steps == full.steps
+    a = load_file(str(Path(full.best_checkpoint) / "model.safetensors"))
+    b = load_file(str(Path(resumed.best_checkpoint) / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    points = client.get_metric_history(resumed["run_id"], "train/loss")
-    assert sorted(p.step for p in points) == list(range(1, full["steps"] + 1))  # the replay added no duplicates
-    assert [p.value for p in sorted(points, key=lambda p: p.step)] == full["history"]["loss"]
-    assert client.get_run(resumed["run_id"]).info.status == "FINISHED"
+    points = client.get_metric_history(resumed.run_id, "train/loss")
+    assert sorted(p.step for p in points) == list(range(1, full.steps + 1))  # the replay added no duplicates
+    assert [p.value for p in sorted(points, key=lambda p: p.step)] == full.history["loss"]
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
 
 
 def test_rerunning_a_finished_job_is_up_to_date(tokenized_root, tmp_path):
     cfg = _cfg(tokenized_root, tmp_path / "out", "train.epochs=1")
     first = train(cfg)
     again = train(cfg)
-    assert again["status"] == "up_to_date" and again["run_id"] == first["run_id"]
-    assert again["registered_model"] == first["registered_model"] == {"name": "lakebert-classifier", "version": "1"}
-    assert again["metrics"]["test"]["accuracy"] == pytest.approx(first["metrics"]["test"]["accuracy"])
+    assert again.status == "up_to_date" and again.run_id == first.run_id
+    assert again.registered_model == first.registered_model == {"name": "lakebert-classifier", "version": "1"}
+    assert again.metrics["test"]["accuracy"] == pytest.approx(first.metrics["test"]["accuracy"])
 
 
 def test_torchrun_with_two_gloo_processes(tokenized_root, tmp_path):
@@ -163,8 +163,8 @@ def test_balanced_class_weights_are_inverse_label_frequencies(tokenized_root):
 def test_class_weights_and_gradient_checkpointing_train(tokenized_root, tmp_path):
     result = train(_cfg(tokenized_root, tmp_path / "out", "train.epochs=1", "train.class_weights=balanced",
                         "train.gradient_checkpointing=true"))
-    assert result["status"] == "done" and result["steps"] == 30
-    assert all(math.isfinite(x) for x in result["history"]["loss"])
+    assert result.status == "done" and result.steps == 30
+    assert all(math.isfinite(x) for x in result.history["loss"])
 
 
 def test_another_registered_model_is_scored_on_this_runs_validation_rows_by_label_name(tokenized_root):
@@ -215,12 +215,12 @@ def test_data_and_checkpoints_on_s3_resume_after_a_crash_bitwise(tokenized_root,
     capsys.readouterr()
     resumed = train(_cfg(tokenized_root, f"s3a://{s3_bucket}/crashed", *on_s3, store=_store(tmp_path / "crashed")))
     assert f"resuming from s3a://{s3_bucket}/crashed/checkpoints/step-{14:09d} (step 14/" in capsys.readouterr().out
-    assert resumed["history"]["loss"] == full["history"]["loss"]
-    assert resumed["best_checkpoint"].startswith(f"s3a://{s3_bucket}/crashed/best/")
-    a = load_bytes(storage.read_bytes(f"{full['best_checkpoint']}/model.safetensors"))
-    b = load_bytes(storage.read_bytes(f"{resumed['best_checkpoint']}/model.safetensors"))
+    assert resumed.history["loss"] == full.history["loss"]
+    assert resumed.best_checkpoint.startswith(f"s3a://{s3_bucket}/crashed/best/")
+    a = load_bytes(storage.read_bytes(f"{full.best_checkpoint}/model.safetensors"))
+    b = load_bytes(storage.read_bytes(f"{resumed.best_checkpoint}/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads(storage.read_text(f"s3a://{s3_bucket}/crashed/result.json"))["steps"] == full["steps"]
+    assert json.loads(storage.read_text(f"s3a://{s3_bucket}/crashed/result.json"))["steps"] == full.steps
     assert storage.is_file(f"s3a://{s3_bucket}/crashed/confusion_matrix_test.png")
     assert not any(tmp_path.rglob("step-*"))  # nothing of the checkpoints on local disk
 

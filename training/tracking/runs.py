@@ -25,6 +25,8 @@ from pathlib import Path
 
 from conf import Config, redact
 from tokenization.dataset import Manifest
+from training.result import UP_TO_DATE as UP_TO_DATE_RESULT
+from training.result import TrainResult
 from training.tracking.lineage import lineage_tags
 from training.tracking.registry import registered_model
 from training.tracking.store import (
@@ -113,9 +115,9 @@ def end_run(plan: RunPlan, status: str) -> None:
         client.set_terminated(plan.run_id, status)
 
 
-def finished_result(plan: RunPlan) -> dict:
-    """What a FINISHED run reports: its final metrics, its linear baseline's and its registered
-    model, for an up-to-date job."""
+def finished_result(plan: RunPlan) -> TrainResult:
+    """What a FINISHED run reports, for an up-to-date job: its final metrics, its linear
+    baseline's and its registered model."""
     from training.baseline import KIND, PREFIX
 
     run = store_client(plan.tracking_uri).get_run(plan.run_id)
@@ -131,8 +133,9 @@ def finished_result(plan: RunPlan) -> dict:
                 baseline.setdefault(split, {})[metric] = value
             else:
                 baseline[split] = value
-    return {"metrics": metrics, "registered_model": registered_model(run.data.tags),
-            **({"baseline": {"kind": KIND, **baseline}} if baseline else {})}
+    return TrainResult(UP_TO_DATE_RESULT, plan.run_id, plan.tracking_uri, metrics=metrics,
+                       registered_model=registered_model(run.data.tags),
+                       baseline={"kind": KIND, **baseline} if baseline else None)
 
 
 def fetch_checkpoints(plan: RunPlan, group: str, dest: Path, is_complete) -> Path | None:

@@ -1,6 +1,10 @@
-"""training.tracking.runs: a run is found by its tags, or created once with them."""
+"""training.tracking.runs: a run is found by its tags, or created once with them; a finished one reports its result."""
 
-from training.tracking.runs import find_or_create_run, log_params
+from training.baseline import KIND
+from training.result import UP_TO_DATE, TrainResult
+from training.tracking.registry import set_registration_tags
+from training.tracking.runs import UP_TO_DATE as PLAN_UP_TO_DATE
+from training.tracking.runs import RunPlan, finished_result, find_or_create_run, log_params
 from training.tracking.store import store_client
 
 
@@ -21,3 +25,20 @@ def test_params_beyond_one_batch_are_all_logged(tmp_path):
     run = client.create_run(client.create_experiment("lakebert"))
     log_params(client, run.info.run_id, {f"p{i}": str(i) for i in range(250)})
     assert len(client.get_run(run.info.run_id).data.params) == 250
+
+
+def test_a_finished_run_reports_an_up_to_date_result_of_its_metrics_baseline_and_registered_model(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = store_client(uri)
+    run_id = client.create_run(client.create_experiment("lakebert")).info.run_id
+    for key, value in {"validation/f1_macro": 0.7, "test/accuracy": 0.8, "train/loss": 0.3,
+                       "baseline/validation/f1_macro": 0.6, "baseline/seconds": 1.5}.items():
+        client.log_metric(run_id, key, value)
+    set_registration_tags(client, run_id, "lakebert-classifier", 2)
+    client.set_terminated(run_id, "FINISHED")
+    result = finished_result(RunPlan(uri, run_id, PLAN_UP_TO_DATE, "job"))
+    assert result == TrainResult(UP_TO_DATE, run_id, uri, metrics={"validation": {"f1_macro": 0.7},
+                                                                   "test": {"accuracy": 0.8}},
+                                 registered_model={"name": "lakebert-classifier", "version": "2"},
+                                 baseline={"kind": KIND, "validation": {"f1_macro": 0.6}, "seconds": 1.5})
+    assert list(result.to_dict()) == ["status", "run_id", "tracking_uri", "metrics", "registered_model", "baseline"]
