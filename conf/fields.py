@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from conf.identifiers import parse_table_name
-from storage import Location
+from storage.location import Location
 
 
 def _stringify_mapping(value):

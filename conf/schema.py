@@ -17,7 +17,7 @@ from conf.train_schema import (AUTO_TOKENIZER, FINE_TUNING_DEFAULTS, FROM_SCRATC
                                TINY, TRAIN_TOKENIZER, TrainConfig, is_pretrained, looks_like_path,
                                model_name_problem)
 from conf.tune_schema import TuneConfig
-from storage import Location
+from storage.location import Location
 
 # Each section has its home (`conf.fields`: the value types; `conf.train_schema`, `conf.tune_schema`:
 # the train and tune sections); `Config`, the whole, gathers them here, and the names the rest

@@ -74,3 +74,14 @@ def test_loading_a_config_does_not_configure_storage(monkeypatch):
         assert "endpoint_override" not in storage.s3_options()
     finally:
         storage.configure({})
+
+
+@pytest.mark.parametrize("module", ["storage", "storage.location", "storage.filesystem", "conf", "conf.fields",
+                                    "tokenization", "training.result"])
+def test_each_low_package_imports_first_in_a_fresh_interpreter(module):
+    # storage and conf import each other's leaves (conf.redact, storage.location): no order may fail
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
