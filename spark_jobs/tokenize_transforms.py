@@ -72,12 +72,6 @@ def mark_cross_split_duplicates(keyed: DataFrame, shared: DataFrame) -> DataFram
             .withColumn(CROSS_SPLIT, F.coalesce(F.col(RANK) != F.col(FIRST), F.lit(False))).drop(FIRST))
 
 
-def stale_keys(prior_keys: DataFrame, shared: DataFrame) -> DataFrame:
-    """The rows already written (`prior_keys`) that the new rows would now mark: none when the
-    new rows are newer than every written one (`TokenizeRun` checks that first)."""
-    return prior_keys.join(F.broadcast(shared), KEY).where(F.col(RANK) != F.col(FIRST))
-
-
 def _row_hash() -> Column:
     """Each row's part of the content hash: summed per split, so the hash is order-free."""
     return F.xxhash64("split", "doc_id", "label", "input_ids").cast("decimal(38,0)")

@@ -38,10 +38,11 @@ import time
 import warnings
 
 from conf import Config, config_dict, redact
+from conf.errors import StageError
 import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
-from spark_jobs.stage import StageError, run_stage
+from spark_jobs.stage import run_stage
 from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from tokenization.dataset import Manifest, TokenizedDataset
 from training.pruning import make_pruner
@@ -111,7 +112,6 @@ def check_metric(metric: str, labels: int) -> None:
 def storage_url(cfg: Config) -> str:
     """`tune.storage`, else `optuna.db` beside a local sqlite MLflow store or under a local lakehouse."""
     from pathlib import Path
-
 
     if cfg.tune.storage:
         return cfg.tune.storage
