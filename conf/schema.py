@@ -14,8 +14,7 @@ from conf.fields import (ColumnName, OptionalColumnName, Section, SparkSettings,
                          stays_under_root)
 from conf.identifiers import parse_table_name
 from conf.train_schema import (AUTO_TOKENIZER, FINE_TUNING_DEFAULTS, FROM_SCRATCH_DEFAULTS, PRESET, PRESET_NAMES,
-                               TINY, TRAIN_TOKENIZER, TrainConfig, is_pretrained, looks_like_path,
-                               model_name_problem)
+                               TINY, TRAIN_TOKENIZER, TrainConfig, is_pretrained, model_name_problem)
 from conf.tune_schema import TuneConfig
 from storage.location import Location
 
@@ -25,7 +24,7 @@ from storage.location import Location
 __all__ = ["AUTO_TOKENIZER", "FINE_TUNING_DEFAULTS", "FROM_SCRATCH_DEFAULTS", "PRESET", "PRESET_NAMES", "SPLITS",
            "TEST", "TINY", "TRAIN", "TRAIN_TOKENIZER", "VALIDATION", "CleanConfig", "Config", "IngestConfig",
            "MlflowConfig", "NearDedupConfig", "ScoreConfig", "TokenizeConfig", "TrainConfig", "TuneConfig",
-           "is_pretrained", "looks_like_path", "model_name_problem"]
+           "is_pretrained", "model_name_problem"]
 
 
 # The splits clean assigns, tokenize writes and training reads.

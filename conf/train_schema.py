@@ -6,13 +6,13 @@ rule and the model-aware defaults (fine-tuning a pretrained model or training fr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from conf.fields import Section
+from storage.location import looks_like_path
 
 
 # `train.model` values that build a model from config with random weights; anything else
@@ -30,12 +30,6 @@ PRESET_NAMES = ("small", "bert-base", "distilbert-base")
 
 def is_pretrained(model: str) -> bool:
     return model != TINY and not model.startswith(PRESET)
-
-
-def looks_like_path(name: str) -> bool:
-    """A model or tokenizer name that can only be a local path: a hub name is `name` or `org/name`."""
-    return (name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
-            or os.sep in name.strip("/").split("/", 1)[-1])
 
 
 def model_name_problem(name: str) -> str | None:

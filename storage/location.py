@@ -81,6 +81,12 @@ class Location:
         return self.text
 
 
+def looks_like_path(name: str) -> bool:
+    """A model or tokenizer name that can only be a local path: a hub name is `name` or `org/name`."""
+    return (name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+            or os.sep in name.strip("/").split("/", 1)[-1])
+
+
 def scheme_of(location: str) -> str:
     """`s3a`, `gs`, `dbfs`, ...; `file` for a local path."""
     return Location.parse(location).scheme

@@ -29,8 +29,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from conf.schema import looks_like_path
 import storage
+from storage.location import looks_like_path
 
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_MODEL_MAX_LENGTH = 512  # BERT's position embeddings

@@ -57,6 +57,14 @@ def test_under_root_joins_relative_paths_and_keeps_absolute_ones_and_uris(tmp_pa
     assert under_root("lh", "x") == os.path.join(os.getcwd(), "lh", "x")  # a relative root: from here
 
 
+@pytest.mark.parametrize("name, is_path", [
+    ("bert-base-uncased", False), ("sentence-transformers/all-MiniLM-L6-v2", False),
+    ("./models/mine", True), ("/models/mine", True), ("~/m", True), ("models/", True), ("a/b/c", True),
+])
+def test_a_model_name_that_can_only_be_a_local_path_is_recognised(name, is_path):
+    assert storage.location.looks_like_path(name) is is_path
+
+
 def test_join_resolves_dotdot_on_object_stores_and_paths():
     assert storage.join("s3a://b/lh/tokenized/k2", "../k1/data") == "s3a://b/lh/tokenized/k1/data"
     assert storage.join("/lh/tokenized/k2/", "/../k1/") == "/lh/tokenized/k1"
@@ -85,3 +93,15 @@ def test_each_low_package_imports_first_in_a_fresh_interpreter(module):
 
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_python_worker_that_tokenizes_loads_no_config_schema():
+    # what a Python worker imports to run tokenize's mapInArrow: pydantic and the schema cost it ~1 s
+    import subprocess
+    import sys
+
+    code = ("import sys, spark_jobs.tokenize_executor; "
+            "print(sorted(m for m in ('pydantic', 'conf.schema', 'conf.loader') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
