@@ -32,6 +32,30 @@ def _stringify_mapping(value):
 
 
 SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
+
+
+def check_label_names(value):
+    """`value`, checked: each coded label names one label: no empty name, no name given to two codes (that would
+    merge two labels silently)."""
+    if not isinstance(value, dict):
+        return value
+    value = {key.strip(): name.strip() for key, name in value.items()}
+    if not value or "" in value or "" in value.values():
+        raise ValueError("label names map each label value to a name; no key or name may be empty")
+    names: dict[str, list[str]] = {}
+    for key, name in value.items():
+        names.setdefault(name, []).append(key)
+    shared = {name: keys for name, keys in names.items() if len(keys) > 1}
+    if shared:
+        name, keys = next(iter(sorted(shared.items())))
+        raise ValueError(f"label name {name!r} is given to {len(keys)} values ({', '.join(sorted(keys))}): "
+                         "each label value needs its own name")
+    return value
+
+
+# `ingest.label_names`: {label value: name}, or the location of a JSON or YAML file holding one.
+LabelNames = Annotated[dict[str, str] | str | None, BeforeValidator(_stringify_mapping),
+                       AfterValidator(check_label_names)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

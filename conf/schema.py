@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from conf.fields import (ColumnName, OptionalColumnName, Section, SparkSettings, TableLocation,
+from conf.fields import (ColumnName, LabelNames, OptionalColumnName, Section, SparkSettings, TableLocation,
                          stays_under_root)
 from conf.identifiers import parse_table_name
 from conf.train_schema import (AUTO_TOKENIZER, FINE_TUNING_DEFAULTS, FROM_SCRATCH_DEFAULTS, PRESET, PRESET_NAMES,
@@ -95,6 +95,11 @@ class IngestConfig(Section):
     (`changed_text`) for a person to decide."""
     require_label: bool = True
     """Quarantine rows without a label (ignored when label_column is None)."""
+    label_names: LabelNames = None
+    """Names for coded labels, so the label map, reports and predictions show words: a mapping
+    from the label column's values to names (`{1: World, 2: Sports}`), or the location of a JSON
+    or YAML file holding one. Bronze keeps the name; a label not in the mapping is quarantined
+    as `unknown_label`."""
     max_text_chars: int = Field(1_000_000, ge=1)
     """Longer texts are quarantined as `text_too_long`, before any cleaning."""
     text_mode: Literal["line", "file"] = "line"

@@ -32,12 +32,19 @@ Encoding problems are quarantined, not repaired: invalid UTF-8 (or the U+FFFD th
 left in its place) usually means `ingest.options.encoding` is wrong for the file, and a NUL
 byte means binary data; "repairing" either would put silently garbled text into training.
 The stored raw record has invalid byte sequences replaced by U+FFFD.
+
+Coded labels (AG News' `1`-`4`, a header-less CSV's numbered classes) get their names from
+`ingest.label_names` (a mapping, or a JSON/YAML file of one) before anything is checked, so
+bronze, the label map, the reports and the predictions show words. A label value the mapping
+does not name is quarantined as `unknown_label`, never kept under its code. A header-less CSV
+(`ingest.options.header=false`) names its columns by position: `_c0`, `_c1`, ...
 """
 
 from __future__ import annotations
 
 import sys
 
+import yaml
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
@@ -46,6 +53,8 @@ from pyspark.sql.window import Window
 from conf import Config
 from conf.identifiers import quote_identifier
 from conf.errors import StageError
+from conf.fields import check_label_names
+import storage
 from spark_jobs.filters import first_reason
 from spark_jobs.quarantine import QUARANTINE_SCHEMA, to_quarantine
 from spark_jobs.registry import Stage
@@ -65,6 +74,7 @@ class IngestReason:
     TEXT_TOO_LONG = "text_too_long"
     INVALID_LABEL = "invalid_label"
     MISSING_LABEL = "missing_label"
+    UNKNOWN_LABEL = "unknown_label"  # a label value that ingest.label_names does not name
     MISSING_ID = "missing_id"
     CHANGED_TEXT = "changed_text"  # an id bronze holds with other text or label (ingest.on_changed_text=quarantine)
 
@@ -87,12 +97,22 @@ UNPARSEABLE_SHOWN = 3  # unparseable records located in their files (line, byte 
 SHOWN_CHARS = 60  # of an unparseable record, in the summary and the warning
 
 
-# --------------------------------------------------------------------------- readers
-
 # --------------------------------------------------------------------------- transform
 
+def name_labels(raw: DataFrame, names: dict[str, str]) -> DataFrame:
+    """`_label` -> its name in `names` (keyed by the trimmed value), and `_label_known`: false
+    for a present label that `names` does not name."""
+    mapping = F.create_map(*[F.lit(part) for pair in sorted(names.items()) for part in pair])
+    value = F.trim("_label")
+    name = F.try_element_at(mapping, value)
+    present = F.col("_label").isNotNull() & (value != "")
+    return (raw.withColumn("_label_known", ~present | name.isNotNull())
+            .withColumn("_label", F.when(present & name.isNotNull(), name).otherwise(F.col("_label"))))
+
+
 def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, use_id: bool) -> DataFrame:
-    """Add `_reason`: the first `IngestReason` a record fails, or null when it is valid."""
+    """Add `_reason`: the first `IngestReason` a record fails, or null when it is valid. After
+    `name_labels`, a label it does not name fails as `unknown_label`."""
     R = IngestReason
     text = F.col("_text")
     checks = [
@@ -109,6 +129,8 @@ def classify_records(raw: DataFrame, max_text_chars: int, require_label: bool, u
     ]
     if require_label:
         checks.append((R.MISSING_LABEL, F.col("_label").isNull() | (F.trim("_label") == "")))
+    if "_label_known" in raw.columns:
+        checks.append((R.UNKNOWN_LABEL, ~F.col("_label_known")))
     if use_id:
         checks.append((R.MISSING_ID, F.col("_id").isNull() | (F.trim("_id") == "")))
     return raw.withColumn("_reason", first_reason(checks))
@@ -190,6 +212,24 @@ def unparseable_warning(cfg: Config, count: int, shown: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- load
 
+def read_label_names(cfg: Config) -> dict[str, str] | None:
+    """`ingest.label_names` as a mapping: as given, or read from its JSON or YAML file."""
+    given = cfg.ingest.label_names
+    if not isinstance(given, str):
+        return given
+    try:
+        loaded = yaml.safe_load(storage.read_text(given))  # JSON is YAML
+    except (OSError, storage.StorageError, yaml.YAMLError) as exc:
+        raise StageError(f"ingest.label_names={given}: cannot read it ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(loaded, dict):
+        raise StageError(f"ingest.label_names={given}: the file must hold a mapping of label values to names "
+                         f"(JSON or YAML), not {type(loaded).__name__}")
+    try:
+        return check_label_names({str(k): str(v) for k, v in loaded.items()})
+    except ValueError as exc:
+        raise StageError(f"ingest.label_names={given}: {exc}") from None
+
+
 def count_by_reason(classified: DataFrame) -> tuple[int, dict[str, int], dict[str, bool]]:
     """(valid rows, quarantined rows per reason, {"parsed"/"text"/"label": whether any record has it})."""
     rows = classified.groupBy("_reason").agg(
@@ -221,6 +261,9 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
     batch_id = ic.batch_id or stage_run_id
     use_id = ic.id_column is not None and ic.format != "text"
     raw = read_source(spark, cfg)
+    names = read_label_names(cfg) if has_labels(cfg) else None
+    if names:
+        raw = name_labels(raw, names)
     classified = classify_records(raw, ic.max_text_chars, ic.require_label and has_labels(cfg), use_id)
     classified = classified.persist()
     try:
@@ -261,6 +304,7 @@ def ingest(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
         "quarantined": quarantined,
         **({"unparseable_rows": located} if located else {}),
         **({"warnings": warnings} if warnings else {}),
+        **({"label_names": names} if names else {}),
         "batch_id": batch_id,
         "bronze_version": bronze.version(spark),
         "tables": {"bronze": str(bronze), "quarantine": str(quarantine)},

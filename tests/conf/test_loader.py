@@ -206,3 +206,14 @@ def test_a_long_value_is_cut_in_the_error_line():
             load_config(overrides=[override])
         assert len(str(err.value)) < 1500 and "\n" not in str(err.value)
         assert "100,0" in str(err.value)  # ... (100,002 characters)
+
+
+def test_label_names_take_numbered_keys_and_refuse_an_empty_or_shared_name(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("ingest:\n  label_names: {1: World, 2: Sports}\n")
+    assert load_config(config_file=str(cfg_file)).ingest.label_names == {"1": "World", "2": "Sports"}
+    assert load_config(overrides=["ingest.label_names=conf/classes.yaml"]).ingest.label_names == "conf/classes.yaml"
+    with pytest.raises(ConfigError, match="ingest.label_names: label name 'World' is given to 2 values"):
+        load_config(overrides=["ingest.label_names.1=World", "ingest.label_names.2=World"])
+    with pytest.raises(ConfigError, match="ingest.label_names: .*no key or name may be empty"):
+        load_config(overrides=["ingest.label_names.1="])

@@ -367,3 +367,52 @@ def test_back_quoted_metastore_names_are_quoted_in_every_statement(spark, tmp_pa
     assert summary["inserted"] == 1 and again["inserted"] == 0
     assert spark.table("default.lb_quoted_bronze").count() == 1
     assert spark.table("default.lb_quoted_quarantine").count() == 1
+
+
+# --------------------------------------------------------------------------- label names
+
+AG_NEWS = [  # the AG News layout: no header, class index, title, description
+    ("3", "Wall St. Bears Claw Back Into the Black", "Short-sellers, Wall Street's dwindling band of ultra-cynics."),
+    ("2", "Phelps wins again", "Michael Phelps won his fifth gold medal of the Games on Tuesday night."),
+    (" 4 ", "New chip design", "A new chip design promises faster phones and longer battery life."),
+    ("7", "Odd one", "A record whose class index the mapping does not know."),
+    ("", "No class", "A record without a class index at all, which a labelled corpus cannot keep."),
+]
+
+
+def _headerless_csv(path):
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(AG_NEWS)
+    return path
+
+
+def test_a_headerless_csv_is_read_by_position_and_numbered_labels_get_their_names(spark, tmp_path):
+    src = _headerless_csv(tmp_path / "train.csv")
+    summary, cfg = _run(spark, tmp_path / "lh", f"ingest.source={src}", "ingest.format=csv",
+                        "ingest.options.header=false", "ingest.text_column=_c2", "ingest.label_column=_c0",
+                        "ingest.label_names.1=World", "ingest.label_names.2=Sports", "ingest.label_names.3=Business",
+                        "ingest.label_names.4=Sci/Tech")
+    assert _adds_up(summary), summary
+    assert summary["inserted"] == 3
+    assert summary["quarantined"] == {R.MISSING_LABEL: 1, R.UNKNOWN_LABEL: 1}
+    assert summary["label_names"]["3"] == "Business"
+    assert sorted(r["label"] for r in _bronze(spark, cfg).collect()) == ["Business", "Sci/Tech", "Sports"]
+    unknown = _quarantine(spark, cfg).where(f"reason = '{R.UNKNOWN_LABEL}'").collect()
+    assert len(unknown) == 1 and "Odd one" in unknown[0]["raw_record"]  # the raw record, with its code
+
+
+def test_label_names_come_from_a_yaml_file_and_a_file_without_a_mapping_is_a_one_line_error(spark, tmp_path):
+    src = _headerless_csv(tmp_path / "train.csv")
+    names = tmp_path / "classes.yaml"
+    names.write_text("1: World\n2: Sports\n3: Business\n4: Sci/Tech\n7: Other\n")
+    common = [f"ingest.source={src}", "ingest.format=csv", "ingest.options.header=false", "ingest.text_column=_c2",
+              "ingest.label_column=_c0"]
+    summary, cfg = _run(spark, tmp_path / "lh", *common, f"ingest.label_names={names}")
+    assert summary["inserted"] == 4 and summary["quarantined"] == {R.MISSING_LABEL: 1}
+    assert "Other" in {r["label"] for r in _bronze(spark, cfg).collect()}
+    names.write_text("- World\n- Sports\n")
+    with pytest.raises(StageError, match="must hold a mapping of label values to names"):
+        _run(spark, tmp_path / "lh2", *common, f"ingest.label_names={names}")
+    names.write_text("1: World\n2: World\n")
+    with pytest.raises(StageError, match="'World' is given to 2 values"):
+        _run(spark, tmp_path / "lh3", *common, f"ingest.label_names={names}")
