@@ -17,7 +17,7 @@ default it is scored as it is (`score.normalize`).
 Output: the `predictions` Delta table (`tables.predictions`), one row per (doc_id, model
 name, model version): the label and label id, the probability of each class, the token count,
 truncation and `[UNK]` count, the normalization applied, the source and its Delta version, the
-scoring time, and the hash of the text it scored. A MERGE on that key inserts only rows the
+scoring time, the hash of the text it scored, and the engine that ran the model. A MERGE on that key inserts only rows the
 model version has not scored, so a rerun scores nothing and new source rows are the only ones
 scored; a row whose text changed since it was scored is scored again and its prediction
 replaced (`rescored`, counted within `scored` and `skipped`). Rows that cannot be scored
@@ -28,6 +28,11 @@ replaced (`rescored`, counted within `scored` and `skipped`). Rows that cannot b
 The model runs in `mapInArrow`: each Python worker downloads nothing and loads the model once
 (from a zip archive Spark ships with `addArchive`), sorts each Arrow batch by length, and uses the GPU
 Spark assigned to the task (`spark.task.resource.gpu.amount`) with bf16, else the task's CPUs.
+`score.engine` picks what runs the model: torch, or one of the ONNX exports that training
+logged with it (`training.export`: fp32, int8) in one ONNX Runtime session per Python worker;
+`auto` is torch on a GPU and on CPU the fastest export that passed its check against PyTorch.
+An export that is missing or below its bound is replaced by the next one (onnx-int8 -> onnx ->
+torch) with a printed warning; the predictions' `engine` column and the summary say which ran.
 
 When the scored rows have labels, an evaluation (accuracy, macro and per-class
 precision/recall/F1, the confusion matrix, expected calibration error with a reliability

@@ -419,7 +419,7 @@ class Trainer:
         manifest = self.data.manifest
         with tempfile.TemporaryDirectory(prefix="lakebert-onnx-") as exports:  # into the logged model's files
             record, export_warnings = export_checked(self.model, self.data.splits[VALIDATION], self.data.pad_id,
-                                                     exports) if self.cfg.mlflow.log_model else (None, [])
+                                                     exports) if self.cfg.mlflow.log_model and tracker.run_id else (None, [])
             self.warnings += export_warnings
             tracker.log_step(step, record.metrics() if record else {})
             registered = tracker.log_model(self.cfg, self.model, manifest.tokenizer_path,
