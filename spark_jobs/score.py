@@ -17,7 +17,7 @@ default it is scored as it is (`score.normalize`).
 Output: the `predictions` Delta table (`tables.predictions`), one row per (doc_id, model
 name, model version): the label and label id, the probability of each class, the token count,
 truncation and `[UNK]` count, the normalization applied, the source and its Delta version, the
-scoring time, and the hash of the text it scored. A MERGE on that key inserts only rows the
+scoring time, the hash of the text it scored, and the engine that ran the model. A MERGE on that key inserts only rows the
 model version has not scored, so a rerun scores nothing and new source rows are the only ones
 scored; a row whose text changed since it was scored is scored again and its prediction
 replaced (`rescored`, counted within `scored` and `skipped`). Rows that cannot be scored
@@ -28,6 +28,11 @@ replaced (`rescored`, counted within `scored` and `skipped`). Rows that cannot b
 The model runs in `mapInArrow`: each Python worker downloads nothing and loads the model once
 (from a zip archive Spark ships with `addArchive`), sorts each Arrow batch by length, and uses the GPU
 Spark assigned to the task (`spark.task.resource.gpu.amount`) with bf16, else the task's CPUs.
+`score.engine` picks what runs the model: torch, or one of the ONNX exports that training
+logged with it (`training.export`: fp32, int8) in one ONNX Runtime session per Python worker;
+`auto` is torch on a GPU and on CPU the fastest export that passed its check against PyTorch.
+An export that is missing or below its bound is replaced by the next one (onnx-int8 -> onnx ->
+torch) with a printed warning; the predictions' `engine` column and the summary say which ran.
 
 When the scored rows have labels, an evaluation (accuracy, macro and per-class
 precision/recall/F1, the confusion matrix, expected calibration error with a reliability
@@ -62,7 +67,7 @@ from pyspark.sql import functions as F
 from conf import Config
 from conf.errors import StageError
 from spark_jobs.scoring.evaluate import BASELINE_BATCH_ROWS, drift_report, evaluation_frame, labelled_rows
-from spark_jobs.scoring.executor import score_documents, ship_model
+from spark_jobs.scoring.executor import choose_engine_for, score_documents, ship_model
 from spark_jobs.scoring.registry import ScoringModel, load_baseline, load_model
 from spark_jobs.scoring.score_run import log_score_run
 from spark_jobs.scoring.source import CONTENT, Source, prepare, read_input
@@ -94,23 +99,27 @@ def score(spark: SparkSession, cfg: Config, stage_run_id: str) -> dict:
 
     totals = prepared.agg(F.count("*").alias("read"), F.count_distinct("doc_id").alias("ids")).first()
     todo = not_scored(one_per_doc(prepared), scored_by(predictions.read(spark), model))
+    engine, engine_warnings = choose_engine_for(spark, sc, model)
+    for warning in engine_warnings:
+        print(warning, flush=True)
     model_file = ship_model(spark, model)
-    rows = to_predictions(score_documents(todo, model_file, sc.batch_size), model, bundle.labels, normalization,
-                          source, stage_run_id)
+    rows = to_predictions(score_documents(todo, model_file, sc.batch_size, engine), model, bundle.labels,
+                          normalization, source, stage_run_id, engine)
     with arrow_batch_rows(spark, sc.arrow_batch_rows):
         # a document whose text changed since this model version scored it replaces its prediction
         inserted, rescored = predictions.merge(spark, rows, KEY, update="*",
                                                when=f"NOT (t.{CONTENT} <=> s.{CONTENT})")
     counts = count_run(spark, predictions, stage_run_id, totals, inserted, rescored)
 
-    run_report = report(spark, cfg, model, bundle, source, prepared, predictions.read(spark), counts) \
+    run_report = report(spark, cfg, model, bundle, source, prepared, predictions.read(spark), counts, engine) \
         if inserted or rescored else None
     seconds = time.perf_counter() - started
     summary = ScoreSummary(counts, model=model.uri, model_name=model.name, model_version=model.version,
                            model_run_id=model.run_id, normalization=normalization, source=source.location,
                            source_version=source.version, predictions_table=str(predictions), report=run_report,
-                           rows_per_second=round(counts.scored / seconds, 1) if seconds else None)
-    for line in summary.lines():
+                           rows_per_second=round(counts.scored / seconds, 1) if seconds else None,
+                           engine=engine, engine_warnings=tuple(engine_warnings))
+    for line in summary.lines()[len(engine_warnings):]:  # the engine's warnings were printed before scoring
         print(line, flush=True)
     return summary.to_dict()
 
@@ -142,7 +151,7 @@ def count_run(spark: SparkSession, predictions: Table, stage_run_id: str, totals
 
 
 def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source: Source, prepared: DataFrame,
-           predictions: DataFrame, counts: Counts) -> Report:
+           predictions: DataFrame, counts: Counts, engine: str) -> Report:
     """Evaluation (labelled rows, the linear baseline beside the model) and drift over this input
     as the model version scored it, logged to one MLflow run."""
     sc = cfg.score
@@ -161,7 +170,7 @@ def report(spark: SparkSession, cfg: Config, model: ScoringModel, bundle, source
     rows = sum(drift["length"]["scored"]) if drift else 0
     note = f"not judged: {rows} scored rows, fewer than score.drift_min_rows={sc.drift_min_rows}" \
         if drift and rows < sc.drift_min_rows else None
-    return Report(mlflow_run_id=log_score_run(STAGE, cfg, model, source, evaluation, drift, counts, baseline),
+    return Report(mlflow_run_id=log_score_run(STAGE, cfg, model, source, evaluation, drift, counts, baseline, engine),
                   warnings=drift_warnings(drift, sc.drift_threshold, rows, sc.drift_min_rows),
                   evaluation=Figures.of(evaluation) if labelled else None, baseline=Figures.of(baseline),
                   drift_psi={key: drift[key]["psi"] for key in DRIFT_KEYS} if drift else None,

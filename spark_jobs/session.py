@@ -45,6 +45,7 @@ SPARK_REMOTE_ENV = "SPARK_REMOTE"
 CONNECT_SETTABLE = "spark.sql."  # the settings a Spark Connect client may set on its session
 # A Spark job shorter than this shows no progress line at all.
 SPARK_PROGRESS_AFTER_S = 2.0
+TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"  # GPUs per task: train's ranks, score's executors
 SPARK_POLL_S = 0.5
 
 

@@ -34,7 +34,7 @@ from conf.schema import model_name_problem
 import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
-from spark_jobs.session import is_connect
+from spark_jobs.session import TASK_GPU_AMOUNT, is_connect
 from spark_jobs.stage import SettingError, StageError, run_stage
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
 from training import job
@@ -45,7 +45,6 @@ from training.tracking.store import SQLITE, TrackingError, tracking_uri
 from training.trial import TrialSpec
 
 STAGE = "train"
-TASK_GPU_AMOUNT = "spark.task.resource.gpu.amount"
 EXECUTOR_GPU_AMOUNT = "spark.executor.resource.gpu.amount"
 ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*exitcode\s*:\s*(-?\d+)"
                         r"(?:\s*\(pid:\s*(\d+)\))?.*?traceback\s*:\s*([^\n]+)", re.S)

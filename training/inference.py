@@ -4,6 +4,7 @@
     bundle = ModelBundle.read(local_model_dir)     # max length, truncation side and labels: from the model
     classifier = Classifier(bundle, device="cpu", batch_size=64)
     out = classifier.predict(["some text", ...])   # Predictions: probabilities [n, k], tokens, truncated, unk
+    classifier = OnnxClassifier(bundle, onnx_file, threads=2, batch_size=64)   # the same, by ONNX Runtime
 
 Everything that decides the model's input comes from the logged model itself, never from the
 current config: the tokenizer (`components/tokenizer/tokenizer.json`), the maximum length
@@ -11,7 +12,9 @@ current config: the tokenizer (`components/tokenizer/tokenizer.json`), the maxim
 tokenizer's `truncation_side`) and the label names (`id2label`). Texts are encoded by the
 same `tokenization.Encoder` that tokenized the training data, so a text gives the ids it
 would have given at training time. Batches are sorted by length to cut padding, and the
-forward pass runs under `torch.inference_mode`, with bf16 autocast on a GPU.
+forward pass runs under `torch.inference_mode`, with bf16 autocast on a GPU. `OnnxClassifier`
+differs in one thing, the forward pass: one of the model's ONNX exports (`training.export`) in an
+ONNX Runtime session, on the same encoder and the same length-sorted batches.
 
 No Spark here: `lakebert score` calls this from `mapInArrow` on the executors, and it runs
 as well in a plain Python process.
@@ -92,6 +95,46 @@ class Predictions:
         return np.where(np.isnan(self.probabilities[:, 0]), -1, np.nan_to_num(self.probabilities).argmax(axis=1))
 
 
+def sorted_probabilities(ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, batch_size: int, pad_id: int,
+                         logits_fn) -> np.ndarray:
+    """Class probabilities [n, k] of n encoded rows (`ids[offsets[i]:offsets[i + 1]]`), in batches of
+    rows of similar length (little padding); `logits_fn(input_ids, attention_mask) -> logits`, both
+    int64 [batch, width]. Every engine runs its rows through this, and so does the export check."""
+    order = np.argsort(lengths, kind="stable")
+    out = None
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = int(lengths[chunk].max())
+        input_ids = np.full((len(chunk), width), pad_id, np.int64)
+        mask = np.zeros((len(chunk), width), np.int64)
+        for j, i in enumerate(chunk):
+            input_ids[j, :lengths[i]] = ids[offsets[i]:offsets[i + 1]]
+            mask[j, :lengths[i]] = 1
+        logits = np.asarray(logits_fn(input_ids, mask), np.float32)
+        if out is None:
+            out = np.empty((len(order), logits.shape[1]), np.float32)
+        out[chunk] = softmax(logits)
+    return out if out is not None else np.empty((0, 0), np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def onnx_session(path: str | Path, threads: int):
+    """An ONNX Runtime CPU session with `threads` intra-op threads (one operator at a time: the
+    Spark task's cores, no more)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: its warnings would reach the console from every worker
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class Classifier:
     """A logged model, loaded once, that turns texts into class probabilities."""
 
@@ -117,18 +160,28 @@ class Classifier:
         if self.bundle.unk_id is not None:
             is_unk = (ids == self.bundle.unk_id).astype(np.int32)
             out.unk[rows] = np.add.reduceat(is_unk, offsets[:-1]) if len(ids) else 0
-        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        out.probabilities[rows] = sorted_probabilities(ids, offsets, lengths, self.batch_size, self.bundle.pad_id,
+                                                       self.logits)
+        return out
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The forward pass of one padded batch (int64 [batch, width]) -> float32 logits [batch, k]."""
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with torch.inference_mode(), autocast:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                width = int(lengths[chunk].max())
-                input_ids = np.full((len(chunk), width), self.bundle.pad_id, np.int64)
-                mask = np.zeros((len(chunk), width), np.int64)
-                for j, i in enumerate(chunk):
-                    input_ids[j, :lengths[i]] = ids[offsets[i]:offsets[i + 1]]
-                    mask[j, :lengths[i]] = 1
-                logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
-                                    attention_mask=torch.from_numpy(mask).to(self.device)).logits
-                out.probabilities[rows[chunk]] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+            logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
+                                attention_mask=torch.from_numpy(attention_mask).to(self.device)).logits
+            return logits.float().cpu().numpy()
+
+
+class OnnxClassifier(Classifier):
+    """A logged model's ONNX export (`training.export`) in an ONNX Runtime session on the CPU:
+    the same encoder and length-sorted batches as `Classifier`, another forward pass."""
+
+    def __init__(self, bundle: ModelBundle, onnx_file: str | Path, threads: int = 1, batch_size: int = 64):
+        self.bundle = bundle
+        self.batch_size = batch_size
+        self.encoder = Encoder(bundle.tokenizer_json, bundle.max_length, bundle.truncation_side)
+        self.session = onnx_session(onnx_file, threads)
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from training.champion import champion_score_fn
 from training.checkpoint import CheckpointManager, rng_state
 from training.confusion import is_better
 from training.data import Prefetcher, TokenizedSplit, batches
+from training.export import EXPORT_DIR, export_checked
 from training.distributed import DistEnv, all_gather, barrier, broadcast
 from training.guards import degenerate_check, imbalance_warning
 from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, StepTotals
@@ -415,10 +417,16 @@ class Trainer:
         tracker.log_baseline(step, baseline)
         self.baseline, self.warnings = baseline.summary, self.warnings + baseline.warnings
         manifest = self.data.manifest
-        registered = tracker.log_model(self.cfg, self.model, manifest.tokenizer_path,
-                                       manifest.max_length or 512, manifest.truncation_side or "right",
-                                       self.data.example_text(),
-                                       card=model_card(self.cfg, manifest, str(self.data.manifest_path), final))
+        with tempfile.TemporaryDirectory(prefix="lakebert-onnx-") as exports:  # into the logged model's files
+            record, export_warnings = export_checked(self.model, self.data.splits[VALIDATION], self.data.pad_id,
+                                                     exports) if self.cfg.mlflow.log_model and tracker.run_id else (None, [])
+            self.warnings += export_warnings
+            tracker.log_step(step, record.metrics() if record else {})
+            registered = tracker.log_model(self.cfg, self.model, manifest.tokenizer_path,
+                                           manifest.max_length or 512, manifest.truncation_side or "right",
+                                           self.data.example_text(),
+                                           card=model_card(self.cfg, manifest, str(self.data.manifest_path), final),
+                                           extra={EXPORT_DIR: exports} if record else None)
         score = champion_score_fn(self.cfg, plan_client(self.plan), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,

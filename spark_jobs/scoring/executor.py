@@ -1,12 +1,15 @@
 """The model on the executors: shipped once per session, loaded once per Python worker, run in `mapInArrow`.
 
-    model_file = ship_model(spark, model)                          # on the driver
-    scored = score_documents(rows, model_file, cfg.score.batch_size)  # -> SCORED_SCHEMA
+    engine, warnings = choose_engine_for(spark, cfg.score, model)  # on the driver: torch, onnx or onnx-int8
+    model_file = ship_model(spark, model)
+    scored = score_documents(rows, model_file, cfg.score.batch_size, engine)  # -> SCORED_SCHEMA
 
 Each Python worker downloads nothing and loads the model once (from the zip archive Spark
 ships with `addArchive`, or as a session artifact under Spark Connect), sorts each Arrow batch
 by length (`training.inference.Classifier`), and uses the GPU Spark assigned to the task
-(`spark.task.resource.gpu.amount`) with bf16, else the task's CPUs.
+(`spark.task.resource.gpu.amount`) with bf16, else the task's CPUs. With an ONNX engine it
+holds one ONNX Runtime session instead (`training.inference.OnnxClassifier`: the same
+tokenizer and batches), its intra-op threads the task's cores (`spark.task.cpus`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,30 @@ from spark_jobs.scoring.model_cache import ARCHIVE
 from spark_jobs.scoring.registry import ScoringModel
 from spark_jobs.scoring.source import CONTENT
 from spark_jobs.scoring.transforms import PREDICTIONS_SCHEMA
-from spark_jobs.session import is_connect
+from spark_jobs.session import TASK_GPU_AMOUNT, is_connect
+from training.export import EXPORT_DIR, FILES, TORCH, ExportRecord, choose_engine
 
-# What the executors return for each row, next to doc_id.
 # What the executors return: the predictions table's own fields, in this order.
 SCORED_SCHEMA = StructType([PREDICTIONS_SCHEMA[name] for name in (
     "doc_id", "label_id", "probabilities", "tokens", "truncated", "unk_tokens", "skip_reason", CONTENT)])
 
-_CLASSIFIERS: dict[str, object] = {}  # per Python worker: the model, loaded once
+_CLASSIFIERS: dict[tuple[str, str], object] = {}  # per Python worker: the model, loaded once per engine
+
+
+def choose_engine_for(spark: SparkSession, sc, model: ScoringModel) -> tuple[str, list[str]]:
+    """`score.engine` for this model and session -> (torch, onnx or onnx-int8; warnings): auto
+    means torch when Spark gives tasks a GPU (`spark.task.resource.gpu.amount`)."""
+    try:
+        gpu = float(spark.conf.get(TASK_GPU_AMOUNT, "0") or 0) > 0
+    except ValueError:
+        gpu = False
+    try:
+        record = ExportRecord.read(os.path.join(model.local_dir, EXPORT_DIR))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        record = None
+        print(f"WARNING (score): the model's {EXPORT_DIR}/ record cannot be read ({exc}); its exports are not used",
+              flush=True)
+    return choose_engine(sc.engine, record, sc.int8_min_agreement, gpu)
 
 
 def ship_model(spark: SparkSession, model: ScoringModel) -> str:
@@ -46,32 +65,43 @@ def ship_model(spark: SparkSession, model: ScoringModel) -> str:
     return os.path.basename(archive)
 
 
-def score_documents(rows: DataFrame, model_file: str, batch_size: int) -> DataFrame:
+def score_documents(rows: DataFrame, model_file: str, batch_size: int, engine: str = TORCH) -> DataFrame:
     """(doc_id, text or null, skip_reason, text_hash) -> SCORED_SCHEMA, the model running on the executors."""
-    return rows.select("doc_id", "text", "skip_reason", CONTENT).mapInArrow(score_batches_fn(model_file, batch_size),
-                                                                            SCORED_SCHEMA)
+    return rows.select("doc_id", "text", "skip_reason", CONTENT).mapInArrow(
+        score_batches_fn(model_file, batch_size, engine), SCORED_SCHEMA)
 
 
-def _classifier(path: str, batch_size: int):
-    if path not in _CLASSIFIERS:
-        import torch
+def _classifier(path: str, batch_size: int, engine: str):
+    if (path, engine) not in _CLASSIFIERS:
         from pyspark import TaskContext
 
-        from training.inference import Classifier, ModelBundle
+        from training.inference import ModelBundle
 
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         context = TaskContext.get()
-        gpus = (context.resources().get("gpu") if context else None)
-        if gpus is not None and gpus.addresses and torch.cuda.is_available():
-            device = f"cuda:{gpus.addresses[0]}"
+        cpus = max(1, context.cpus() if context else 1)
+        bundle = ModelBundle.read(path)
+        if engine == TORCH:
+            import torch
+
+            from training.inference import Classifier
+
+            gpus = (context.resources().get("gpu") if context else None)
+            if gpus is not None and gpus.addresses and torch.cuda.is_available():
+                device = f"cuda:{gpus.addresses[0]}"
+            else:
+                device = "cpu"
+                torch.set_num_threads(cpus)
+            _CLASSIFIERS[path, engine] = Classifier(bundle, device, batch_size)
         else:
-            device = "cpu"
-            torch.set_num_threads(max(1, context.cpus() if context else 1))
-        _CLASSIFIERS[path] = Classifier(ModelBundle.read(path), device, batch_size)
-    return _CLASSIFIERS[path]
+            from training.inference import OnnxClassifier
+
+            _CLASSIFIERS[path, engine] = OnnxClassifier(bundle, os.path.join(path, EXPORT_DIR, FILES[engine]), cpus,
+                                                        batch_size)
+    return _CLASSIFIERS[path, engine]
 
 
-def score_batches_fn(model_file: str, batch_size: int):
+def score_batches_fn(model_file: str, batch_size: int, engine: str = TORCH):
     """The `mapInArrow` function: Arrow batches of (doc_id, text or null, skip_reason, text_hash) -> SCORED_SCHEMA."""
 
     def score_batches(batches):
@@ -80,7 +110,7 @@ def score_batches_fn(model_file: str, batch_size: int):
         import pyarrow.compute as pc
         from pyspark import SparkFiles
 
-        classifier = _classifier(SparkFiles.get(model_file), batch_size)
+        classifier = _classifier(SparkFiles.get(model_file), batch_size, engine)
         for batch in batches:
             texts = batch.column("text").to_pylist()
             out = classifier.predict(texts)

@@ -1,6 +1,6 @@
 """The score run in MLflow: one run in `mlflow.experiment`, tagged with the scored model version.
 
-    run_id = log_score_run("score", cfg, model, source, evaluation, drift, counts, baseline)
+    run_id = log_score_run("score", cfg, model, source, evaluation, drift, counts, baseline, engine="onnx")
 
 It holds the counts (`score/*`), the evaluation (`eval/*`, `evaluation.json`, the reliability
 diagram) when the input has labels, the linear baseline's figures beside it (`baseline/eval/*`),
@@ -17,13 +17,14 @@ from spark_jobs.scoring.registry import ScoringModel
 from spark_jobs.scoring.source import Source
 from spark_jobs.scoring.summary import Counts
 from training.evaluation import DRIFT_KEYS, EVALUATION_KEYS
-from training.tracking.tags import (TAG_SCORE_SOURCE, TAG_SCORE_SOURCE_VERSION, TAG_SCORED_MODEL, TAG_SCORED_NAME,
-                                    TAG_SCORED_RUN, TAG_SCORED_VERSION, TAG_STAGE)
+from training.tracking.tags import (TAG_SCORE_ENGINE, TAG_SCORE_SOURCE, TAG_SCORE_SOURCE_VERSION, TAG_SCORED_MODEL,
+                                    TAG_SCORED_NAME, TAG_SCORED_RUN, TAG_SCORED_VERSION, TAG_STAGE)
 
 
 def log_score_run(stage: str, cfg: Config, model: ScoringModel, source: Source, evaluation: dict | None,
-                  drift: dict | None, counts: Counts, baseline: dict | None = None) -> str:
-    """One MLflow run in `mlflow.experiment`, tagged with the stage's name and the scored model version."""
+                  drift: dict | None, counts: Counts, baseline: dict | None = None, engine: str | None = None) -> str:
+    """One MLflow run in `mlflow.experiment`, tagged with the stage's name, the scored model version
+    and the engine that ran it."""
     from mlflow.entities import Metric, RunTag
 
     from conf import redact
@@ -34,7 +35,7 @@ def log_score_run(stage: str, cfg: Config, model: ScoringModel, source: Source, 
     client = store_client(tracking_uri(cfg))
     tags = {TAG_STAGE: stage, TAG_SCORED_MODEL: model.uri, TAG_SCORED_NAME: model.name,
             TAG_SCORED_VERSION: model.version, TAG_SCORED_RUN: str(model.run_id),
-            TAG_SCORE_SOURCE: source.location, TAG_SCORE_SOURCE_VERSION: str(source.version)}
+            TAG_SCORE_SOURCE: source.location, TAG_SCORE_SOURCE_VERSION: str(source.version), TAG_SCORE_ENGINE: str(engine)}
     run = client.create_run(experiment_id(client, cfg), run_name=f"score-{model.name}-v{model.version}",
                             tags=redact(tags, by_key=False))
     run_id, now = run.info.run_id, int(time.time() * 1000)

@@ -100,6 +100,10 @@ class ScoreSummary:
     report: Report | None = None
     """None: this run wrote no prediction (up to date)."""
     rows_per_second: float | None = None
+    engine: str | None = None
+    """What ran the model (score.engine resolved): torch, onnx or onnx-int8."""
+    engine_warnings: tuple[str, ...] = ()
+    """Why the engine asked for was not used (an export missing or below its agreement bound)."""
 
     def to_dict(self) -> dict:
         """The JSON summary (keys and their order as lakebert has always written them)."""
@@ -109,6 +113,9 @@ class ScoreSummary:
                "source_version": self.source_version, "tables": {"predictions": self.predictions_table}}
         out.update(self.report.to_dict() if self.report else {"status": UP_TO_DATE, "warnings": []})
         out["rows_per_second"] = self.rows_per_second
+        out["engine"] = self.engine
+        if self.engine_warnings:
+            out["engine_warnings"] = list(self.engine_warnings)
         return out
 
     @classmethod
@@ -123,13 +130,15 @@ class ScoreSummary:
                             summary.get("drift_rows", 0), summary.get("drift_note"))
         return cls(counts, summary["model"], summary["model_name"], summary["model_version"], summary["model_run_id"],
                    summary["normalization"], summary["source"], summary["source_version"],
-                   summary["tables"]["predictions"], report, summary.get("rows_per_second"))
+                   summary["tables"]["predictions"], report, summary.get("rows_per_second"), summary.get("engine"),
+                   tuple(summary.get("engine_warnings", ())))
 
     def lines(self) -> list[str]:
-        """What score prints: a warning per drifted measure, then the model vs its linear baseline."""
+        """What score prints: the engine's warnings, a warning per drifted measure, then the model vs
+        its linear baseline."""
         if self.report is None:
-            return []
-        out = list(self.report.warnings)
+            return list(self.engine_warnings)
+        out = [*self.engine_warnings, *self.report.warnings]
         model, baseline = self.report.evaluation, self.report.baseline
         if model and baseline:
             out.append(f"score: model vs linear baseline on {baseline.examples:,} labelled rows: macro F1 "
@@ -139,6 +148,7 @@ class ScoreSummary:
     def line(self) -> str:
         """One human line: what was scored, by which model version, and how well."""
         c, model = self.counts, f"{self.model_name} version {self.model_version}"
+        model += f" ({self.engine})" if self.engine else ""
         if self.report is None:
             return f"up to date: {c.already_scored:,} documents already scored by {model}"
         text = (f"{c.scored:,} of {c.read:,} rows scored by {model} into {self.predictions_table} "

@@ -47,11 +47,12 @@ PREDICTIONS_SCHEMA = StructType([
     StructField("stage_run_id", StringType(), True),
     StructField("scored_at", TimestampType(), True),
     StructField("text_hash", StringType(), True),  # sha256 of the source text as read: a changed text is scored again
+    StructField("engine", StringType(), True),  # what ran the model: torch, onnx or onnx-int8 (score.engine)
 ])
 
 
 def to_predictions(scored: DataFrame, model: ScoringModel, labels: tuple[str, ...], normalization: str,
-                   source: Source, stage_run_id: str) -> DataFrame:
+                   source: Source, stage_run_id: str, engine: str) -> DataFrame:
     """The executors' output (`executor.SCORED_SCHEMA`) -> rows of PREDICTIONS_SCHEMA."""
     names = F.array(*[F.lit(label) for label in labels])
     return scored.select(
@@ -62,7 +63,7 @@ def to_predictions(scored: DataFrame, model: ScoringModel, labels: tuple[str, ..
         F.when(F.col("label_id").isNotNull(), names).alias("labels"), "skip_reason", "tokens", "truncated",
         "unk_tokens", F.lit(normalization).alias("normalization"), F.lit(source.location).alias("source"),
         F.lit(source.version).cast("long").alias("source_version"), F.lit(stage_run_id).alias("stage_run_id"),
-        F.current_timestamp().alias("scored_at"), CONTENT,
+        F.current_timestamp().alias("scored_at"), CONTENT, F.lit(engine).alias("engine"),
     )
 
 

@@ -13,14 +13,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from pyspark.sql import SparkSession
 
 from spark_jobs.filters import DropReason
 from spark_jobs.ingest import IngestReason
 from spark_jobs.score import main, score
+from spark_jobs.scoring.registry import load_model
 from spark_jobs.stage import StageError
 from spark_jobs.tables import PREDICTIONS, SILVER, resolve_table
 from tests.conftest import TEST_SPARK, make_config
-from training.tracking.tags import TAG_SCORED_VERSION, TAG_STAGE
+from training.export import EXPORT_DIR, FILES, ONNX, ONNX_INT8, ExportRecord
+from training.tracking.tags import TAG_SCORE_ENGINE, TAG_SCORED_VERSION, TAG_STAGE
 from training.tracking.store import tracking_uri
 
 
@@ -52,11 +55,11 @@ def predictions_of(spark, cfg, run_id: str | None = None) -> pd.DataFrame:
 def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(spark, trained, monkeypatch, capsys):
     import mlflow
 
-    cfg = scoring(trained, "score.split=test", "score.model=models:/lakebert-classifier/1")
+    cfg = scoring(trained, "score.split=test", "score.model=models:/lakebert-classifier/1", "score.engine=torch")
     first = score(spark, cfg, "s1")
     printed = capsys.readouterr().out
     assert first["read"] == first["scored"] > 50 and first["skipped"] == 0 and first["already_scored"] == 0
-    assert first["model_version"] == "1" and first["normalization"].startswith("silver")
+    assert first["model_version"] == "1" and first["normalization"].startswith("silver") and first["engine"] == "torch"
     ours = predictions_of(spark, cfg, "s1")
     silver = resolve_table(cfg, SILVER).read(spark).where("split = 'test'").toPandas()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(cfg))  # pyfunc's store, for this test only
@@ -92,6 +95,78 @@ def test_predictions_equal_pyfunc_on_the_same_texts_then_a_rerun_scores_nothing(
     assert again["status"] == "up_to_date" and again["scored"] == 0 and again["skipped"] == 0
     assert again["already_scored"] == again["read"] == first["read"]
     assert len(predictions_of(spark, cfg)) == first["scored"]
+
+
+def pyfunc_labels(cfg, model_uri: str, monkeypatch) -> pd.Series:
+    import mlflow
+
+    silver = resolve_table(cfg, SILVER).read(SparkSession.getActiveSession()).where("split = 'test'").toPandas()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(cfg))  # pyfunc's store, for this test only
+    return pd.Series(mlflow.pyfunc.load_model(model_uri).predict(silver[["text"]])["label"].values, index=silver.doc_id)
+
+
+def test_every_engine_gives_the_pyfunc_models_labels_and_records_itself(spark, trained, monkeypatch):
+    theirs = pyfunc_labels(trained, "models:/lakebert-classifier/1", monkeypatch)
+    record = ExportRecord.read(Path(load_model(scoring(trained, "score.model=models:/lakebert-classifier/1")).local_dir)
+                               / EXPORT_DIR)
+    assert record is not None and record.check(ONNX).agreement == 1.0  # training logged the exports with the model
+    client = MlflowClient(tracking_uri(trained))
+    run = client.get_run(client.get_model_version("lakebert-classifier", "1").run_id)
+    assert run.data.metrics["export/onnx-int8/agreement"] == record.check(ONNX_INT8).agreement
+    for engine in (ONNX, ONNX_INT8):
+        cfg = scoring(trained, "score.split=test", "score.model=models:/lakebert-classifier/1",
+                      f"score.engine={engine}", f"tables.predictions=pred_{engine.replace('-', '_')}")
+        out = score(spark, cfg, f"e-{engine}")
+        ours = predictions_of(spark, cfg)
+        assert out["engine"] == engine and set(ours.engine) == {engine} and "engine_warnings" not in out
+        assert MlflowClient(tracking_uri(cfg)).get_run(out["mlflow_run_id"]).data.tags[TAG_SCORE_ENGINE] == engine
+        same = (ours.loc[theirs.index, "label"] == theirs).mean()
+        # fp32 is PyTorch's function; int8 is held to the agreement bound its export passed
+        assert same == 1.0 if engine == ONNX else same >= cfg.score.int8_min_agreement - 1 / len(theirs)
+
+
+def test_a_model_whose_int8_export_is_below_the_bound_is_scored_with_the_next_engine_and_a_warning(
+        spark, trained, tmp_path, capsys):
+    """The registered model's files with a faulty int8 export (of the model with two classes
+    swapped), checked against the real model as training checks it, logged as a new run's model."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tokenization import Encoder
+    from training.export import check_exports, quantize_int8, write_fp32
+    from training.inference import ModelBundle
+
+    folder = tmp_path / "model"
+    shutil.copytree(load_model(scoring(trained, "score.model=models:/lakebert-classifier/1")).local_dir, folder)
+    bundle = ModelBundle.read(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(bundle.model_dir).eval()
+    swapped = AutoModelForSequenceClassification.from_pretrained(bundle.model_dir).eval()
+    with torch.no_grad():
+        swapped.classifier.weight[[0, 1]] = swapped.classifier.weight[[1, 0]].clone()
+        swapped.classifier.bias[[0, 1]] = swapped.classifier.bias[[1, 0]].clone()
+    write_fp32(swapped, tmp_path / "swapped.onnx")
+    quantize_int8(tmp_path / "swapped.onnx", folder / EXPORT_DIR / FILES[ONNX_INT8])
+    texts = [r.text for r in resolve_table(trained, SILVER).read(spark).where("split = 'validation'").collect()]
+    ids, offsets, _, _ = Encoder(bundle.tokenizer_json, bundle.max_length, bundle.truncation_side).encode(texts)
+    record = check_exports(model, folder / EXPORT_DIR, [ids[offsets[i]:offsets[i + 1]] for i in range(len(texts))],
+                           bundle.pad_id)
+    figure = f"{record.check(ONNX_INT8).agreement:.2%}"
+    assert record.check(ONNX_INT8).agreement < 0.995 and record.check(ONNX).agreement == 1.0
+    client = MlflowClient(tracking_uri(trained))
+    run = client.create_run(client.get_experiment_by_name(trained.mlflow.experiment).experiment_id)
+    client.log_artifacts(run.info.run_id, str(folder), "model")
+    client.set_terminated(run.info.run_id)
+
+    cfg = scoring(trained, "score.split=test", f"score.model=runs:/{run.info.run_id}/model",
+                  "score.engine=onnx-int8", "tables.predictions=pred_int8_below")
+    out = score(spark, cfg, "below")
+    warning = (f"WARNING (score): score.engine=onnx-int8: its onnx-int8 export agrees with PyTorch on {figure} of "
+               f"{len(texts):,} validation rows, below score.int8_min_agreement=99.50%; scoring with onnx")
+    assert out["engine"] == "onnx" and out["engine_warnings"] == [warning]
+    assert warning in capsys.readouterr().out.splitlines()
+    assert set(predictions_of(spark, cfg).engine) == {"onnx"}
 
 
 def test_only_new_source_rows_are_scored(spark, trained, tmp_path):

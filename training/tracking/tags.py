@@ -34,6 +34,7 @@ TAG_SCORED_VERSION = "lakebert.scored_model_version"
 TAG_SCORED_RUN = "lakebert.scored_model_run_id"
 TAG_SCORE_SOURCE = "lakebert.score_source"
 TAG_SCORE_SOURCE_VERSION = "lakebert.score_source_delta_version"
+TAG_SCORE_ENGINE = "lakebert.score_engine"  # torch, onnx or onnx-int8
 # lakebert tune: the study's parent run, and each trial's run (a child of it through MLflow's own tag)
 TAG_PARENT_RUN = "mlflow.parentRunId"
 TAG_STUDY = "lakebert.tune.study"

@@ -81,7 +81,7 @@ class NullTracker:
         return []
 
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
-                  example_text: str, card: str | None = None) -> dict | None:
+                  example_text: str, card: str | None = None, extra: dict[str, str] | None = None) -> dict | None:
         return None
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
@@ -203,8 +203,10 @@ class MlflowTracker(NullTracker):
         return [redact(w, by_key=False) for w in warnings]
 
     def log_model(self, cfg: Config, model, tokenizer_path: str, max_length: int, truncation_side: str,
-                  example_text: str, card: str | None = None) -> dict | None:
+                  example_text: str, card: str | None = None, extra: dict[str, str] | None = None) -> dict | None:
         """The transformers flavor (model, tokenizer, signature, input example), registered if asked.
+        `extra`: {folder name: local folder} copied into the logged model's files (its ONNX exports,
+        `training.export`), which every download of the model brings along.
         The model carries its input settings: `max_length` in the pyfunc config, the truncation
         side in the tokenizer's config (what `lakebert score` and `pyfunc.load_model` use).
 
@@ -234,6 +236,8 @@ class MlflowTracker(NullTracker):
             model_config={"truncation": True, "max_length": max_length},
             model_card=ModelCard(card) if card else None,
             registered_model_name=name, pip_requirements=model_requirements())
+        for folder_name, local in (extra or {}).items():
+            self.client.log_model_artifacts(info.model_id, local, folder_name)
         if not name:
             return None
         version = str(info.registered_model_version)

@@ -26,7 +26,7 @@ def test_the_json_summary_keeps_its_keys_their_order_and_four_decimals():
     assert list(summary) == [
         "read", "scored", "skipped", "already_scored", "rescored", "duplicate_ids", "skipped_by_reason", "model",
         "model_name", "model_version", "model_run_id", "normalization", "source", "source_version", "tables",
-        "mlflow_run_id", "warnings", "evaluation", "baseline", "drift_psi", "drift_rows", "rows_per_second"]
+        "mlflow_run_id", "warnings", "evaluation", "baseline", "drift_psi", "drift_rows", "rows_per_second", "engine"]
     assert summary["evaluation"] == {"accuracy": 0.8333, "f1_macro": 0.8123, "precision_macro": 0.8,
                                      "recall_macro": 0.8, "ece": 0.0412, "examples": 6}
     assert summary["baseline"]["f1_macro"] == 0.7056 and summary["drift_psi"]["length"] == 0.0123
@@ -72,3 +72,14 @@ def test_the_summary_comes_back_from_its_dict_as_a_stage_record_holds_it():
 def test_the_counts_are_the_score_runs_metrics_without_the_reasons():
     assert COUNTS.figures() == {"read": 10, "scored": 6, "skipped": 2, "already_scored": 1, "rescored": 1,
                                 "duplicate_ids": 1}
+
+
+def test_the_engine_is_in_the_summary_and_its_line_and_a_fallback_warning_is_printed_first():
+    fallback = "WARNING (score): score.engine=onnx-int8: its onnx-int8 export agrees ...; scoring with onnx"
+    summary = ScoreSummary(COUNTS, **MODEL, report=Report("mlflow-run", [WARNING]), engine="onnx",
+                           engine_warnings=(fallback,))
+    d = summary.to_dict()
+    assert (d["engine"], d["engine_warnings"]) == ("onnx", [fallback])
+    assert summary.lines() == [fallback, WARNING]
+    assert summary.line().startswith("6 of 10 rows scored by clf version 3 (onnx) into predictions")
+    assert ScoreSummary.from_dict(json.loads(json.dumps(d))) == summary

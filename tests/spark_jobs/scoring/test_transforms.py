@@ -38,9 +38,10 @@ def test_a_prediction_row_names_its_label_and_a_skipped_row_has_none(spark):
         [("ok", 1, [0.25, 0.75], 9, False, 0, None, "h1"), ("skipped", None, None, None, None, None, "too_long", "h2")],
         "doc_id string, label_id int, probabilities array<float>, tokens int, truncated boolean, unk_tokens int, "
         "skip_reason string, text_hash string")
-    rows = to_predictions(scored, _Model, ("health", "sports"), "clean:nfkc", _Source, "run-1")
+    rows = to_predictions(scored, _Model, ("health", "sports"), "clean:nfkc", _Source, "run-1", "onnx-int8")
     assert [f.name for f in rows.schema] == PREDICTIONS_SCHEMA.fieldNames()
     got = {r.doc_id: r for r in rows.collect()}
     assert (got["ok"].label, got["ok"].probability, got["ok"].labels) == ("sports", 0.75, ["health", "sports"])
     assert (got["ok"].model_version, got["ok"].source_version, got["ok"].stage_run_id) == ("3", 7, "run-1")
+    assert {r.engine for r in got.values()} == {"onnx-int8"}  # what ran the model, on every row it wrote
     assert got["skipped"].label is None and got["skipped"].labels is None and got["skipped"].skip_reason == "too_long"
