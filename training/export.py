@@ -26,7 +26,9 @@ No Spark here. An export that fails is a warning, never a failed training: score
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,3 +253,13 @@ def export_checked(model, split, pad_id: int, folder: str | Path) -> tuple[Expor
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return None, [redact(f"the model's ONNX export failed, it is logged without one "
                              f"(score runs it with PyTorch): {type(exc).__name__}: {first}", by_key=False)]
+
+
+@contextmanager
+def model_exports(model, split, pad_id: int, enabled: bool = True):
+    """`export_checked` into a temporary folder that lives while the block runs (the logged
+    model's files are copied from it) -> (the record or None, the warnings, {EXPORT_DIR: folder}
+    for `log_model`'s `extra`, or None when there is nothing to log)."""
+    with tempfile.TemporaryDirectory(prefix="lakebert-onnx-") as folder:
+        record, warnings = export_checked(model, split, pad_id, folder) if enabled else (None, [])
+        yield record, warnings, ({EXPORT_DIR: folder} if record else None)

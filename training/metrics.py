@@ -81,6 +81,15 @@ def _all_gather_1d(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([o[:int(s.item())] for o, s in zip(out, sizes)])
 
 
+def png_bytes(figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    import io
+
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    return image.getvalue()
+
+
 def confusion_figure(matrix: list[list[int]], labels: list[str], title: str):
     """The confusion matrix as a matplotlib figure (rows: true label, columns: predicted).
 

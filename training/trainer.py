@@ -24,10 +24,8 @@ weights as an uninterrupted one, and logs no step twice.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -47,11 +45,11 @@ from training.champion import champion_score_fn
 from training.checkpoint import CheckpointManager, rng_state
 from training.confusion import is_better
 from training.data import Prefetcher, TokenizedSplit, batches
-from training.export import EXPORT_DIR, export_checked
+from training.export import model_exports
 from training.distributed import DistEnv, all_gather, barrier, broadcast
 from training.guards import degenerate_check, imbalance_warning
 from training.meter import PROGRESS_PREFIX, Progress, StepMeter, StepRecord, StepTotals
-from training.metrics import MetricAccumulator, confusion_figure
+from training.metrics import MetricAccumulator, confusion_figure, png_bytes
 from training.model import build_model
 from training.pruning import NullReporter
 from training.result import DONE, TrainResult
@@ -406,9 +404,7 @@ class Trainer:
             tracker.log_dict({"labels": names, "matrix": metrics["confusion_matrix"]},
                              f"eval/confusion_matrix_{split}.json")
             figure = confusion_figure(metrics["confusion_matrix"], names, f"{split} (best checkpoint)")
-            image = io.BytesIO()
-            figure.savefig(image, format="png")
-            storage.write_bytes(storage.join(self.out_dir, f"confusion_matrix_{split}.png"), image.getvalue())
+            storage.write_bytes(storage.join(self.out_dir, f"confusion_matrix_{split}.png"), png_bytes(figure))
             tracker.log_figure(figure, f"eval/confusion_matrix_{split}.png")
         tracker.log_step(step, _scalars(check.metrics(), VALIDATION))
         tracker.set_tags({TAG_DEGENERATE: str(check.degenerate).lower(),
@@ -417,16 +413,15 @@ class Trainer:
         tracker.log_baseline(step, baseline)
         self.baseline, self.warnings = baseline.summary, self.warnings + baseline.warnings
         manifest = self.data.manifest
-        with tempfile.TemporaryDirectory(prefix="lakebert-onnx-") as exports:  # into the logged model's files
-            record, export_warnings = export_checked(self.model, self.data.splits[VALIDATION], self.data.pad_id,
-                                                     exports) if self.cfg.mlflow.log_model and tracker.run_id else (None, [])
-            self.warnings += export_warnings
+        with model_exports(self.model, self.data.splits[VALIDATION], self.data.pad_id,
+                           self.cfg.mlflow.log_model and bool(tracker.run_id)) as (record, more, exports):
+            self.warnings += more
             tracker.log_step(step, record.metrics() if record else {})
             registered = tracker.log_model(self.cfg, self.model, manifest.tokenizer_path,
                                            manifest.max_length or 512, manifest.truncation_side or "right",
                                            self.data.example_text(),
                                            card=model_card(self.cfg, manifest, str(self.data.manifest_path), final),
-                                           extra={EXPORT_DIR: exports} if record else None)
+                                           extra=exports)
         score = champion_score_fn(self.cfg, plan_client(self.plan), manifest,
                                   self.data.splits[VALIDATION], self.data.tokenizer, self.env.device)
         champion = tracker.promote(self.cfg, registered, final[VALIDATION][self.tc.select_metric], check.degenerate,
