@@ -29,7 +29,7 @@ from pathlib import Path
 from conf import Config, redact
 from tokenization.dataset import MANIFEST, Manifest, Source
 from training.tracking.lineage import flat_params
-from training.tracking.registry import champion_decision, register_run_model
+from training.tracking.registry import champion_decision, set_registration_tags
 from training.tracking.runs import RESUME, RunPlan, log_params, plan_client
 from training.tracking.tags import (
     CHECKPOINT_ARTIFACTS,
@@ -234,14 +234,17 @@ class MlflowTracker(NullTracker):
             {"model": model, "tokenizer": tokenizer}, name=MODEL_ARTIFACT, task="text-classification",
             input_example=pd.DataFrame({"text": [example_text]}),
             model_config={"truncation": True, "max_length": max_length},
-            model_card=ModelCard(card) if card else None, pip_requirements=model_requirements())
+            model_card=ModelCard(card) if card else None,
+            registered_model_name=name, pip_requirements=model_requirements())
+        # After registration (MLflow registers inside log_model): a score that loads the version in
+        # between finds no exports and runs it with PyTorch, which is right, only slower.
         for folder_name, local in (extra or {}).items():
             self.client.log_model_artifacts(info.model_id, local, folder_name)
         if not name:
             return None
-        # registered only now, with every file in place: a score that loads the new version
-        # always finds its exports
-        return {"name": name, "version": register_run_model(self.client, name, self.run_id)}
+        version = str(info.registered_model_version)
+        set_registration_tags(self.client, self.run_id, name, version)
+        return {"name": name, "version": version}
 
     def promote(self, cfg: Config, registered: dict | None, candidate: float, degenerate: bool,
                 champion_score, below_baseline: str | None = None) -> dict | None:
