@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ KEY = ("doc_id", "audit_run_id")
 FOLD_MLFLOW = {"registered_model": None, "champion_alias": None, "log_model": False, "log_checkpoints": False}
 NOISE_ARTIFACT, NOISE_JSON = "audit/noise_matrix.png", "audit/noise_matrix.json"
 LOWEST_ARTIFACT, COUNTS_ARTIFACT = "audit/lowest_quality.json", "audit/counts_per_class.json"
+_SAY = threading.Lock()  # fold jobs side by side share the console
 SCHEMA_DDL = ("doc_id string, audit_run_id string, label string, label_id int, suggested_label string, "
               "suggested_label_id int, label_quality double, rank long, is_issue boolean, fold int, "
               "fold_run_id string, silver_table string, silver_version long")
@@ -118,7 +120,7 @@ def last_train_seconds(client, experiment: str) -> float | None:
 
 def cost_line(cfg: Config, audited: int, train_rows: int, seconds: float | None) -> str:
     k = cfg.audit.folds
-    line = (f"audit: K={k} folds over {audited} of {train_rows} labelled train rows: {k} train jobs, each on "
+    line = (f"audit: K={k} folds over {audited} of {train_rows} labelled train rows: {k} train jobs, each on about "
             f"{(k - 1) * audited // k} rows, {cfg.audit.parallel_folds} at a time")
     if seconds is None:
         return line + "; no finished train job in this experiment to estimate the time from"
@@ -136,6 +138,11 @@ def parent_run(cfg: Config, client, key: str) -> str:
     return run.info.run_id
 
 
+def say(line: str) -> None:
+    with _SAY:
+        console.current().say(line)
+
+
 def run_fold(fold: FoldJob, parent: str, folds: int) -> tuple[str, HeldOut]:
     """Train fold k's job (unless it finished before), then predict the fold -> (its run id, predictions)."""
     cfg, data = fold.cfg, fold.data
@@ -145,13 +152,14 @@ def run_fold(fold: FoldJob, parent: str, folds: int) -> tuple[str, HeldOut]:
                                 tags={TAG_PARENT_RUN: parent, TAG_AUDIT_FOLD: str(fold.number)})
     except TrackingError as exc:
         raise StageError(str(exc)) from None
-    say = console.current().say
     if plan.status == runs.UP_TO_DATE:
         say(f"audit: fold {fold.number + 1}/{folds}: its job finished before (run {plan.run_id})")
     else:
         say(f"audit: fold {fold.number + 1}/{folds}: training on {data.manifest.split(TRAIN).rows} rows "
             f"(run {plan.run_id})")
-        launch(cfg, plan, data)
+        result = launch(cfg, plan, data)
+        for line in result.warnings:  # a degenerate fold model makes poor out-of-fold probabilities
+            say(f"audit: fold {fold.number + 1}/{folds}: warning: {line}")
     try:
         held = predict_split(cfg, data, TEST, storage.join(job.output_dir(cfg, data.manifest), job.BEST))
     except ValueError as exc:
