@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.audit import NOISE_ARTIFACT, audit
+from spark_jobs.audit import NOISE_ARTIFACT, audit, cost_line
 from spark_jobs.audit_folds import FOLD, assign_folds, sample_rows
 from tests.conftest import make_config, tokenized_sample
 from tokenization.dataset import TokenizedDataset
@@ -23,6 +23,14 @@ AUDIT = ["audit.folds=3", "train.epochs=1", "train.batch_size=16", "train.num_pr
 def lakehouse(spark, tmp_path_factory):
     return tokenized_sample(spark, tmp_path_factory.mktemp("audit") / "lh", 300, 11, "tokenize.vocab_size=800",
                             "tokenize.max_length=32")
+
+
+def test_the_cost_line_states_k_the_rows_and_an_estimate_scaled_from_the_last_train_job():
+    cfg = make_config("/tmp/unused", "audit.folds=4", "audit.parallel_folds=2", "train.num_processes=2")
+    line = cost_line(cfg, audited=500, train_rows=1000, seconds=600)
+    # 4 jobs on 3/4 of half the rows, 2 at a time: 600 s * 4 * 3/4 * 1/2 / 2 = 450 s
+    assert "K=4 folds over 500 of 1000" in line and "4 train jobs" in line and "about 7.5 min" in line
+    assert "no finished train job" in cost_line(cfg, 500, 1000, None)
 
 
 def test_folds_follow_doc_id_alone_whatever_the_row_order(spark):
