@@ -80,10 +80,12 @@ class FoldJob:
 
 
 def audit_key(cfg: Config, source: TokenizedDataset) -> str:
-    """What makes an audit: the data, the train settings that change the models, K, seed, sample."""
-    train = {k: v for k, v in cfg.train.model_dump().items() if k not in job.NOT_IN_JOB_KEY | {"num_processes"}}
+    """What makes an audit: the data, the train settings that make the fold jobs (their processes
+    too: each fold job's key has them), K, seed, sample."""
+    train = {k: v for k, v in cfg.train.model_dump().items() if k not in job.NOT_IN_JOB_KEY}
     identity = {"train": train, "data": source.manifest.content_hash, "tokenizer": source.manifest.tokenizer_fingerprint,
-                "folds": cfg.audit.folds, "seed": cfg.audit.seed, "sample": cfg.audit.sample_fraction}
+                "folds": cfg.audit.folds, "seed": cfg.audit.seed, "sample": cfg.audit.sample_fraction,
+                "parallel": cfg.audit.parallel_folds}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
