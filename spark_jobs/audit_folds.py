@@ -92,5 +92,5 @@ def write_fold(spark, source: TokenizedDataset, rows: DataFrame, k: int, folds: 
         files[split], splits[split] = _write_split(frame.select(*columns), folder, split)
     manifest = replace(source.manifest, files=files, splits=splits, rows=sum(s.rows for s in splits.values()),
                        content_hash=key, created_by_run=run_id, extends=None, keys=None, cross_split_duplicates={},
-                       data_report=None, truncation_rate=None)
+                       truncation_rate=None)  # the source's data report stays: the fold's rows are its rows
     return TokenizedDataset.publish(root, key, manifest)
