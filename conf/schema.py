@@ -21,7 +21,7 @@ from storage.location import Location
 # Each section has its home (`conf.fields`: the value types; `conf.train_schema`, `conf.tune_schema`:
 # the train and tune sections); `Config`, the whole, gathers them here, and the names the rest
 # of lakebert reads from the schema are importable from it.
-__all__ = ["AUTO_TOKENIZER", "FINE_TUNING_DEFAULTS", "FROM_SCRATCH_DEFAULTS", "PRESET", "PRESET_NAMES", "SPLITS",
+__all__ = ["AUTO_TOKENIZER", "AuditConfig", "FINE_TUNING_DEFAULTS", "FROM_SCRATCH_DEFAULTS", "PRESET", "PRESET_NAMES", "SPLITS",
            "TEST", "TINY", "TRAIN", "TRAIN_TOKENIZER", "VALIDATION", "CleanConfig", "Config", "IngestConfig",
            "MlflowConfig", "NearDedupConfig", "ScoreConfig", "TokenizeConfig", "TrainConfig", "TuneConfig",
            "is_pretrained", "model_name_problem"]
@@ -57,6 +57,9 @@ class TablesConfig(Section):
     """Label -> label_id, written by clean; new labels get the next ids, never renumbered."""
     predictions: TableLocation = "predictions"
     """`lakebert score`'s output: one row per (doc_id, model name, model version)."""
+    label_issues: TableLocation = "label_issues"
+    """`lakebert audit`'s output: one row per (doc_id, audit run): the given and suggested label,
+    the label-quality score, its rank, whether confident learning flags it, and its fold."""
 
 
 class SparkConfig(Section):
@@ -333,6 +336,23 @@ class ScoreConfig(Section):
 
 
 
+class AuditConfig(Section):
+    """`lakebert audit`: out-of-fold probabilities for the labelled train rows (K train jobs),
+    then confident learning (cleanlab) over them."""
+
+    folds: int = Field(5, ge=2, le=50)
+    """K: each fold's rows are predicted by a model trained on the other K-1 folds (K train jobs)."""
+    seed: int = 0
+    """The fold assignment (and the subsample) hash `doc_id` with this seed: the same rows, the same folds."""
+    sample_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    """Audit only this share of the labelled train rows (chosen by hashing `doc_id`), to cut the K
+    trainings' cost; 1.0 = every row."""
+    parallel_folds: int = Field(1, ge=1)
+    """Fold jobs at once, each with `train.num_processes / parallel_folds` processes (as `tune.parallel_trials`)."""
+    lowest_rows: int = Field(50, ge=0)
+    """The lowest-quality rows logged to the audit's MLflow run as a table."""
+
+
 class Config(Section):
     lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
     tables: TablesConfig = Field(default_factory=TablesConfig)
@@ -344,4 +364,5 @@ class Config(Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 

@@ -23,7 +23,7 @@ DAGS = REPO / "airflow_dags"
 PAT = "ghp_AirflowRenderedSecret0123456789"
 HEAVY = ("pyspark", "torch", "transformers", "mlflow", "spark_jobs", "training")
 SCRIPTS = {"ingest": "ingest.py", "clean": "clean.py", "tokenize": "tokenize_silver.py", "train": "train.py",
-           "score": "score.py", "tune": "tune.py"}
+           "score": "score.py", "tune": "tune.py", "audit": "audit.py"}
 
 INSPECT = """
 import json, sys
@@ -86,24 +86,26 @@ def test_dagbag_has_no_import_errors_and_parsing_imports_nothing_heavy(parsed):
     assert parsed["heavy"] == []
 
 
-def test_dag_runs_the_four_stages_in_order_then_score_when_asked_and_tune_beside_train_when_asked(parsed):
+def test_dag_runs_the_four_stages_in_order_then_score_when_asked_and_audit_and_tune_beside_train_when_asked(parsed):
     tasks = parsed["tasks"]
-    assert list(tasks) == ["ingest", "clean", "tokenize", "train", "score_requested", "score", "tune_requested",
-                           "tune"]
-    assert [tasks[t]["downstream"] for t in tasks] == [["clean"], ["tokenize"], ["train", "tune_requested"],
-                                                       ["score_requested"], ["score"], [], ["tune"], []]
-    assert tasks["score_requested"]["operator"] == tasks["tune_requested"]["operator"] == "ShortCircuitOperator"
+    assert list(tasks) == ["ingest", "clean", "tokenize", "train", "audit_requested", "audit", "score_requested",
+                           "score", "tune_requested", "tune"]
+    assert [tasks[t]["downstream"] for t in tasks] == [["clean"], ["tokenize"],
+                                                       ["audit_requested", "train", "tune_requested"],
+                                                       ["score_requested"], ["audit"], [], ["score"], [], ["tune"], []]
+    requested = ("audit_requested", "score_requested", "tune_requested")
+    assert {tasks[t]["operator"] for t in requested} == {"ShortCircuitOperator"}
     for name, task in tasks.items():
-        if name in ("score_requested", "tune_requested"):
+        if name in requested:
             continue
         assert task["operator"] == "LakebertSubmitOperator"  # a SparkSubmitOperator, overrides in its environment
         assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 120
-        assert task["timeout"] == {"train": 12, "score": 4, "tune": 48}.get(name, 2) * 3600
+        assert task["timeout"] == {"train": 12, "score": 4, "tune": 48, "audit": 48}.get(name, 2) * 3600
         assert task["conn_id"] == "lakebert_spark"
         assert Path(task["application"]) == REPO / "spark_jobs" / SCRIPTS[name]
         assert task["packages"] == delta_package()  # the DAG's constant matches the installed pair
     assert parsed["max_active_runs"] == 1 and parsed["doc_md"] is True
-    assert parsed["params"] == ["env", "overrides", "score", "source", "tune"]
+    assert parsed["params"] == ["audit", "env", "overrides", "score", "source", "tune"]
 
 
 def test_lakebert_args_macro_registers_override_secrets_with_airflows_masker(tmp_path):

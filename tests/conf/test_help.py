@@ -96,7 +96,8 @@ def test_unknown_section_or_key_is_a_one_line_error(name, message):
 
 
 def test_every_command_names_which_config_it_reads():
-    assert set(COMMAND_CONFIG) == {"run", "ingest", "clean", "tokenize", "train", "score", "tune", "sample-data"}
+    assert set(COMMAND_CONFIG) == {"run", "ingest", "clean", "tokenize", "train", "audit", "score", "tune",
+                                   "sample-data"}
     assert COMMAND_CONFIG["sample-data"] == ()
 
 

@@ -21,9 +21,9 @@ NOT_READ = {"score": {"ingest.source", "ingest.format"}}
 
 
 def test_the_pipeline_its_on_demand_stages_and_the_commands_come_from_the_records():
-    assert list(stages()) == ["run", "ingest", "clean", "tokenize", "train", "score", "tune", "sample-data"]
+    assert list(stages()) == ["run", "ingest", "clean", "tokenize", "train", "audit", "score", "tune", "sample-data"]
     assert [s.name for s in steps()] == ["ingest", "clean", "tokenize", "train"]
-    assert [(s.name, s.after) for s in on_demand()] == [("score", "train"), ("tune", "tokenize")]
+    assert [(s.name, s.after) for s in on_demand()] == [("audit", "tokenize"), ("score", "train"), ("tune", "tokenize")]
     assert stages()["tokenize"].script == "spark_jobs/tokenize_silver.py"
     assert all((REPO / stage.script).is_file() for stage in stages().values())
 

@@ -3,7 +3,7 @@
     from training.tracking.tags import TAG_JOB_KEY, TAG_REGISTERED_VERSION
     client.search_runs([experiment], filter_string=f"tags.`{TAG_JOB_KEY}` = '{key}'")
 
-Train, tune and score write and read these names; nothing else spells them.
+Train, tune, audit and score write and read these names; nothing else spells them.
 """
 
 TAG_JOB_KEY = "lakebert.job_key"
@@ -45,6 +45,9 @@ TAG_BEST_RUN = "lakebert.tune.best_run_id"
 TAG_BEST_PARAMS = "lakebert.tune.best_params"  # JSON
 TAG_STUDY_STORAGE = "lakebert.tune.storage"  # redacted
 TRIAL_PRUNED, TRIAL_COMPLETE = "pruned", "complete"
+# lakebert audit: the audit's parent run (found again by its key) and each fold job's run (a child of it)
+TAG_AUDIT = "lakebert.audit.key"
+TAG_AUDIT_FOLD = "lakebert.audit.fold"
 
 # A training run's artifacts.
 MODEL_ARTIFACT = "model"

@@ -1,0 +1,84 @@
+"""Class probabilities for every row of a tokenized split, from a job's best checkpoint: how
+`lakebert audit` predicts the fold a model never saw.
+
+    from training.heldout import predict_split
+    out = predict_split(cfg, dataset, "test", checkpoint)   # HeldOut: doc_ids, labels, probabilities [n, k]
+
+The rows are read in the split's file order with their `doc_id` (the training loader reads only
+`input_ids` and `label`), padded by the loader's own `batches` (no bucketing, so the order is
+kept) and run through the model by the trainer's `forward_loss`: the same ids, padding and
+forward pass as the job's final evaluation of that split. The model is built as the job built it
+(`training.model.build_model` with the tokenizer's vocabulary) and its weights are the job's
+best checkpoint (the newest complete one in its `best/` folder). One process, no Spark; CUDA when `train.use_gpu` and a
+GPU is there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conf import Config
+import storage
+from tokenization.dataset import TokenizedDataset
+from training.checkpoint import CheckpointManager
+from training.data import batches
+from training.model import build_model
+from training.trainer import TrainData, forward_loss
+
+ID_COLUMNS = ["doc_id", "input_ids", "label"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A split's rows as predicted: in file order, one probability vector per row."""
+
+    doc_ids: list[str]
+    labels: np.ndarray
+    """int64 [n]: the given label ids."""
+    probabilities: np.ndarray
+    """float32 [n, labels]: softmax of the model's logits."""
+
+
+def read_rows(dataset: TokenizedDataset, split: str) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """The split's (doc_ids, input_ids, labels), file by file."""
+    import pyarrow.parquet as pq
+
+    doc_ids, ids, labels = [], [], []
+    for path in dataset.files(split):
+        filesystem, local = storage.resolve(path)
+        table = pq.read_table(local, columns=ID_COLUMNS, filesystem=filesystem)
+        doc_ids += table.column("doc_id").to_pylist()
+        ids += [np.asarray(row, dtype=np.int64) for row in table.column("input_ids").to_pylist()]
+        labels += table.column("label").to_pylist()
+    return doc_ids, ids, np.asarray(labels, dtype=np.int64)
+
+
+def predict_split(cfg: Config, dataset: TokenizedDataset, split: str, best_dir: str,
+                  batch_size: int | None = None) -> HeldOut:
+    """Every row of `split`, predicted by the newest complete checkpoint under `best_dir` (a
+    job's `best/` folder: `training.job.BEST`)."""
+    import torch
+
+    manager = CheckpointManager(best_dir, keep_last=1)
+    checkpoint = manager.latest()
+    if checkpoint is None:
+        raise ValueError(f"no complete checkpoint under {best_dir}: the job did not finish")
+    data = TrainData.open(dataset)
+    device = torch.device("cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu")
+    model = build_model(cfg.train.model, data.label_map, data.vocab_size)
+    manager.load(checkpoint, model, rank=None)
+    model.to(device).eval()
+    doc_ids, ids, labels = read_rows(dataset, split)
+    out = np.zeros((len(doc_ids), len(data.names)), np.float32)
+    done = 0
+    with torch.inference_mode():
+        for batch in batches(iter(zip(ids, labels.tolist())), batch_size or cfg.train.batch_size, data.pad_id):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits, _ = forward_loss(model, batch, device)
+            n = len(logits)
+            out[done:done + n] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            done += n
+    return HeldOut(doc_ids, labels, out)
+
