@@ -35,8 +35,8 @@ SparkSettings = Annotated[dict[str, str], BeforeValidator(_stringify_mapping)]
 
 
 def check_label_names(value):
-    """`value`, checked: each coded label names one label: no empty name, no name given to two codes (that would
-    merge two labels silently)."""
+    """`value`, checked: each coded label has one name, none empty, and no name is given to two
+    codes (that would merge two labels silently)."""
     if not isinstance(value, dict):
         return value
     value = {key.strip(): name.strip() for key, name in value.items()}

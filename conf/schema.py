@@ -334,8 +334,6 @@ class ScoreConfig(Section):
     validation rows (measured at export time); a score-time setting, so no retraining to change it."""
 
 
-
-
 class AuditConfig(Section):
     """`lakebert audit`: out-of-fold probabilities for the labelled train rows (K train jobs),
     then confident learning (cleanlab) over them."""
