@@ -39,7 +39,10 @@ def check_label_names(value):
     codes (that would merge two labels silently)."""
     if not isinstance(value, dict):
         return value
-    value = {key.strip(): name.strip() for key, name in value.items()}
+    stripped = {key.strip(): name.strip() for key, name in value.items()}
+    if len(stripped) != len(value):
+        raise ValueError("two label values are the same once their spaces are trimmed: give each one once")
+    value = stripped
     if not value or "" in value or "" in value.values():
         raise ValueError("label names map each label value to a name; no key or name may be empty")
     names: dict[str, list[str]] = {}

@@ -5,8 +5,8 @@
     spark-submit spark_jobs/audit.py --set train.local_mode=false
 
 The labelled train rows of the tokenized data that `train` would use (optionally a share of
-them, `audit.sample_fraction`, by doc_id hash) are split into K folds by doc_id
-(`spark_jobs.audit_folds`). Spark writes each fold as an ordinary tokenized dataset (train: the
+them, `audit.sample_fraction`, by doc_id hash) are split into K folds by a hash of their
+token ids, so copies share a fold (`spark_jobs.audit_folds`). Spark writes each fold as an ordinary tokenized dataset (train: the
 other folds; validation: the source's; test: the fold), and each fold is a `lakebert train` job
 with the same `train` settings, launched through TorchDistributor (`spark_jobs.train.launch`;
 `audit.parallel_folds` at once, as tune's trials), whose MLflow run is a child of the audit's
@@ -18,7 +18,7 @@ has a probability vector from a model that never saw it, and cleanlab judges the
 Written: the `label_issues` Delta table (`tables.label_issues`), one row per audited doc_id and
 audit run: given and suggested label, quality score and rank (1 = lowest), `is_issue`, the fold
 and its run, the silver table and Delta version audited; MERGEd on (doc_id, audit_run_id). The
-audit run is found again by its key (data, train settings, K, seed, sample), and so are the
+audit run is found again by its key (data, train settings, K, seed, sample, parallel folds), and so are the
 fold jobs (their job keys): a rerun trains nothing, inserts nothing. The parent run gets the
 rows and issues per class, the noise matrix (PNG and JSON) and the `audit.lowest_rows`
 lowest-quality rows as a table.
@@ -231,21 +231,25 @@ def audit(spark, cfg: Config, stage_run_id: str) -> dict:
     train_rows = labelled(spark.read.parquet(*source.files(TRAIN)))
     rows = assign_folds(sample_rows(train_rows, cfg.audit.sample_fraction, cfg.audit.seed), cfg.audit.folds,
                         cfg.audit.seed).cache()
-    audited, total = rows.count(), train_rows.count()
-    if audited < cfg.audit.folds:
-        raise StageError(f"audit.folds={cfg.audit.folds} needs at least as many audited rows; there are {audited} "
-                         f"(raise audit.sample_fraction)")
-    client = config_client(cfg)
-    print(cost_line(cfg, audited, total, last_train_seconds(client, experiment_id(client, cfg))), flush=True)
-    parent = parent_run(cfg, client, key)
+    try:
+        audited, total = rows.count(), train_rows.count()
+        if audited < cfg.audit.folds:
+            raise StageError(f"audit.folds={cfg.audit.folds} needs at least as many audited rows; there are "
+                             f"{audited} (raise audit.sample_fraction)")
+        client = config_client(cfg)
+        print(cost_line(cfg, audited, total, last_train_seconds(client, experiment_id(client, cfg))), flush=True)
+        parent = parent_run(cfg, client, key)
+    except BaseException:
+        rows.unpersist()
+        raise
     audit_dir = storage.under_root(cfg.lakehouse.root, f"audit/{key}")
     folds = []
-    for k in range(cfg.audit.folds):
-        data = write_fold(spark, source, rows, k, cfg.audit.folds, cfg.audit.seed, cfg.audit.sample_fraction,
-                          audit_dir, stage_run_id)
-        folds.append(FoldJob(k, data, fold_config(cfg, data, key, k)))
-    rows.unpersist()
     try:
+        for k in range(cfg.audit.folds):
+            data = write_fold(spark, source, rows, k, cfg.audit.folds, cfg.audit.seed, cfg.audit.sample_fraction,
+                              audit_dir, stage_run_id)
+            folds.append(FoldJob(k, data, fold_config(cfg, data, key, k)))
+        rows.unpersist()
         results = run_folds(cfg, folds, parent)
         labels = np.concatenate([held.labels for _, held in results])
         quality = assess_labels(labels, np.concatenate([held.probabilities for _, held in results]))
@@ -258,6 +262,7 @@ def audit(spark, cfg: Config, stage_run_id: str) -> dict:
         inserted = table.insert_new(spark, frame, KEY)
         counts = log_audit(client, parent, table_rows, quality, labels, names, cfg.audit.lowest_rows)
     except BaseException:
+        rows.unpersist()  # (a no-op once done)
         client.set_terminated(parent, "FAILED")  # a rerun continues the same audit run
         raise
     client.set_terminated(parent, "FINISHED")

@@ -53,8 +53,10 @@ def sample_rows(rows: DataFrame, fraction: float, seed: int) -> DataFrame:
 
 
 def assign_folds(rows: DataFrame, folds: int, seed: int) -> DataFrame:
-    """`rows` with `fold` in 0..folds-1, from doc_id alone."""
-    return rows.withColumn(FOLD, F.pmod(doc_hash(f"fold-{seed}", F.col("doc_id")), F.lit(folds)).cast("int"))
+    """`rows` with `fold` in 0..folds-1, from their token ids alone: rows with equal ids (a copy
+    under another doc_id, or two texts cut to the same tokens) share a fold, so no held-out row
+    has a copy in its fold model's training data. The same rows, the same folds, in any order."""
+    return rows.withColumn(FOLD, F.pmod(F.xxhash64(F.lit(f"fold-{seed}"), F.col("input_ids")), F.lit(folds)).cast("int"))
 
 
 def fold_key(source: TokenizedDataset, k: int, folds: int, seed: int, fraction: float) -> str:

@@ -224,8 +224,11 @@ def read_label_names(cfg: Config) -> dict[str, str] | None:
     if not isinstance(loaded, dict):
         raise StageError(f"ingest.label_names={given}: the file must hold a mapping of label values to names "
                          f"(JSON or YAML), not {type(loaded).__name__}")
+    named = {str(k): str(v) for k, v in loaded.items()}
+    if len(named) != len(loaded):  # YAML's 1 and "1"
+        raise StageError(f"ingest.label_names={given}: two keys are the same label value as text (such as 1 and '1')")
     try:
-        return check_label_names({str(k): str(v) for k, v in loaded.items()})
+        return check_label_names(named)
     except ValueError as exc:
         raise StageError(f"ingest.label_names={given}: {exc}") from None
 

@@ -29,7 +29,7 @@ import json
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +84,10 @@ class ExportRecord:
         check = self.check(engine)
         if check is None:
             return f"the model has no {engine} export"
-        if engine == ONNX_INT8 and check.agreement < min_int8_agreement:
+        if engine == ONNX_INT8 and not check.agreement >= min_int8_agreement:  # NaN fails too
             return (f"its {engine} export agrees with PyTorch on {check.agreement:.2%} of {check.rows:,} validation "
                     f"rows, below score.int8_min_agreement={min_int8_agreement:.2%}")
-        if engine == ONNX and check.max_prob_diff > FP32_MAX_PROB_DIFF:
+        if engine == ONNX and not check.max_prob_diff <= FP32_MAX_PROB_DIFF:  # NaN (an export gives NaN) fails
             return (f"its {engine} export's probabilities differ from PyTorch's by up to {check.max_prob_diff:.2g} "
                     f"(more than {FP32_MAX_PROB_DIFF:g}: a faulty export)")
         return None
@@ -117,9 +117,13 @@ class ExportRecord:
     @classmethod
     def read(cls, folder: str | Path) -> ExportRecord | None:
         """The record in `folder` (a model's `onnx/`), or None when there is none (a model logged
-        before lakebert exported, or whose export failed)."""
+        before lakebert exported, or whose export failed). A check whose file is not in `folder`
+        (a download taken while the exports were being uploaded) is left out: no such export."""
         path = Path(folder, RECORD_FILE)
-        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        record = cls.from_dict(json.loads(path.read_text()))
+        return replace(record, checks=tuple(c for c in record.checks if Path(folder, c.file).is_file()))
 
 
 def choose_engine(asked: str, record: ExportRecord | None, min_int8_agreement: float, gpu: bool) -> tuple[str, list[str]]:

@@ -2,7 +2,7 @@
 
     from training.label_quality import assess_labels
     quality = assess_labels(labels, probabilities)     # LabelQuality: is_issue, score, suggested, rank, noise
-    quality.issues_per_class(names)                     # {label: flagged rows}
+    quality.issues_per_class(labels, names)             # {label: flagged rows}
 
 `probabilities` must be out-of-sample (`lakebert audit` gets them from K fold models, each
 predicting the rows it never trained on): cleanlab's estimates assume it. What is called:

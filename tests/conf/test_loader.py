@@ -217,3 +217,6 @@ def test_label_names_take_numbered_keys_and_refuse_an_empty_or_shared_name(tmp_p
         load_config(overrides=["ingest.label_names.1=World", "ingest.label_names.2=World"])
     with pytest.raises(ConfigError, match="ingest.label_names: .*no key or name may be empty"):
         load_config(overrides=["ingest.label_names.1="])
+    cfg_file.write_text("ingest:\n  label_names: {'1': World, ' 1': Sports}\n")
+    with pytest.raises(ConfigError, match="same once their spaces are trimmed"):
+        load_config(config_file=str(cfg_file))

@@ -33,12 +33,15 @@ def test_the_cost_line_states_k_the_rows_and_an_estimate_scaled_from_the_last_tr
     assert "no finished train job" in cost_line(cfg, 500, 1000, None)
 
 
-def test_folds_follow_doc_id_alone_whatever_the_row_order(spark):
-    rows = spark.createDataFrame([(f"d{i}",) for i in range(200)], "doc_id string")
+def test_folds_follow_the_token_ids_so_copies_share_a_fold_whatever_the_row_order(spark):
+    rows = spark.createDataFrame([(f"d{i}", [101, i % 150, 102]) for i in range(200)],
+                                 "doc_id string, input_ids array<int>")
     one = assign_folds(rows, 5, seed=1)
     other = assign_folds(rows.orderBy("doc_id", ascending=False).repartition(3), 5, seed=1)
     assertDataFrameEqual(one, other)
-    assert {r[FOLD] for r in one.collect()} == set(range(5))
+    folds = {r["doc_id"]: r[FOLD] for r in one.collect()}
+    assert set(folds.values()) == set(range(5))
+    assert all(folds[f"d{i}"] == folds[f"d{i + 150}"] for i in range(50))  # equal ids, one fold
     assert sample_rows(rows, 0.5, 0).count() == sample_rows(rows.repartition(4), 0.5, 0).count() < 200
 
 

@@ -77,3 +77,16 @@ def test_an_int8_export_below_the_bound_is_replaced_by_the_next_engine_with_a_wa
     assert choose_engine(ONNX_INT8, record_of(0.99), 0.98, gpu=False) == (ONNX_INT8, [])
     engine, warnings = choose_engine(ONNX_INT8, None, 0.995, gpu=False)  # no exports: down to torch, said twice
     assert engine == TORCH and len(warnings) == 2 and "logged without ONNX exports" in warnings[0]
+
+
+def test_an_export_whose_file_is_missing_or_whose_check_gave_nan_is_not_used(tmp_path):
+    checks = (ExportCheck(ONNX, FILES[ONNX], 1.0, float("nan"), 100, 500.0),
+              ExportCheck(ONNX_INT8, FILES[ONNX_INT8], 1.0, 0.01, 100, 900.0))
+    ExportRecord(checks, 100.0, "cpu").write(tmp_path)
+    (tmp_path / FILES[ONNX]).write_bytes(b"onnx")  # the int8 file never arrived (a download during the upload)
+    record = ExportRecord.read(tmp_path)
+    assert record.check(ONNX_INT8) is None
+    assert "differ from PyTorch's by up to nan" in record.problem(ONNX, 0.995)
+    engine, warnings = choose_engine(ONNX_INT8, record, 0.995, gpu=False)
+    assert engine == TORCH and "has no onnx-int8 export" in warnings[0] and "up to nan" in warnings[1]
+    assert choose_engine("auto", record, 0.995, gpu=False)[0] == TORCH
