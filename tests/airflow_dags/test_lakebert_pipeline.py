@@ -183,7 +183,8 @@ def test_dag_test_runs_every_stage_with_spark_submit_on_the_sample(tmp_path):
     output: list[str] = []
     result = _python(RUN, str(DAGS), json.dumps(conf), env=env, timeout=1500, output=output)
     assert result["tasks"] == {"ingest": "success", "clean": "success", "tokenize": "success", "train": "success",
-                               "score_requested": "success", "score": "skipped",  # score, tune: only when asked
+                               "audit_requested": "success", "audit": "skipped",  # audit, score, tune: only when asked
+                               "score_requested": "success", "score": "skipped",
                                "tune_requested": "success", "tune": "skipped"}
     assert result["state"] == "success"
     assert src.is_dir()
