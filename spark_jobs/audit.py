@@ -47,7 +47,7 @@ from spark_jobs.audit_folds import assign_folds, labelled, sample_rows, write_fo
 from spark_jobs.registry import Stage
 from spark_jobs.stage import StageError, run_stage
 from spark_jobs.tables import resolve_table
-from spark_jobs.train import TRAIN_JOB_CONFIG, captured_output, claim_output_dir, launch, preflight
+from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from tokenization.dataset import TokenizedDataset
 from training import job
 from training.heldout import HeldOut, predict_split
@@ -281,7 +281,11 @@ def audit(spark, cfg: Config, stage_run_id: str) -> dict:
 STAGE_RECORD = Stage(
     name=STAGE, body=audit,
     description="K fold train jobs -> out-of-fold probabilities -> cleanlab's label issues (label_issues table)",
-    config=("audit", *TRAIN_JOB_CONFIG, "tables.label_issues", "lakehouse", "spark"),
+    config=("audit", "train", "mlflow",
+            "tables.label_issues",
+            "tokenize.output",  # the data when train.data is null
+            "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",  # as train
+            "lakehouse", "spark"),
     after="tokenize", timeout_hours=48)
 
 

@@ -34,7 +34,6 @@ from conf.schema import model_name_problem
 import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
-from spark_jobs.scoring.registry import RECORDED_CLEAN
 from spark_jobs.session import TASK_GPU_AMOUNT, is_connect
 from spark_jobs.stage import SettingError, StageError, run_stage
 from tokenization.dataset import DataError, Manifest, TokenizedDataset
@@ -295,15 +294,15 @@ def summary_line(summary: dict) -> str:
     return f"trained {summary.get('steps')} steps on {summary.get('world_size')} processes"
 
 
-# What a train job reads, in every stage that launches one (train, tune, audit): its sections,
-# the data when train.data is null, and clean's settings, recorded on the MLflow run as the
-# model's normalization, which score applies.
-TRAIN_JOB_CONFIG = ("train", "mlflow", "tokenize.output", *(f"clean.{key}" for key in RECORDED_CLEAN))
-
 STAGE_RECORD = Stage(
     name=STAGE, body=train,
     description="tokenized Parquet -> trained, evaluated, registered model (TorchDistributor + MLflow)",
-    config=(*TRAIN_JOB_CONFIG, "lakehouse", "spark"),
+    config=("train", "mlflow",
+            "tokenize.output",  # the data when train.data is null
+            # recorded on the MLflow run as the model's normalization, which score applies
+            # (spark_jobs.scoring.registry.RECORDED_CLEAN)
+            "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",
+            "lakehouse", "spark"),
     step=40, timeout_hours=12, summary=summary_line)
 
 

@@ -43,7 +43,7 @@ import storage
 from spark_jobs import console
 from spark_jobs.registry import Stage
 from spark_jobs.stage import run_stage
-from spark_jobs.train import TRAIN_JOB_CONFIG, captured_output, claim_output_dir, launch, preflight
+from spark_jobs.train import captured_output, claim_output_dir, launch, preflight
 from tokenization.dataset import Manifest, TokenizedDataset
 from training.pruning import make_pruner
 from training.tracking import runs
@@ -435,7 +435,10 @@ def tune(spark, cfg: Config, stage_run_id: str) -> dict:
 STAGE_RECORD = Stage(
     name=STAGE, body=tune,
     description="an Optuna study of train jobs over tune.space -> the best model registered @tuned",
-    config=("tune", *TRAIN_JOB_CONFIG, "lakehouse", "spark"),
+    config=("tune", "train", "mlflow",
+            "tokenize.output",  # the data when train.data is null
+            "clean.strip_html", "clean.fix_mojibake", "clean.lowercase", "clean.max_chars", "clean.label_case",  # as train
+            "lakehouse", "spark"),
     after="tokenize", timeout_hours=48)
 
 
