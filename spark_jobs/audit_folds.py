@@ -71,7 +71,7 @@ def fold_root(audit_dir: str, k: int) -> str:
 
 def _write_split(frame: DataFrame, folder: str, split: str) -> tuple[list[str], SplitStats]:
     out = storage.join(folder, DATA_DIR, f"split={split}")
-    frame.coalesce(1).sortWithinPartitions("doc_id").write.mode("overwrite").parquet(out)
+    frame.sortWithinPartitions("doc_id").write.mode("overwrite").parquet(out)  # as many files as tasks, as tokenize
     names = sorted(n for n in storage.listdir(out) if n.endswith(".parquet"))
     counts = {str(r["label"]): int(r["count"]) for r in frame.groupBy("label").count().collect()}
     return [f"{DATA_DIR}/split={split}/{n}" for n in names], SplitStats(rows=sum(counts.values()), label_counts=counts)
